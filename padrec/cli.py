@@ -1,0 +1,39 @@
+"""The `padrec` command line: one subcommand per module, each module owning its arguments.
+
+A command module exposes `add_arguments(parser)` and `run(args) -> int`; this file only wires them
+together, so adding a command never touches another command's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand name -> (module path, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("padrec.server", "start a Triton server on a model repository"),
+    "prepare": ("padrec.commands.prepare", "build a dataset's split and semantic IDs"),
+    "train-target": ("padrec.commands.train_target", "train the target recommender"),
+    "eval": ("padrec.commands.evaluate", "Recall/NDCG of the target's generated lists"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="padrec", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_path, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_path)
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
