@@ -1,0 +1,1 @@
+"""`padrec` subcommands: each module has `add_arguments(parser)` and `run(args) -> int`."""

@@ -1,0 +1,114 @@
+"""All tunable settings in one place, as dataclasses with defaults.
+
+Presets (`TARGET_PRESETS`) name the model sizes the project ships: `tiny` trains in seconds for the
+tests, `default` is the served model (deep enough that one target forward costs >= 10x one draft
+step, trainable on a 2-core CPU in about 45 minutes per dataset), `large` is for GPU hosts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data"
+RAW_DATA_DIR = DATA_DIR / "raw"
+# Derived, committed artifacts per dataset: split, semantic IDs, checkpoints.
+ARTIFACTS_DIR = REPO_ROOT / "artifacts"
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Leave-one-out split in time order: last item = test, second-last = validation."""
+
+    max_history: int = 20  # items of history the model conditions on (the most recent ones)
+    min_sequence: int = 3  # a user needs train + validation + test items
+
+
+@dataclass(frozen=True)
+class SemanticIdConfig:
+    """Residual k-means over item-text embeddings, plus one level that makes every item unique."""
+
+    levels: int = 3
+    codebook_size: int = 256
+    kmeans_iterations: int = 25
+    attribute_weight: float = 0.5  # weight of the attribute (category/brand) part of the item vector
+    attribute_dims: int = 64  # SVD dimensions kept of the attribute multi-hot matrix
+    use_separator: bool = True  # an item is its codes followed by a separator token
+    seed: int = 0
+    encoder_batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A Llama-style decoder: RMSNorm, rotary positions, SwiGLU, tied input/output embedding."""
+
+    d_model: int = 256
+    n_layers: int = 8
+    n_heads: int = 4
+    d_ff: int = 768
+    max_seq_len: int = 384  # cache capacity: BOS + (history + longest list) items x tokens/item
+    dropout: float = 0.0  # dropout costs ~25% of CPU training time; weight decay regularises instead
+    rope_base: float = 10_000.0
+    norm_eps: float = 1e-6
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+TARGET_PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(d_model=64, n_layers=2, n_heads=2, d_ff=128),
+    "default": ModelConfig(),
+    "large": ModelConfig(d_model=768, n_layers=16, n_heads=12, d_ff=2304),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Target training: causal LM over windows of each user's training items."""
+
+    epochs: int = 8
+    window_items: int = 30  # items per training window; covers max_history + a list of 10
+    window_stride_items: int = 15  # long sequences are cut into overlapping windows
+    tokens_per_batch: int = 6144
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 200
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    threads: int = 2
+    max_minutes: float | None = None  # stop early (after the current epoch's evaluation)
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "tiny": TrainConfig(epochs=2, tokens_per_batch=2048, warmup_steps=10, lr=3e-3),
+    "default": TrainConfig(),
+    "large": TrainConfig(epochs=30, lr=6e-4, warmup_steps=1000),
+}
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How a recommendation list is generated."""
+
+    top_n: int = 10
+    max_top_n: int = 50
+    exclude_history: bool = True
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int = 0
+    beam_width: int = 20  # for the beam-search quality reference only
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    ks: tuple[int, ...] = (5, 10)
+    batch_size: int = 64
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+def with_overrides(config, **overrides):
+    """A copy of a frozen config with the non-None overrides applied."""
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,42 @@
+"""Choosing a token from the target's constrained distribution: greedy or sampled."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def constrained_log_probs(logits: np.ndarray, allowed: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """log-softmax of logits[allowed] / temperature: the distribution restricted to allowed tokens."""
+    z = logits[allowed].astype(np.float64) / temperature
+    z -= z.max()
+    return z - np.log(np.exp(z).sum())
+
+
+def top_p_filter(log_probs: np.ndarray, top_p: float) -> np.ndarray:
+    """Keep the smallest set of most likely entries whose mass reaches top_p; renormalise."""
+    if top_p >= 1.0:
+        return log_probs
+    order = np.argsort(-log_probs, kind="stable")
+    mass = np.cumsum(np.exp(log_probs[order]))
+    keep = order[: int(np.searchsorted(mass, top_p) + 1)]
+    out = np.full_like(log_probs, -np.inf)
+    out[keep] = log_probs[keep] - np.log(np.exp(log_probs[keep]).sum())
+    return out
+
+
+def choose_token(
+    logits: np.ndarray, allowed: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator | None
+) -> tuple[int, float]:
+    """The next token and its log-probability under the constrained target distribution.
+
+    temperature 0 is greedy (ties go to the lowest token id); otherwise a sample at that
+    temperature after top-p filtering. The returned log-probability is always at temperature 1,
+    so scores are comparable across decoding settings.
+    """
+    scores = constrained_log_probs(logits, allowed)
+    if temperature <= 0.0:
+        pick = int(np.argmax(scores))
+    else:
+        probs = np.exp(top_p_filter(constrained_log_probs(logits, allowed, temperature), top_p))
+        pick = int(rng.choice(len(allowed), p=probs / probs.sum()))
+    return int(allowed[pick]), float(scores[pick])

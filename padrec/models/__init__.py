@@ -1,0 +1,1 @@
+"""Models: the target recommender (a Llama-style decoder) and the drafts that speed it up."""

@@ -1,0 +1,103 @@
+"""Building blocks shared by the target and the draft: RMSNorm, rotary positions, attention
+with a length-masked read-only cache, SwiGLU.
+
+Attention is written as matmul + softmax with a boolean mask (no fused kernel), so the same code
+trains in torch and exports to ONNX graphs that TensorRT parses (see export/).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope_tables(max_len: int, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin of shape [max_len, head_dim // 2]."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x1, x2) of x [B, H, T, hd] by per-position angles; cos/sin are [B, 1, T, hd/2]."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return rotated.flatten(-2)
+
+
+def attention_mask(past_lengths: torch.Tensor | None, past_capacity: int, new_len: int) -> torch.Tensor:
+    """Boolean [B or 1, 1, T, S + T]: query t may see past key j < length and new keys 0..t.
+
+    Worked example, a row with past length 2 in a cache slice of 3, two new tokens:
+        query 0: [1 1 0 | 1 0]
+        query 1: [1 1 0 | 1 1]
+    """
+    device = past_lengths.device if past_lengths is not None else None
+    causal = torch.ones(new_len, new_len, dtype=torch.bool, device=device).tril()[None, None]  # [1,1,T,T]
+    if past_lengths is None:
+        return causal
+    past = torch.arange(past_capacity, device=device)[None, :] < past_lengths[:, None]  # [B,S]
+    past = past[:, None, None, :].expand(-1, 1, new_len, past_capacity)  # [B,1,T,S]
+    return torch.cat([past, causal.expand(past.shape[0], 1, new_len, new_len)], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+        self.dropout = dropout
+
+    def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
+        """x [B, T, D]; past_k/v [B, H, S, hd] (read-only). Returns y [B, T, D] and this call's k, v."""
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # [B,H,T,hd] each
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        keys = k if past_k is None else torch.cat([past_k, k], dim=2)  # [B,H,S+T,hd]
+        values = v if past_v is None else torch.cat([past_v, v], dim=2)
+        scores = (q @ keys.transpose(-1, -2)) * (q.shape[-1] ** -0.5)  # [B,H,T,S+T]
+        scores = torch.where(mask, scores, torch.finfo(scores.dtype).min)
+        weights = F.dropout(scores.softmax(-1), self.dropout, self.training)
+        y = (weights @ values).transpose(1, 2).reshape(B, T, D)
+        return self.out(y), k, v
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model: int, d_ff: int):
+        super().__init__()
+        self.gate_up = nn.Linear(d_model, 2 * d_ff, bias=False)
+        self.down = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Pre-norm decoder layer: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, eps: float):
+        super().__init__()
+        self.attn_norm = RMSNorm(d_model, eps)
+        self.attn = Attention(d_model, n_heads, dropout)
+        self.mlp_norm = RMSNorm(d_model, eps)
+        self.mlp = SwiGLU(d_model, d_ff)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
+        h, k, v = self.attn(self.attn_norm(x), cos, sin, mask, past_k, past_v)
+        x = x + self.dropout(h)
+        x = x + self.dropout(self.mlp(self.mlp_norm(x)))
+        return x, k, v

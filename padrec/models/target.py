@@ -1,0 +1,131 @@
+"""The target recommender: a decoder-only transformer over semantic-ID tokens.
+
+One forward serves training (no cache), prefill and speculative verification (a read-only cache
+plus n new tokens per row). It returns logits, the last-layer hidden states (the draft's input
+features) and the K/V of the new tokens, which the owner of the cache writes (see `KVCache`); the
+graph itself never touches a cache, which keeps it exportable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from padrec.config import ModelConfig
+from padrec.models.layers import Block, RMSNorm, attention_mask, rope_tables
+
+
+@dataclass
+class ForwardOutput:
+    logits: torch.Tensor  # [B, T, V]
+    hidden: torch.Tensor  # [B, T, D] last layer, after the final norm
+    new_k: torch.Tensor  # [L, B, H, T, hd]
+    new_v: torch.Tensor  # [L, B, H, T, hd]
+
+
+class KVCache:
+    """Pre-allocated K/V per layer for a pool of rows, with the caller owning the length pointers.
+
+    A call scores T new tokens of a row starting at position `start[b]`: everything at or beyond
+    `start[b]` is dropped (rejected draft tokens vanish by moving the pointer back) and the T new
+    entries are written there. The buffer has `slack` spare positions for the tail of a write.
+    """
+
+    def __init__(self, n_layers: int, rows: int, n_heads: int, capacity: int, head_dim: int, slack: int = 16):
+        shape = (n_layers, rows, n_heads, capacity + slack, head_dim)
+        self.k = torch.zeros(shape)
+        self.v = torch.zeros(shape)
+        self.capacity = capacity
+        self.slack = slack
+
+    def view(self, rows: torch.Tensor, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """K/V of the given rows up to the longest start: [L, B, H, S, hd] each (read-only)."""
+        S = int(start.max())
+        if self._all_rows(rows):
+            return self.k[:, :, :, :S], self.v[:, :, :, :S]  # no copy
+        return self.k[:, rows, :, :S], self.v[:, rows, :, :S]
+
+    def write(self, rows: torch.Tensor, start: torch.Tensor, new_k: torch.Tensor, new_v: torch.Tensor) -> None:
+        """Store new_k/new_v [L, B, H, T, hd] of each row at positions start[b] .. start[b] + T - 1."""
+        T = new_k.shape[3]
+        if int(start.max()) + T > self.k.shape[3]:
+            raise ValueError(f"KV cache full: {int(start.max()) + T} positions, capacity {self.capacity}")
+        pos = start[:, None] + torch.arange(T)  # [B,T]
+        index = pos[None, :, None, :, None].expand_as(new_k)
+        for cache, new in ((self.k, new_k), (self.v, new_v)):
+            if self._all_rows(rows):
+                cache.scatter_(3, index, new)
+            else:  # advanced indexing copies the rows: scatter into the copy, then write it back
+                selected = cache[:, rows]
+                selected.scatter_(3, index, new)
+                cache[:, rows] = selected
+
+    def _all_rows(self, rows: torch.Tensor) -> bool:
+        return len(rows) == self.k.shape[1] and bool((rows == torch.arange(len(rows))).all())
+
+
+class Target(nn.Module):
+    def __init__(self, config: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(
+            Block(config.d_model, config.n_heads, config.d_ff, config.dropout, config.norm_eps)
+            for _ in range(config.n_layers)
+        )
+        self.norm = RMSNorm(config.d_model, config.norm_eps)
+        cos, sin = rope_tables(config.max_seq_len + 64, config.head_dim, config.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(_init_weights)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,  # [B, T]
+        past_k: torch.Tensor | None = None,  # [L, B, H, S, hd]
+        past_v: torch.Tensor | None = None,
+        past_lengths: torch.Tensor | None = None,  # [B]
+    ) -> ForwardOutput:
+        B, T = tokens.shape
+        start = past_lengths[:, None] if past_lengths is not None else torch.zeros(B, 1, dtype=torch.long)
+        positions = start + torch.arange(T)  # [B,T]
+        cos, sin = self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]  # [B,1,T,hd/2]
+        S = past_k.shape[3] if past_k is not None else 0
+        mask = attention_mask(past_lengths, S, T)
+        x = self.embed(tokens)
+        ks, vs = [], []
+        for i, block in enumerate(self.blocks):
+            x, k, v = block(x, cos, sin, mask, *((past_k[i], past_v[i]) if past_k is not None else ()))
+            ks.append(k)
+            vs.append(v)
+        hidden = self.norm(x)
+        logits = hidden @ self.embed.weight.T  # tied output head
+        return ForwardOutput(logits, hidden, torch.stack(ks), torch.stack(vs))
+
+    def new_cache(self, rows: int) -> KVCache:
+        c = self.config
+        return KVCache(c.n_layers, rows, c.n_heads, c.max_seq_len, c.head_dim)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def save(self, path: Path, extra: dict | None = None) -> None:
+        """fp16 weights + config: small enough to commit."""
+        state = {k: v.half() for k, v in self.state_dict().items()}
+        torch.save({"config": asdict(self.config), "vocab_size": self.vocab_size, "state": state, **(extra or {})}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Target":
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model = cls(ModelConfig(**ckpt["config"]), ckpt["vocab_size"])
+        model.load_state_dict({k: v.float() for k, v in ckpt["state"].items()})
+        return model.eval()
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)

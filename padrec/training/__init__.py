@@ -1,0 +1,1 @@
+"""Training: the target recommender and its drafts."""

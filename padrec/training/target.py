@@ -1,0 +1,114 @@
+"""Train the target as a causal language model over users' training item sequences.
+
+Model selection uses the validation item only: after each epoch, the mean negative log-likelihood
+of each validation user's held-out item (its code tokens, given the history) decides which
+checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from padrec.artifacts import Prepared
+from padrec.config import ModelConfig, TrainConfig
+from padrec.models.target import Target
+from padrec.training.batching import item_windows, length_buckets, pad, to_tokens
+from padrec.semantic_ids import PAD
+
+
+def lr_at(step: int, total: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio x lr."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total - config.warmup_steps))
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def validation_nll(model: Target, data: Prepared, max_users: int = 4000, tokens_per_batch: int = 16384) -> float:
+    """Mean NLL per code token of the validation item given the user's history."""
+    sids = data.sids
+    examples = data.split.valid[:max_users]
+    seqs = to_tokens(sids, [ex.history + [ex.target] for ex in examples])
+    n_codes = sids.num_levels
+    model.eval()
+    total, count = 0.0, 0
+    for idx in length_buckets([len(s) for s in seqs], tokens_per_batch, None):
+        batch = [seqs[i] for i in idx]
+        tokens = pad(batch)
+        logp = model(tokens).logits.log_softmax(-1)  # [B,T,V]
+        for row, seq in enumerate(batch):
+            # the target item's code tokens sit just before its separator (or at the very end)
+            end = len(seq) - int(sids.use_separator)
+            positions = torch.arange(end - n_codes, end)
+            total -= logp[row, positions - 1, torch.from_numpy(seq[end - n_codes : end])].sum().item()
+            count += n_codes
+    return total / count
+
+
+def train_target(
+    data: Prepared, model_config: ModelConfig, config: TrainConfig, progress: bool = True
+) -> tuple[Target, dict]:
+    """Train, keep the best epoch by validation NLL, return it and a log."""
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    rng = np.random.default_rng(config.seed)
+    seqs = to_tokens(data.sids, item_windows(data.split.train.values(), config.window_items, config.window_stride_items))
+    lengths = [len(s) for s in seqs]
+    if max(lengths) > model_config.max_seq_len:
+        raise ValueError(f"training windows of {max(lengths)} tokens exceed max_seq_len {model_config.max_seq_len}")
+    model = Target(model_config, data.sids.vocab_size)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optim = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr, betas=(0.9, 0.98),
+    )
+    steps_per_epoch = len(length_buckets(lengths, config.tokens_per_batch, None))
+    total_steps = steps_per_epoch * config.epochs
+    log = {"model": asdict(model_config), "train": asdict(config), "parameters": model.num_parameters(),
+           "train_tokens_per_epoch": int(sum(lengths)), "epochs": []}
+    best_state, best_nll, step, started = None, float("inf"), 0, time.time()
+    for epoch in range(config.epochs):
+        model.train()
+        epoch_start, tokens_seen, loss_sum = time.time(), 0, 0.0
+        batches = length_buckets(lengths, config.tokens_per_batch, rng)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
+        for idx in bar:
+            tokens = pad([seqs[i] for i in idx])
+            logits = model(tokens[:, :-1]).logits
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), ignore_index=PAD)
+            for group in optim.param_groups:
+                group["lr"] = lr_at(step, total_steps, config)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optim.step()
+            step += 1
+            n = int((tokens[:, 1:] != PAD).sum())
+            tokens_seen += n
+            loss_sum += loss.item() * n
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens_seen / (time.time() - epoch_start):.0f}")
+        nll = validation_nll(model, data)
+        entry = {"epoch": epoch + 1, "train_loss": loss_sum / tokens_seen, "valid_nll": nll,
+                 "tokens_per_s": tokens_seen / (time.time() - epoch_start), "minutes": (time.time() - started) / 60}
+        log["epochs"].append(entry)
+        if progress:
+            tqdm.write(json.dumps(entry))
+        if nll < best_nll:
+            best_nll, log["best_epoch"] = nll, epoch + 1
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if config.max_minutes is not None and (time.time() - started) / 60 > config.max_minutes:
+            log["stopped_early"] = True
+            break
+    model.load_state_dict(best_state)
+    log["best_valid_nll"] = best_nll
+    return model.eval(), log
