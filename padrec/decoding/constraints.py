@@ -81,7 +81,7 @@ class ListConstraint:
 
     def exhausted(self) -> bool:
         """True when every item is banned: no further item can be generated."""
-        return self.node == 0 and not self.awaiting_separator and self.banned_under.get(0, 0) >= self.trie.sids.num_items
+        return self.banned_under.get(0, 0) >= self.trie.sids.num_items
 
     def advance(self, token: int) -> int | None:
         """Consume one token; returns the item it completes (its last code token), else None."""

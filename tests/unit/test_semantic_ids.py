@@ -1,0 +1,65 @@
+"""Semantic IDs: token layout, exact round trip, uniqueness, residual k-means."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from padrec.semantic_ids import BOS, NUM_SPECIAL, PAD, SEP, SemanticIds, disambiguate, residual_kmeans
+
+
+def make_ids(n_items=50, levels=(8, 8, 4), seed=0, use_separator=True):
+    rng = np.random.default_rng(seed)
+    codes = disambiguate(rng.integers(0, levels, size=(n_items, len(levels))))
+    sizes = list(levels) + [int(codes[:, -1].max()) + 1]
+    return SemanticIds(codes, sizes, use_separator)
+
+
+def test_layout_matches_the_worked_example():
+    sids = SemanticIds(np.array([[5, 0, 255, 2], [0, 0, 0, 0]]), [256, 256, 256, 10])
+    assert sids.vocab_size == 781
+    assert sids.encode_item(0) == [8, 259, 770, 773, SEP]
+    assert sids.token_slot[[PAD, BOS]].tolist() == [-1, -1]
+    assert sids.token_slot[[8, 259, 770, 773, SEP]].tolist() == [0, 1, 2, 3, 4]
+    assert sids.num_slots == 5 and sids.tokens_per_item == 5
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 49), min_size=1, max_size=30), st.booleans())
+def test_encode_decode_round_trip(items, use_separator):
+    sids = make_ids(use_separator=use_separator)
+    tokens = sids.encode_items(items)
+    assert len(tokens) == len(items) * sids.tokens_per_item
+    assert all(NUM_SPECIAL <= t < sids.vocab_size or t == SEP for t in tokens)
+    assert sids.decode_items(tokens) == items
+
+
+def test_disambiguate_makes_every_item_unique():
+    codes = np.array([[1, 2], [1, 2], [3, 4], [1, 2]])
+    out = disambiguate(codes)
+    assert out[:, -1].tolist() == [0, 1, 0, 2]
+    assert len({tuple(r) for r in out.tolist()}) == len(out)
+
+
+def test_duplicate_ids_are_rejected():
+    with pytest.raises(ValueError, match="not unique"):
+        SemanticIds(np.array([[1, 2], [1, 2]]), [4, 4])
+
+
+def test_save_load_round_trip(tmp_path):
+    sids = make_ids()
+    sids.save(tmp_path / "s.npz")
+    loaded = SemanticIds.load(tmp_path / "s.npz")
+    assert np.array_equal(loaded.codes, sids.codes) and loaded.level_sizes == sids.level_sizes
+
+
+def test_residual_kmeans_separates_clusters_and_uses_the_codebook():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 16)) * 10
+    x = np.concatenate([c + rng.normal(size=(50, 16)) for c in centers]).astype(np.float32)
+    codes = residual_kmeans(x, levels=2, codebook_size=4, iterations=20, seed=0)
+    assert codes.shape == (200, 2)
+    # the first level recovers the four blobs: each blob maps to a single code
+    for blob in range(4):
+        assert len(set(codes[blob * 50 : (blob + 1) * 50, 0].tolist())) == 1
+    assert len(set(codes[:, 0].tolist())) == 4
