@@ -112,9 +112,9 @@ def _install_stub(server_root: Path) -> None:
     os.replace(partial, target)
 
 
-def server_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+def server_environment() -> dict[str, str]:
     """The environment under which stubs run this Python's interpreter, libpython and packages."""
-    env = dict(os.environ if base is None else base)
+    env = dict(os.environ)
     # The stub looks up `python3` on PATH to find site-packages: it must be this environment's,
     # whose numpy is below 2 (numpy 2 makes this backend pass empty tensors).
     env["PATH"] = _prepend(str(Path(sys.executable).parent), env.get("PATH"))
@@ -273,18 +273,22 @@ class TritonServer:
         self._log = open(self.log_path, "wb")
         # Resolved here, not in the forked child, where loading symbols could deadlock.
         prctl = ctypes.CDLL(None, use_errno=True).prctl
-        self._process = subprocess.Popen(
-            self.command(install),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=server_environment(),
-            # Its own session: Ctrl-C reaches the launcher only, which then stops the whole group.
-            start_new_session=True,
-            # The kernel sends it SIGTERM if the launching thread dies without cleaning up
-            # (SIGKILL, a CI time-out).
-            preexec_fn=lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM),
-        )
+        try:
+            self._process = subprocess.Popen(
+                self.command(install),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=server_environment(),
+                # Its own session: Ctrl-C reaches the launcher only, which then stops the whole group.
+                start_new_session=True,
+                # The kernel sends it SIGTERM if the launching thread dies without cleaning up
+                # (SIGKILL, a CI time-out).
+                preexec_fn=lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM),
+            )
+        except OSError as error:
+            self._log.close()
+            raise ServerError(f"cannot run {install.executable}: {error.strerror}") from None
         try:
             self._wait_ready()
         except BaseException:
@@ -413,7 +417,10 @@ def run(args: argparse.Namespace) -> int:
         server.start()
         _print_endpoints(server)
         returncode = server.wait()
-        print(f"padrec serve: tritonserver exited on its own with code {returncode}; log {server.log_path}", file=sys.stderr)
+        print(
+            f"padrec serve: tritonserver exited on its own with code {returncode}; log {server.log_path}",
+            file=sys.stderr,
+        )
         return 1
     except ServerError as error:
         print(f"padrec serve: error: {error}", file=sys.stderr)
