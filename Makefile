@@ -61,7 +61,7 @@ $(TRITON_READY): | $(VENV)/.installed
 test: setup
 	@status=0
 	$(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?
-	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi
+	if [ $$status -eq 5 ]; then echo "make test: pytest ran no tests (exit code 5)" >&2; fi
 	exit $$status
 
 serve: setup
