@@ -65,6 +65,25 @@ TARGET_PRESETS: dict[str, ModelConfig] = {
 
 
 @dataclass(frozen=True)
+class DraftConfig:
+    """A one-layer EAGLE-style draft, optionally with PAD-Rec's two position signals."""
+
+    item_position: bool = True  # PAD-Rec (a): within-item slot embedding x learnable coefficient
+    step_position: bool = True  # PAD-Rec (b): draft-depth embedding x context-driven gate
+    k_max: int = 8  # deepest draft step with its own step embedding (deeper steps share the last)
+    n_layers: int = 1
+    item_coefficient_init: float = 0.1
+
+
+DRAFTERS: dict[str, DraftConfig] = {
+    "eagle": DraftConfig(item_position=False, step_position=False),
+    "item-only": DraftConfig(item_position=True, step_position=False),
+    "step-only": DraftConfig(item_position=False, step_position=True),
+    "padrec": DraftConfig(),
+}
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Target training: causal LM over windows of each user's training items."""
 
@@ -79,6 +98,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 2
+    # bf16 autocast (fp32 master weights): about 2x faster matmuls on CPUs with AVX512-BF16
+    bf16: bool = True
     max_minutes: float | None = None  # stop early (after the current epoch's evaluation)
 
 

@@ -1,22 +1,27 @@
-"""The list-generation loop shared by every host.
+"""The list-generation loop shared by every host: propose, score, verify/accept.
 
-Each row keeps `pending` tokens: decided, but not yet fed to the target. A round feeds every active
-row's pending tokens in one batched target call, chooses the next token from the logits at each
-row's last pending position, then appends whatever the constraints force (the separator, a code
-with a single allowed continuation) without a forward of its own. Those forced tokens simply ride
-along with the next call, so plain decoding gets the same structural shortcuts as any speculative
-path measured against it.
+Each row keeps `pending` tokens: decided, but not yet fed to the target. A round
+  1. propose: the draft (if the row asked for draft tokens) extends pending by k guesses;
+  2. score: one batched target call scores every active row's pending + draft tokens;
+  3. verify/accept: the acceptance rule keeps the longest agreeing prefix of the guesses, then the
+     target's own bonus token; tokens the constraints force (the separator, a code with a single
+     allowed continuation) are appended without a forward and ride along with the next call.
+Plain decoding is the same loop with k = 0, so it gets the same structural shortcuts as the
+speculative path it is measured against. Rows finish independently; each keeps its own k.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from padrec.decoding.acceptance import greedy_accepts, rejection_step
 from padrec.decoding.constraints import ItemTrie, ListConstraint
-from padrec.decoding.interfaces import DecodeRequest, DecodeResult, InvalidRequest, TargetScorer
-from padrec.decoding.sampling import choose_token
+from padrec.decoding.interfaces import (
+    DecodeRequest, DecodeResult, DraftBatch, DraftProposer, InvalidRequest, Proposal, TargetScorer,
+)
+from padrec.decoding.sampling import choose_token, constrained_distribution, constrained_log_probs
 from padrec.semantic_ids import BOS, PAD
 
 
@@ -30,20 +35,30 @@ class _Row:
     result: DecodeResult
     rng: np.random.Generator | None
     pending: list[int]
-    committed: int = 0  # positions of this row already in the target's cache
+    committed: int = 0  # positions of this row in the target's cache
     item_logp: float = 0.0  # log-probability of the item being generated, so far
     done: bool = False
+    # target features not yet given to the draft, and the token following each
+    fresh_features: list[np.ndarray] = field(default_factory=list)
+    fresh_tokens: list[int] = field(default_factory=list)
+    draft_committed: int = 0  # positions of this row in the draft's cache (real features only)
 
 
 class ListDecoder:
-    """Generates recommendation lists with a target (and, for speculation, a draft)."""
+    """Generates recommendation lists with a target and, optionally, a draft."""
 
-    def __init__(self, trie: ItemTrie, target: TargetScorer, max_seq_len: int, max_top_n: int = 50):
+    def __init__(self, trie: ItemTrie, target: TargetScorer, max_seq_len: int, max_top_n: int = 50,
+                 proposer: DraftProposer | None = None):
         self.trie = trie
         self.sids = trie.sids
         self.target = target
+        self.proposer = proposer
         self.max_seq_len = max_seq_len
         self.max_top_n = max_top_n
+
+    @property
+    def k_max(self) -> int:
+        return self.proposer.k_max if self.proposer else 0
 
     def validate(self, request: DecodeRequest) -> None:
         """Raise InvalidRequest naming the first problem with a request."""
@@ -54,8 +69,10 @@ class ListDecoder:
             raise InvalidRequest(f"unknown item indices in history: {bad[:5]}")
         if not 1 <= request.top_n <= self.max_top_n:
             raise InvalidRequest(f"top_n must be in 1..{self.max_top_n}, got {request.top_n}")
-        if request.num_draft_tokens != 0:
-            raise InvalidRequest("num_draft_tokens > 0 needs a draft; this decoder has none")
+        if not 0 <= request.num_draft_tokens <= self.k_max:
+            raise InvalidRequest(
+                f"num_draft_tokens must be in 0..{self.k_max}, got {request.num_draft_tokens}"
+                + ("" if self.proposer else " (this decoder has no draft)"))
         if request.temperature < 0 or not 0 < request.top_p <= 1:
             raise InvalidRequest("temperature must be >= 0 and top_p in (0, 1]")
         needed = 1 + (len(request.history) + request.top_n) * self.sids.tokens_per_item
@@ -64,7 +81,7 @@ class ListDecoder:
                                  f"needs {needed} positions; the model has {self.max_seq_len}")
 
     def generate(self, requests: list[DecodeRequest], cache_rows: list[int]) -> list[DecodeResult]:
-        """Decode a batch of requests, each in its own target cache row; rows finish independently."""
+        """Decode a batch of requests, each in its own cache row (of the target and the draft)."""
         for request in requests:
             self.validate(request)
         rows = [self._start(req, cache_row) for req, cache_row in zip(requests, cache_rows)]
@@ -75,12 +92,10 @@ class ListDecoder:
         return [row.result for row in rows]
 
     def _start(self, request: DecodeRequest, cache_row: int) -> _Row:
-        banned = request.history if request.exclude_history else ()
-        constraint = ListConstraint(self.trie, banned)
         row = _Row(
             request=request,
             cache_row=cache_row,
-            constraint=constraint,
+            constraint=ListConstraint(self.trie, request.history if request.exclude_history else ()),
             result=DecodeResult(items=[], scores=[], tokens=[]),
             rng=np.random.default_rng(request.seed) if request.temperature > 0 else None,
             pending=[BOS] + self.sids.encode_items(list(request.history)),
@@ -88,25 +103,106 @@ class ListDecoder:
         self._extend_forced(row)
         return row
 
+    # --- one round --------------------------------------------------------------------------------
+
     def _round(self, rows: list[_Row]) -> None:
-        """One batched target call over every active row's pending tokens; one choice per row."""
-        lengths = np.array([len(r.pending) for r in rows])
+        drafts = self._propose(rows)
+        guesses = [drafts.get(id(r), []) for r in rows]
+        fed = [r.pending + g for r, g in zip(rows, guesses)]
+        lengths = np.array([len(f) for f in fed])
         tokens = np.full((len(rows), lengths.max()), PAD, dtype=np.int64)
-        for i, r in enumerate(rows):
-            tokens[i, : len(r.pending)] = r.pending
+        for i, f in enumerate(fed):
+            tokens[i, : len(f)] = f
         start = np.array([r.committed for r in rows])
         scores = self.target.score(np.array([r.cache_row for r in rows]), start, tokens, lengths)
         for i, row in enumerate(rows):
-            row.committed += len(row.pending)
-            row.pending = []
-            row.result.stats.target_calls += 1
-            logits = scores.logits[i, lengths[i] - 1]
-            token, logp = choose_token(
-                logits, row.constraint.allowed(), row.request.temperature, row.request.top_p, row.rng
-            )
-            row.result.stats.chosen_tokens += 1
+            self._verify(row, scores.logits[i], scores.hidden[i], guesses[i], drafts.get((id(row), "q")))
+
+    def _propose(self, rows: list[_Row]) -> dict:
+        """Draft tokens for the rows that asked for them and have draft state (not at prefill)."""
+        wanted = [r for r in rows if r.request.num_draft_tokens > 0 and r.fresh_tokens]
+        if not wanted or self.proposer is None:
+            return {}
+        k = np.array([min(r.request.num_draft_tokens, self._tokens_left(r)) for r in wanted])
+        n_fresh = np.array([len(r.fresh_tokens) for r in wanted])
+        dim = wanted[0].fresh_features[0].shape[-1]
+        features = np.zeros((len(wanted), n_fresh.max(), dim), dtype=np.float32)
+        tokens = np.full((len(wanted), n_fresh.max()), PAD, dtype=np.int64)
+        for i, r in enumerate(wanted):
+            features[i, : n_fresh[i]] = r.fresh_features
+            tokens[i, : n_fresh[i]] = r.fresh_tokens
+        batch = DraftBatch(
+            rows=np.array([r.cache_row for r in wanted]),
+            start=np.array([r.draft_committed for r in wanted]),
+            features=features, tokens=tokens, lengths=n_fresh,
+            forced=[r.pending[1:] for r in wanted],
+            num_tokens=k,
+            constraints=[r.constraint for r in wanted],
+            temperatures=np.array([r.request.temperature for r in wanted]),
+            rngs=[r.rng for r in wanted],
+        )
+        proposal: Proposal = self.proposer.propose(batch)
+        out = {}
+        for i, r in enumerate(wanted):
+            r.draft_committed += int(n_fresh[i])
+            r.fresh_features, r.fresh_tokens = [], []
+            out[id(r)] = proposal.tokens[i, : proposal.counts[i]].tolist()
+            if proposal.probs is not None:
+                out[(id(r), "q")] = proposal.probs[i]
+        return out
+
+    def _verify(self, row: _Row, logits: np.ndarray, hidden: np.ndarray, guesses: list[int], q) -> None:
+        """Accept the longest agreeing prefix of the guesses, then the target's bonus token."""
+        p = len(row.pending)
+        stats = row.result.stats
+        stats.target_calls += 1
+        stats.drafted += len(guesses)
+        fed = row.pending + guesses
+        accepted = 0
+        bonus = None
+        for j, guess in enumerate(guesses):
+            allowed = row.constraint.allowed()
+            slot = int(self.sids.token_slot[guess])
+            if row.rng is None:
+                token, logp = choose_token(logits[p - 1 + j], allowed, 0.0, 1.0, None)
+                ok = greedy_accepts(token, guess)
+            else:
+                target_p = constrained_distribution(logits[p - 1 + j], allowed, row.request.temperature,
+                                                    row.request.top_p)
+                ok, token = rejection_step(target_p, q[j].astype(np.float64), guess, row.rng)
+                logp = _log_prob(logits[p - 1 + j], allowed, token)
+            stats.count_verified(j, slot, ok)
+            if not ok:
+                bonus = (token, logp)
+                break
+            accepted += 1
             self._accept(row, token, logp)
-            self._extend_forced(row)
+            if row.done:
+                break
+        # the target's cache now holds pending + accepted guesses; their features are real
+        row.committed += p + accepted
+        row.pending = []
+        if row.done:
+            return
+        drafting = row.request.num_draft_tokens > 0
+        if drafting:
+            row.fresh_features.extend(hidden[: p + accepted])
+            row.fresh_tokens.extend(fed[1 : p + accepted])
+        if bonus is None:
+            bonus = choose_token(logits[p - 1 + accepted], row.constraint.allowed(), row.request.temperature,
+                                 row.request.top_p, row.rng)
+        stats.chosen_tokens += 1
+        self._accept(row, *bonus)
+        if drafting:
+            row.fresh_tokens.append(bonus[0])
+        self._extend_forced(row)
+
+    # --- bookkeeping ------------------------------------------------------------------------------
+
+    def _tokens_left(self, row: _Row) -> int:
+        """Tokens still to generate after the pending ones (the last item needs no separator)."""
+        total = row.request.top_n * self.sids.tokens_per_item - int(self.sids.use_separator)
+        return max(0, total - len(row.result.tokens))
 
     def _accept(self, row: _Row, token: int, logp: float) -> None:
         """Append one decided token to the row's list, finishing the row at top_n items."""
@@ -130,3 +226,8 @@ class ListDecoder:
                 return
             row.result.stats.forced_tokens += 1
             self._accept(row, int(allowed[0]), 0.0)
+
+
+def _log_prob(logits: np.ndarray, allowed: np.ndarray, token: int) -> float:
+    """log-probability of `token` under the constrained target distribution at temperature 1."""
+    return float(constrained_log_probs(logits, allowed)[np.nonzero(allowed == token)[0][0]])

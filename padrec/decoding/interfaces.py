@@ -30,15 +30,43 @@ class DecodeRequest:
 
 @dataclass
 class DecodeStats:
-    """Per-request counters. tau = tokens produced per target forward, the bonus token included."""
+    """Per-request counters (see padrec.decoding.acceptance for accepted / bonus / tau)."""
 
     target_calls: int = 0  # forwards of the target, prefill included
     forced_tokens: int = 0  # tokens the constraints dictated (no forward of their own)
-    chosen_tokens: int = 0  # tokens chosen from a target distribution
+    chosen_tokens: int = 0  # tokens the target chose itself (bonus tokens; all tokens when plain)
+    drafted: int = 0  # draft tokens proposed (all of them: the draft's cost)
+    accepted: int = 0  # draft tokens accepted
+    # Per depth (index j: the (j+1)-th proposal of a round) and per within-item slot: how often a
+    # proposal was reached by verification (every earlier one accepted) and how often it was
+    # accepted; accepted / reached is the conditional acceptance rate.
+    reached_by_depth: list[int] = field(default_factory=list)
+    accepted_by_depth: list[int] = field(default_factory=list)
+    reached_by_slot: list[int] = field(default_factory=list)
+    accepted_by_slot: list[int] = field(default_factory=list)
+
+    @property
+    def rounds(self) -> int:
+        return self.target_calls
 
     @property
     def tau(self) -> float:
-        return self.chosen_tokens / max(1, self.target_calls)
+        """Tokens produced per target forward, the bonus token included (forced tokens excluded)."""
+        return (self.chosen_tokens + self.accepted) / max(1, self.target_calls)
+
+    def count_verified(self, depth: int, slot: int, accepted: bool) -> None:
+        """Record one verified proposal (depth counted from 0)."""
+        for counts, index, add in ((self.reached_by_depth, depth, 1), (self.accepted_by_depth, depth, int(accepted)),
+                                   (self.reached_by_slot, slot, 1), (self.accepted_by_slot, slot, int(accepted))):
+            counts.extend([0] * (index + 1 - len(counts)))
+            counts[index] += add
+        self.accepted += int(accepted)
+
+    def as_dict(self) -> dict:
+        return {"rounds": self.rounds, "drafted": self.drafted, "accepted": self.accepted, "tau": self.tau,
+                "forced_tokens": self.forced_tokens, "chosen_tokens": self.chosen_tokens,
+                "reached_by_depth": self.reached_by_depth, "accepted_by_depth": self.accepted_by_depth,
+                "reached_by_slot": self.reached_by_slot, "accepted_by_slot": self.accepted_by_slot}
 
 
 @dataclass
@@ -53,6 +81,44 @@ class DecodeResult:
 class TargetScores:
     logits: np.ndarray  # [B, T, V] float32
     hidden: np.ndarray  # [B, T, D] last-layer features (what drafts condition on)
+
+
+@dataclass
+class DraftBatch:
+    """What a draft needs for one round, per row (all arrays indexed by row).
+
+    The draft's cache row keeps its first start[r] positions (pairs with real target features);
+    features[r, :lengths[r]] are the target's features f_t of the positions after that, and
+    tokens[r, :lengths[r]] the token following each (the last one is the round's first pending
+    token). `forced[r]` are further known tokens (teacher-forced, not proposed). Then the draft
+    proposes num_tokens[r] tokens, walking `constraints[r]` (a copy it may advance).
+    """
+
+    rows: np.ndarray  # [B]
+    start: np.ndarray  # [B]
+    features: np.ndarray  # [B, T, D]
+    tokens: np.ndarray  # [B, T]
+    lengths: np.ndarray  # [B]
+    forced: list[list[int]]
+    num_tokens: np.ndarray  # [B]
+    constraints: list  # ListConstraint per row, positioned after the forced tokens
+    temperatures: np.ndarray  # [B]; 0 = greedy proposals
+    rngs: list  # np.random.Generator per row (None when greedy)
+
+
+@dataclass
+class Proposal:
+    tokens: np.ndarray  # [B, k] proposed tokens; row r's are the first counts[r]
+    counts: np.ndarray  # [B] (fewer than asked only when the catalogue runs out)
+    probs: np.ndarray | None  # [B, k, V] draft distributions they were drawn from (sampling rows only)
+
+
+class DraftProposer(Protocol):
+    """Proposes draft tokens; owns the draft's cache (rolled back through `start`)."""
+
+    k_max: int
+
+    def propose(self, batch: DraftBatch) -> Proposal: ...
 
 
 class TargetScorer(Protocol):

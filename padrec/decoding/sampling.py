@@ -24,6 +24,13 @@ def top_p_filter(log_probs: np.ndarray, top_p: float) -> np.ndarray:
     return out
 
 
+def constrained_distribution(logits: np.ndarray, allowed: np.ndarray, temperature: float, top_p: float = 1.0) -> np.ndarray:
+    """Full-vocabulary probabilities: zero outside `allowed`, tempered and top-p filtered inside."""
+    probs = np.zeros(len(logits), dtype=np.float64)
+    probs[allowed] = np.exp(top_p_filter(constrained_log_probs(logits, allowed, temperature), top_p))
+    return probs / probs.sum()
+
+
 def choose_token(
     logits: np.ndarray, allowed: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator | None
 ) -> tuple[int, float]:
@@ -37,6 +44,6 @@ def choose_token(
     if temperature <= 0.0:
         pick = int(np.argmax(scores))
     else:
-        probs = np.exp(top_p_filter(constrained_log_probs(logits, allowed, temperature), top_p))
-        pick = int(rng.choice(len(allowed), p=probs / probs.sum()))
+        probs = constrained_distribution(logits, allowed, temperature, top_p)[allowed]
+        pick = int(rng.choice(len(allowed), p=probs))
     return int(allowed[pick]), float(scores[pick])

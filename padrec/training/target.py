@@ -84,8 +84,10 @@ def train_target(
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
         for idx in bar:
             tokens = pad([seqs[i] for i in idx])
-            logits = model(tokens[:, :-1]).logits
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), ignore_index=PAD)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                logits = model(tokens[:, :-1]).logits
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
+                                   ignore_index=PAD)
             for group in optim.param_groups:
                 group["lr"] = lr_at(step, total_steps, config)
             optim.zero_grad(set_to_none=True)

@@ -1,0 +1,168 @@
+"""Speculative decoding is lossless: greedy equals plain greedy, sampling keeps the distribution."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from padrec.config import DRAFTERS, DraftConfig, ModelConfig
+from padrec.decoding.constraints import ItemTrie, ListConstraint
+from padrec.decoding.engine import ListDecoder
+from padrec.decoding.interfaces import DecodeRequest, InvalidRequest, Proposal
+from padrec.decoding.sampling import constrained_distribution
+from padrec.decoding.torch_draft import TorchDraft, next_slot_table
+from padrec.decoding.torch_target import TorchTarget
+from padrec.models.draft import Draft
+from padrec.models.target import Target
+from padrec.semantic_ids import BOS, SEP, SemanticIds, disambiguate
+
+CONFIG = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=160)
+
+
+def catalogue(n_items, levels, seed=0):
+    rng = np.random.default_rng(seed)
+    codes = disambiguate(rng.integers(0, levels, size=(n_items, len(levels))))
+    return SemanticIds(codes, list(levels) + [int(codes[:, -1].max()) + 1])
+
+
+def models(sids, seed, drafter="padrec"):
+    torch.manual_seed(seed)
+    target = Target(CONFIG, sids.vocab_size).eval()
+    draft = Draft.from_target(DRAFTERS[drafter], target, sids.num_slots).eval()
+    return target, draft
+
+
+def decode(sids, target, draft, requests, rows=8):
+    decoder = ListDecoder(ItemTrie(sids), TorchTarget(target, rows), CONFIG.max_seq_len,
+                          proposer=TorchDraft(draft, sids, rows) if draft is not None else None)
+    return decoder.generate(requests, list(range(len(requests))))
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 1000), drafter=st.sampled_from(sorted(DRAFTERS)))
+def test_greedy_speculative_equals_plain_greedy(seed, drafter):
+    sids = catalogue(60, (6, 4, 3), seed)
+    target, draft = models(sids, seed, drafter)
+    rng = np.random.default_rng(seed)
+    histories = [tuple(rng.choice(60, size=int(n), replace=False).tolist()) for n in rng.integers(1, 8, size=6)]
+    plain = decode(sids, target, None, [DecodeRequest(h, top_n=6) for h in histories])
+    # every row its own number of draft tokens, 0 (plain) included, in one batch
+    ks = [0, 1, 2, 3, 5, 8]
+    spec = decode(sids, target, draft, [DecodeRequest(h, top_n=6, num_draft_tokens=k) for h, k in zip(histories, ks)])
+    for a, b, k in zip(plain, spec, ks):
+        assert a.items == b.items and a.tokens == b.tokens
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+        s = b.stats
+        assert s.chosen_tokens + s.accepted + s.forced_tokens == len(b.tokens)
+        assert s.accepted <= s.drafted and (k > 0 or s.drafted == 0)
+        assert s.tau == pytest.approx((s.chosen_tokens + s.accepted) / s.rounds)
+        assert sum(s.accepted_by_depth) == s.accepted == sum(s.accepted_by_slot)
+
+
+class OracleProposer:
+    """Proposes exactly the target's greedy continuation (full recomputation): all accepted."""
+
+    k_max = 6
+
+    def __init__(self, target, trie):
+        self.target, self.trie = target, trie
+        self.contexts = {}
+
+    @torch.inference_mode()
+    def propose(self, batch):
+        out = np.zeros((len(batch.rows), int(batch.num_tokens.max())), dtype=np.int64)
+        for i, row in enumerate(batch.rows):
+            known = self.contexts.setdefault(int(row), [])
+            known.extend(batch.tokens[i, : batch.lengths[i]].tolist())
+            context = [BOS] + known + batch.forced[i]
+            walk = batch.constraints[i].copy()
+            for j in range(batch.num_tokens[i]):
+                allowed = walk.allowed()
+                logits = self.target(torch.tensor([context])).logits[0, -1].numpy()
+                token = int(allowed[np.argmax(logits[allowed])])
+                walk.advance(token)
+                context.append(token)
+                out[i, j] = token
+        return Proposal(out, batch.num_tokens.copy(), None)
+
+
+def test_a_perfect_draft_is_always_accepted():
+    sids = catalogue(60, (6, 4, 3))
+    target, _ = models(sids, 0)
+    trie = ItemTrie(sids)
+    req = DecodeRequest((1, 2, 3), top_n=8, num_draft_tokens=4)
+    oracle = OracleProposer(target, trie)
+    decoder = ListDecoder(trie, TorchTarget(target, 1), CONFIG.max_seq_len, proposer=oracle)
+    result = decoder.generate([req], [0])[0]
+    plain = decode(sids, target, None, [DecodeRequest((1, 2, 3), top_n=8)])[0]
+    assert result.items == plain.items
+    assert result.stats.accepted == result.stats.drafted > 0
+    assert result.stats.tau > 2.5
+    assert result.stats.rounds < plain.stats.rounds / 2
+
+
+def test_num_draft_tokens_is_checked_against_k_max():
+    sids = catalogue(60, (6, 4, 3))
+    target, draft = models(sids, 0)
+    with pytest.raises(InvalidRequest, match=r"0\.\.8"):
+        decode(sids, target, draft, [DecodeRequest((1,), num_draft_tokens=9)])
+
+
+def test_next_slot_table():
+    sids = catalogue(60, (6, 4, 3))
+    table = next_slot_table(sids)
+    assert table[SEP] == 0 and table[BOS] == 0
+    assert [int(table[sids.item_tokens[0][level]]) for level in range(4)] == [1, 2, 3, 4]
+
+
+# --- sampling ------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def exact_pair_distribution(sids, target, history, temperature):
+    """P(first item, second item) under the constrained target, by enumerating the trie."""
+    trie = ItemTrie(sids)
+    probs = {}
+
+    def walk(context, constraint, logp, items):
+        if len(items) == 2:
+            probs[tuple(items)] = np.exp(logp)
+            return
+        allowed = constraint.allowed()
+        dist = constrained_distribution(target(torch.tensor([context])).logits[0, -1].numpy(), allowed, temperature)
+        for token in allowed.tolist():
+            c = constraint.copy()
+            item = c.advance(token)
+            extra = [SEP] if item is not None and len(items) == 0 else []
+            if extra:
+                c.advance(SEP)
+            walk(context + [token] + extra, c, logp + np.log(dist[token]), items + ([item] if item is not None else []))
+
+    walk([BOS] + sids.encode_items(history), ListConstraint(trie, history), 0.0, [])
+    return probs
+
+
+@pytest.mark.slow
+def test_speculative_sampling_keeps_the_target_distribution():
+    sids = catalogue(10, (3, 2, 2), seed=3)
+    target, draft = models(sids, 5)
+    history, temperature, n = (0,), 1.3, 3000
+    exact = exact_pair_distribution(sids, target, history, temperature)
+    assert sum(exact.values()) == pytest.approx(1.0)
+    requests = [DecodeRequest(history, top_n=2, num_draft_tokens=3, temperature=temperature, seed=s) for s in range(n)]
+    counts = {}
+    for start in range(0, n, 250):
+        for r in decode(sids, target, draft, requests[start : start + 250], rows=250):
+            counts[tuple(r.items)] = counts.get(tuple(r.items), 0) + 1
+    assert set(counts) <= set(exact)
+    # chi-square over pairs with enough expected mass; the rest pooled
+    expected = {k: v * n for k, v in exact.items()}
+    big = [k for k in exact if expected[k] >= 5]
+    observed = [counts.get(k, 0) for k in big] + [n - sum(counts.get(k, 0) for k in big)]
+    wanted = [expected[k] for k in big] + [n - sum(expected[k] for k in big)]
+    chi2 = sum((o - e) ** 2 / e for o, e in zip(observed, wanted) if e > 0)
+    dof = len(big)
+    # p < 0.001 critical value approximation (Wilson-Hilferty)
+    critical = dof * (1 - 2 / (9 * dof) + 3.09 * np.sqrt(2 / (9 * dof))) ** 3
+    assert chi2 < critical, (chi2, critical, dof)
