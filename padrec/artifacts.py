@@ -7,6 +7,7 @@
         semantic_ids.json   its statistics (collision rate, codebook usage)
         target.pt           the trained target (fp16 weights + config)
         target_train.json   training log of the committed target
+        draft_<name>.pt     a trained draft (eagle, padrec, item-only, step-only) + its _train.json
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class ArtifactPaths:
     @property
     def target_log(self) -> Path:
         return self.root / "target_train.json"
+
+    def draft(self, name: str) -> Path:
+        return self.root / f"draft_{name}.pt"
 
 
 @dataclass

@@ -84,6 +84,26 @@ DRAFTERS: dict[str, DraftConfig] = {
 
 
 @dataclass(frozen=True)
+class DraftTrainConfig:
+    """Draft training by self-distillation: the target's own greedy lists for training users."""
+
+    distill_users: int = 6000  # training users whose target-generated lists form the data
+    unroll_steps: int = 3  # draft steps trained jointly; depth >= 2 consumes the draft's own features
+    epochs: int = 4
+    tokens_per_batch: int = 4096
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    feature_weight: float = 1.0  # SmoothL1 on predicted features (EAGLE)
+    token_weight: float = 0.1  # cross-entropy on the next token (EAGLE)
+    seed: int = 0
+    threads: int = 2
+    bf16: bool = True
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Target training: causal LM over windows of each user's training items."""
 

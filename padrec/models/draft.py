@@ -69,6 +69,27 @@ class Draft(nn.Module):
         draft.token_embedding.copy_(target.embed.weight.detach())
         return draft
 
+    def fuse(self, features: torch.Tensor, tokens: torch.Tensor, slots: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """The draft's input z [B, T, D] from f_t, x_{t+1} and the two PAD-Rec position signals."""
+        z = self.fc(torch.cat([self.token_embedding[tokens], features], dim=-1))
+        if self.config.item_position:
+            z = z + self.item_coefficient * self.item_embedding(slots)
+        if self.config.step_position:
+            gate = torch.sigmoid(self.step_gate(features))
+            z = z + gate * self.step_embedding(depth.clamp(1, self.config.k_max))
+        return z
+
+    def decode(self, z, positions, mask, past_k=None, past_v=None) -> DraftOutput:
+        """The decoder layer(s) over z at the given positions, with an explicit attention mask."""
+        cos, sin = self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]  # [B,1,T,hd/2]
+        ks, vs = [], []
+        for i, block in enumerate(self.blocks):
+            z, k, v = block(z, cos, sin, mask, *((past_k[i], past_v[i]) if past_k is not None else ()))
+            ks.append(k)
+            vs.append(v)
+        predicted = self.norm(z)
+        return DraftOutput(predicted, predicted @ self.token_embedding.T, torch.stack(ks), torch.stack(vs))
+
     def forward(
         self,
         features: torch.Tensor,  # [B, T, D] f_t (target's, or the draft's own at depth >= 2)
@@ -80,24 +101,11 @@ class Draft(nn.Module):
         past_lengths: torch.Tensor | None = None,  # [B]
     ) -> DraftOutput:
         B, T, _ = features.shape
-        z = self.fc(torch.cat([self.token_embedding[tokens], features], dim=-1))  # [B,T,D]
-        if self.config.item_position:
-            z = z + self.item_coefficient * self.item_embedding(slots)
-        if self.config.step_position:
-            gate = torch.sigmoid(self.step_gate(features))  # [B,T,D]
-            z = z + gate * self.step_embedding(depth.clamp(1, self.config.k_max))
         start = past_lengths[:, None] if past_lengths is not None else torch.zeros(B, 1, dtype=torch.long)
         positions = start + torch.arange(T)  # pair t sits at draft position t
-        cos, sin = self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]
         S = past_k.shape[3] if past_k is not None else 0
-        mask = attention_mask(past_lengths, S, T)
-        ks, vs = [], []
-        for i, block in enumerate(self.blocks):
-            z, k, v = block(z, cos, sin, mask, *((past_k[i], past_v[i]) if past_k is not None else ()))
-            ks.append(k)
-            vs.append(v)
-        predicted = self.norm(z)
-        return DraftOutput(predicted, predicted @ self.token_embedding.T, torch.stack(ks), torch.stack(vs))
+        return self.decode(self.fuse(features, tokens, slots, depth), positions,
+                           attention_mask(past_lengths, S, T), past_k, past_v)
 
     def new_cache(self, rows: int) -> KVCache:
         c = self.target_config

@@ -166,3 +166,19 @@ def test_speculative_sampling_keeps_the_target_distribution():
     # p < 0.001 critical value approximation (Wilson-Hilferty)
     critical = dof * (1 - 2 / (9 * dof) + 3.09 * np.sqrt(2 / (9 * dof))) ** 3
     assert chi2 < critical, (chi2, critical, dof)
+
+
+def test_offline_benchmark_reports_every_configuration(tmp_path):
+    from padrec.benchmark import run_benchmark
+    from padrec.data.split import Example
+
+    sids = catalogue(60, (6, 4, 3))
+    target, draft = models(sids, 0)
+    examples = [Example("u", [1, 2, 3], 4), Example("v", [5, 6], 7)]
+    report = run_benchmark(target, {"padrec": draft}, ItemTrie(sids), examples, ks=[2, 3], top_n=4, progress=False)
+    assert [(e["drafter"], e["k"]) for e in report["speculative"]] == [("padrec", 2), ("padrec", 3)]
+    for e in report["speculative"]:
+        assert e["mismatches"] == 0 and e["near_ties"] == 0
+        assert e["recall@10"] == report["plain"]["recall@10"]
+        assert e["speedup"] > 0 and e["tau"] >= 1.0
+        assert 0 <= e["acceptance_rate"] <= 1

@@ -1,0 +1,112 @@
+"""Offline benchmark: plain vs speculative decoding, same process, same runtime, side by side.
+
+Every user is decoded at batch 1 by the plain decoder and by every (drafter, k) configuration in
+turn, so machine noise hits all configurations alike; speed-ups are ratios of medians. Greedy
+speculative lists must equal the plain ones; where they differ, the first diverging step is
+re-scored by the target alone and counted as a near-tie if its top-2 logit gap is below 1e-4
+(float rounding between a one-token and a multi-token forward), otherwise as a mismatch.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from padrec.data.split import Example
+from padrec.decoding.constraints import ItemTrie, ListConstraint
+from padrec.decoding.engine import ListDecoder
+from padrec.decoding.interfaces import DecodeRequest, DecodeResult
+from padrec.decoding.torch_draft import TorchDraft
+from padrec.decoding.torch_target import TorchTarget
+from padrec.evaluation import ranking_metrics
+from padrec.models.draft import Draft
+from padrec.models.target import Target
+from padrec.semantic_ids import BOS
+
+NEAR_TIE_GAP = 1e-4
+
+
+@dataclass
+class _Runs:
+    seconds: list[float] = field(default_factory=list)
+    lists: list[list[int]] = field(default_factory=list)
+    results: list[DecodeResult] = field(default_factory=list)
+
+
+@torch.inference_mode()
+def divergence_gap(target: Target, trie: ItemTrie, history: list[int], plain: list[int], other: list[int]) -> float:
+    """Top-2 logit gap (among allowed tokens) at the first step where two token lists differ."""
+    step = next(i for i, (a, b) in enumerate(zip(plain, other)) if a != b)
+    constraint = ListConstraint(trie, history)
+    for token in plain[:step]:
+        constraint.advance(token)
+    context = [BOS] + trie.sids.encode_items(history) + plain[:step]
+    logits = target(torch.tensor([context])).logits[0, -1].numpy()[constraint.allowed()]
+    top2 = np.sort(logits)[-2:]
+    return float(top2[1] - top2[0]) if len(top2) == 2 else float("inf")
+
+
+def _summary(runs: _Runs, targets: list[int]) -> dict:
+    ms = np.array(runs.seconds) * 1000
+    stats = [r.stats for r in runs.results]
+    drafted, accepted = sum(s.drafted for s in stats), sum(s.accepted for s in stats)
+
+    def rates(reached_attr, accepted_attr):
+        width = max((len(getattr(s, reached_attr)) for s in stats), default=0)
+        reached = np.zeros(width)
+        acc = np.zeros(width)
+        for s in stats:
+            reached[: len(getattr(s, reached_attr))] += getattr(s, reached_attr)
+            acc[: len(getattr(s, accepted_attr))] += getattr(s, accepted_attr)
+        return [round(float(a / r), 4) if r else None for a, r in zip(acc, reached)]
+
+    return {
+        "median_ms": float(np.median(ms)), "mean_ms": float(ms.mean()), "p90_ms": float(np.percentile(ms, 90)),
+        "tau": float(np.mean([s.tau for s in stats])),
+        "target_calls_per_list": float(np.mean([s.rounds for s in stats])),
+        "drafted": int(drafted), "accepted": int(accepted),
+        "acceptance_rate": accepted / drafted if drafted else None,
+        "acceptance_by_depth": rates("reached_by_depth", "accepted_by_depth"),
+        "acceptance_by_slot": rates("reached_by_slot", "accepted_by_slot"),
+        **ranking_metrics(runs.lists, targets),
+    }
+
+
+def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example],
+                  ks: list[int], top_n: int = 10, progress: bool = True) -> dict:
+    """Decode every example with every configuration; returns the report dict."""
+    max_len = target.config.max_seq_len
+    plain = ListDecoder(trie, TorchTarget(target, 1), max_len)
+    configs = {(name, k): ListDecoder(trie, TorchTarget(target, 1), max_len, proposer=TorchDraft(d, trie.sids, 1))
+               for name, d in drafts.items() for k in ks}
+    runs = {key: _Runs() for key in [("plain", 0), *configs]}
+    for ex in tqdm(examples, desc="bench", disable=not progress):
+        for key in runs:
+            decoder = plain if key[0] == "plain" else configs[key]
+            request = DecodeRequest(tuple(ex.history), top_n=top_n, num_draft_tokens=key[1])
+            started = time.perf_counter()
+            result = decoder.generate([request], [0])[0]
+            runs[key].seconds.append(time.perf_counter() - started)
+            runs[key].lists.append(result.items)
+            runs[key].results.append(result)
+    targets = [e.target for e in examples]
+    base = _summary(runs[("plain", 0)], targets)
+    report = {"users": len(examples), "top_n": top_n, "threads": torch.get_num_threads(),
+              "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+                          "torch": torch.__version__},
+              "plain": base, "speculative": []}
+    for (name, k), r in runs.items():
+        if name == "plain":
+            continue
+        entry = {"drafter": name, "k": k, **_summary(r, targets), "speedup": base["median_ms"] / _summary(r, targets)["median_ms"]}
+        gaps = [divergence_gap(target, trie, ex.history, p.tokens, s.tokens)
+                for ex, p, s in zip(examples, runs[("plain", 0)].results, r.results) if p.tokens != s.tokens]
+        entry["near_ties"] = sum(g < NEAR_TIE_GAP for g in gaps)
+        entry["mismatches"] = sum(g >= NEAR_TIE_GAP for g in gaps)
+        report["speculative"].append(entry)
+    return report

@@ -1,0 +1,59 @@
+"""`padrec bench`: plain vs EAGLE-style vs PAD-Rec (and ablations) at several k, offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from padrec.config import ARTIFACTS_DIR, DRAFTERS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--users", type=int, default=200, help="first N test users")
+    parser.add_argument("--k", default="2,3,4,5,6", help="draft tokens per round, comma-separated")
+    parser.add_argument("--drafters", default=",".join(sorted(DRAFTERS)), help="comma-separated")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: batch-1 latency)")
+    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the JSON report here")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from padrec.artifacts import load_prepared
+    from padrec.benchmark import run_benchmark
+    from padrec.decoding.constraints import ItemTrie
+    from padrec.models.draft import Draft
+    from padrec.models.target import Target
+
+    torch.set_num_threads(args.threads)
+    data = load_prepared(args.dataset, args.artifacts)
+    drafts = {}
+    for name in args.drafters.split(","):
+        path = data.paths.draft(name)
+        if name not in DRAFTERS or not path.is_file():
+            print(f"error: no {name!r} draft at {path} (run `padrec train-draft --dataset {args.dataset} "
+                  f"--drafter {name}`)", file=sys.stderr)
+            return 2
+        drafts[name] = Draft.load(path)
+    ks = [int(k) for k in args.k.split(",")]
+    report = run_benchmark(Target.load(data.paths.target), drafts, ItemTrie(data.sids),
+                           data.split.test[: args.users], ks, progress=not args.json)
+    report["dataset"] = args.dataset
+    text = json.dumps(report, indent=1)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    if args.json:
+        print(text)
+    else:
+        p = report["plain"]
+        print(f"plain        {p['median_ms']:7.1f} ms  calls/list {p['target_calls_per_list']:.1f}")
+        for e in report["speculative"]:
+            print(f"{e['drafter']:10s} k={e['k']}  {e['median_ms']:7.1f} ms  x{e['speedup']:.2f}  tau {e['tau']:.2f}  "
+                  f"mismatches {e['mismatches']} near-ties {e['near_ties']}")
+    return 0

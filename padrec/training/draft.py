@@ -1,0 +1,152 @@
+"""Train a draft on the target's own outputs (self-distillation), unrolled over several steps.
+
+Data: for training users, the target's greedy list after their training history, so the draft
+learns exactly the continuations it will be asked to guess; the target's last-layer features of
+every position come from one teacher-forced pass.
+
+Unrolled steps ("training-time test"): step 1 reads real features at every position. Step j >= 2
+reads, at position i, the feature step j-1 predicted there, and attends the way inference does:
+to real-feature entries up to i - (j - 1) and to its own chain's entries of steps 2..j, one each.
+Worked example, step 3 at position i = 5: keys of step 1 at 0..3, of step 2 at 4, of step 3 at 5.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from padrec.artifacts import Prepared
+from padrec.config import DraftConfig, DraftTrainConfig, SplitConfig
+from padrec.decoding.constraints import ItemTrie
+from padrec.decoding.engine import ListDecoder
+from padrec.decoding.interfaces import DecodeRequest
+from padrec.decoding.torch_draft import next_slot_table
+from padrec.decoding.torch_target import TorchTarget
+from padrec.models.draft import Draft
+from padrec.models.target import Target
+from padrec.semantic_ids import BOS, PAD
+from padrec.training.batching import length_buckets, pad
+
+
+@torch.inference_mode()
+def distillation_sequences(target: Target, data: Prepared, users: int, top_n: int = 10, batch_size: int = 64,
+                           seed: int = 0, progress: bool = True,
+                           max_history: int = SplitConfig().max_history) -> list[np.ndarray]:
+    """BOS + history + the target's greedy list, for a random sample of training users."""
+    rng = np.random.default_rng(seed)
+    histories = [seq[-max_history:] for seq in data.split.train.values() if seq]
+    chosen = rng.choice(len(histories), size=min(users, len(histories)), replace=False)
+    decoder = ListDecoder(ItemTrie(data.sids), TorchTarget(target, batch_size), target.config.max_seq_len)
+    seqs = []
+    for start in tqdm(range(0, len(chosen), batch_size), desc="distill lists", disable=not progress):
+        batch = [histories[i] for i in chosen[start : start + batch_size]]
+        results = decoder.generate([DecodeRequest(tuple(h), top_n=top_n) for h in batch], list(range(len(batch))))
+        seqs.extend(np.asarray([BOS] + data.sids.encode_items(h) + r.tokens, dtype=np.int64)
+                    for h, r in zip(batch, results))
+    return seqs
+
+
+@torch.inference_mode()
+def target_features(target: Target, seqs: list[np.ndarray], tokens_per_batch: int = 8192) -> list[torch.Tensor]:
+    """The target's last-layer features of every position (fp16 to halve the memory)."""
+    feats: list[torch.Tensor | None] = [None] * len(seqs)
+    for idx in length_buckets([len(s) for s in seqs], tokens_per_batch, None):
+        hidden = target(pad([seqs[i] for i in idx])).hidden
+        for row, i in enumerate(idx):
+            feats[i] = hidden[row, : len(seqs[i])].half()
+    return feats
+
+
+def unrolled_step_mask(n: int, step: int) -> torch.Tensor:
+    """[1, 1, n, step * n] keys visible to step `step` (1-based) queries; see the module docstring."""
+    i = torch.arange(n)[:, None]
+    s = torch.arange(n)[None, :]
+    parts = [s <= i - (step - 1)]
+    parts += [s == i - (step - m) for m in range(2, step + 1)]
+    return torch.cat(parts, dim=1)[None, None]
+
+
+def unrolled_loss(draft: Draft, feats: torch.Tensor, tokens: torch.Tensor, next_slot: torch.Tensor,
+                  config: DraftTrainConfig) -> tuple[torch.Tensor, list[float]]:
+    """Summed loss over the unrolled steps, and each step's next-token accuracy.
+
+    feats [B, T, D] real target features, tokens [B, T] (PAD-padded). Pair t = (f_t, x_{t+1}).
+    """
+    B, T, _ = feats.shape
+    n = T - 1
+    x_in = tokens[:, 1:]  # x_{t+1} for pair t
+    target_feat = feats[:, 1:]  # f_{t+1}: what pair t should predict
+    next_token = torch.cat([tokens[:, 2:], torch.full((B, 1), PAD)], dim=1)  # x_{t+2}
+    valid = next_token != PAD  # [B, n]
+    positions = torch.arange(n).expand(B, n)
+    slots = next_slot[x_in]
+    features = feats[:, :n]
+    past_k = past_v = None
+    total, accuracies = 0.0, []
+    for step in range(1, config.unroll_steps + 1):
+        z = draft.fuse(features, x_in, slots, torch.full_like(x_in, step))
+        out = draft.decode(z, positions, unrolled_step_mask(n, step), past_k, past_v)
+        ok = valid.clone()
+        ok[:, : step - 1] = False  # no chain reaches these positions at this depth
+        feat_loss = F.smooth_l1_loss(out.features.float()[ok], target_feat.float()[ok])
+        token_loss = F.cross_entropy(out.logits.float()[ok], next_token[ok])
+        total = total + config.feature_weight * feat_loss + config.token_weight * token_loss
+        accuracies.append(float((out.logits.argmax(-1)[ok] == next_token[ok]).float().mean()))
+        past_k = out.new_k if past_k is None else torch.cat([past_k, out.new_k], dim=3)
+        past_v = out.new_v if past_v is None else torch.cat([past_v, out.new_v], dim=3)
+        # step j+1 at position i reads step j's prediction made at position i - 1
+        features = torch.cat([torch.zeros_like(out.features[:, :1]), out.features[:, :-1]], dim=1)
+    return total, accuracies
+
+
+def train_draft(target: Target, data: Prepared, draft_config: DraftConfig, config: DraftTrainConfig,
+                seqs: list[np.ndarray], feats: list[torch.Tensor], progress: bool = True) -> tuple[Draft, dict]:
+    """Train one draft on prepared distillation data; returns it and a log."""
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    rng = np.random.default_rng(config.seed)
+    draft = Draft.from_target(draft_config, target, data.sids.num_slots).train()
+    next_slot = torch.from_numpy(next_slot_table(data.sids))
+    params = [p for p in draft.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    lengths = [len(s) for s in seqs]
+    steps_total = len(length_buckets(lengths, config.tokens_per_batch, None)) * config.epochs
+    log = {"draft": asdict(draft_config), "train": asdict(config), "sequences": len(seqs), "epochs": []}
+    step, started = 0, time.time()
+    for epoch in range(config.epochs):
+        sums, batches = np.zeros(config.unroll_steps), 0
+        bar = tqdm(length_buckets(lengths, config.tokens_per_batch, rng), desc=f"draft epoch {epoch + 1}",
+                   disable=not progress)
+        for idx in bar:
+            tokens = pad([seqs[i] for i in idx])
+            f = torch.zeros(len(idx), tokens.shape[1], feats[idx[0]].shape[-1])
+            for row, i in enumerate(idx):
+                f[row, : len(feats[i])] = feats[i].float()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                loss, acc = unrolled_loss(draft, f, tokens, next_slot, config)
+            progress_ratio = min(1.0, step / max(1, steps_total))
+            lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) * (
+                config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress_ratio)))
+            for group in optim.param_groups:
+                group["lr"] = lr
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optim.step()
+            step += 1
+            sums += acc
+            batches += 1
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc="/".join(f"{a:.2f}" for a in acc))
+        entry = {"epoch": epoch + 1, "accuracy_by_step": (sums / batches).round(4).tolist(),
+                 "minutes": (time.time() - started) / 60}
+        log["epochs"].append(entry)
+        if progress:
+            tqdm.write(json.dumps(entry))
+    return draft.eval(), log
