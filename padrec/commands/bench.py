@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from padrec.commands import emit_report
 from padrec.config import ARTIFACTS_DIR, DRAFTERS
 
 
@@ -44,13 +44,8 @@ def run(args: argparse.Namespace) -> int:
     report = run_benchmark(Target.load(data.paths.target), drafts, ItemTrie(data.sids),
                            data.split.test[: args.users], ks, progress=not args.json)
     report["dataset"] = args.dataset
-    text = json.dumps(report, indent=1)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    if args.json:
-        print(text)
-    else:
+    emit_report(report, args.out, args.json)
+    if not args.json:
         p = report["plain"]
         print(f"plain        {p['median_ms']:7.1f} ms  calls/list {p['target_calls_per_list']:.1f}")
         for e in report["speculative"]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
+from padrec.commands import emit_report
 from padrec.config import ARTIFACTS_DIR
 
 
@@ -65,13 +65,8 @@ def run(args: argparse.Namespace) -> int:
         beams = beam_lists(model, trie, beam_examples, top_n=args.top_n, progress=progress)
         report["beam_search"] = {"width": 20, "users": len(beam_examples),
                                  **ranking_metrics(beams, [e.target for e in beam_examples])}
-    text = json.dumps(report, indent=1)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    if args.json:
-        print(text)
-    else:
+    emit_report(report, args.out, args.json)
+    if not args.json:
         for name in ("target", "popularity", "beam_search"):
             if name in report:
                 metrics = {k: v for k, v in report[name].items() if "@" in k}

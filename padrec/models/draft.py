@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from padrec.config import DraftConfig, ModelConfig
-from padrec.models.layers import Block, RMSNorm, attention_mask, rope_tables
+from padrec.models.layers import Block, RMSNorm, attention_mask, rope_tables, run_blocks
 from padrec.models.target import KVCache, Target
 
 
@@ -81,14 +81,9 @@ class Draft(nn.Module):
 
     def decode(self, z, positions, mask, past_k=None, past_v=None) -> DraftOutput:
         """The decoder layer(s) over z at the given positions, with an explicit attention mask."""
-        cos, sin = self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]  # [B,1,T,hd/2]
-        ks, vs = [], []
-        for i, block in enumerate(self.blocks):
-            z, k, v = block(z, cos, sin, mask, *((past_k[i], past_v[i]) if past_k is not None else ()))
-            ks.append(k)
-            vs.append(v)
+        z, new_k, new_v = run_blocks(self.blocks, z, positions, self.rope_cos, self.rope_sin, mask, past_k, past_v)
         predicted = self.norm(z)
-        return DraftOutput(predicted, predicted @ self.token_embedding.T, torch.stack(ks), torch.stack(vs))
+        return DraftOutput(predicted, predicted @ self.token_embedding.T, new_k, new_v)
 
     def forward(
         self,

@@ -101,3 +101,15 @@ class Block(nn.Module):
         x = x + self.dropout(h)
         x = x + self.dropout(self.mlp(self.mlp_norm(x)))
         return x, k, v
+
+
+def run_blocks(blocks, x, positions, rope_cos, rope_sin, mask, past_k=None, past_v=None):
+    """x [B, T, D] through decoder blocks at absolute `positions` [B, T], with an optional read-only
+    cache past_k/v [L, B, H, S, hd]; returns x and the new K/V stacked per layer [L, B, H, T, hd]."""
+    cos, sin = rope_cos[positions][:, None], rope_sin[positions][:, None]  # [B,1,T,hd/2]
+    ks, vs = [], []
+    for i, block in enumerate(blocks):
+        x, k, v = block(x, cos, sin, mask, *((past_k[i], past_v[i]) if past_k is not None else ()))
+        ks.append(k)
+        vs.append(v)
+    return x, torch.stack(ks), torch.stack(vs)

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from padrec.config import ModelConfig
-from padrec.models.layers import Block, RMSNorm, attention_mask, rope_tables
+from padrec.models.layers import Block, RMSNorm, attention_mask, rope_tables, run_blocks
 
 
 @dataclass
@@ -93,18 +93,12 @@ class Target(nn.Module):
         B, T = tokens.shape
         start = past_lengths[:, None] if past_lengths is not None else torch.zeros(B, 1, dtype=torch.long)
         positions = start + torch.arange(T)  # [B,T]
-        cos, sin = self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]  # [B,1,T,hd/2]
         S = past_k.shape[3] if past_k is not None else 0
-        mask = attention_mask(past_lengths, S, T)
-        x = self.embed(tokens)
-        ks, vs = [], []
-        for i, block in enumerate(self.blocks):
-            x, k, v = block(x, cos, sin, mask, *((past_k[i], past_v[i]) if past_k is not None else ()))
-            ks.append(k)
-            vs.append(v)
+        x, new_k, new_v = run_blocks(self.blocks, self.embed(tokens), positions, self.rope_cos, self.rope_sin,
+                                     attention_mask(past_lengths, S, T), past_k, past_v)
         hidden = self.norm(x)
         logits = hidden @ self.embed.weight.T  # tied output head
-        return ForwardOutput(logits, hidden, torch.stack(ks), torch.stack(vs))
+        return ForwardOutput(logits, hidden, new_k, new_v)
 
     def new_cache(self, rows: int) -> KVCache:
         c = self.config
