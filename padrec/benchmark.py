@@ -81,13 +81,22 @@ def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, exam
                   ks: list[int], top_n: int = 10, progress: bool = True) -> dict:
     """Decode every example with every configuration; returns the report dict."""
     max_len = target.config.max_seq_len
-    plain = ListDecoder(trie, TorchTarget(target, 1), max_len)
-    configs = {(name, k): ListDecoder(trie, TorchTarget(target, 1), max_len, proposer=TorchDraft(d, trie.sids, 1))
-               for name, d in drafts.items() for k in ks}
-    runs = {key: _Runs() for key in [("plain", 0), *configs]}
+    decoders = {("plain", 0): ListDecoder(trie, TorchTarget(target, 1), max_len)}
+    decoders.update({(name, k): ListDecoder(trie, TorchTarget(target, 1), max_len, proposer=TorchDraft(d, trie.sids, 1))
+                     for name, d in drafts.items() for k in ks})
+    return compare_decoders(target, decoders, trie, examples, top_n, progress)
+
+
+def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder], trie: ItemTrie,
+                     examples: list[Example], top_n: int = 10, progress: bool = True) -> dict:
+    """Time each (name, k) decoder on every example at batch 1 against the ("plain", 0) one.
+
+    Speculative entries report speed-up, acceptance, and how their lists differ from plain greedy
+    (near-ties and mismatches, judged by the torch `target`).
+    """
+    runs = {key: _Runs() for key in decoders}
     for ex in tqdm(examples, desc="bench", disable=not progress):
-        for key in runs:
-            decoder = plain if key[0] == "plain" else configs[key]
+        for key, decoder in decoders.items():
             request = DecodeRequest(tuple(ex.history), top_n=top_n, num_draft_tokens=key[1])
             started = time.perf_counter()
             result = decoder.generate([request], [0])[0]
@@ -103,7 +112,8 @@ def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, exam
     for (name, k), r in runs.items():
         if name == "plain":
             continue
-        entry = {"drafter": name, "k": k, **_summary(r, targets), "speedup": base["median_ms"] / _summary(r, targets)["median_ms"]}
+        summary = _summary(r, targets)
+        entry = {"drafter": name, "k": k, **summary, "speedup": base["median_ms"] / summary["median_ms"]}
         gaps = [divergence_gap(target, trie, ex.history, p.tokens, s.tokens)
                 for ex, p, s in zip(examples, runs[("plain", 0)].results, r.results) if p.tokens != s.tokens]
         entry["near_ties"] = sum(g < NEAR_TIE_GAP for g in gaps)
