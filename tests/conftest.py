@@ -1,12 +1,16 @@
-"""Shared fixtures: real Triton servers on free loopback ports, always stopped afterwards."""
+"""Shared fixtures: real Triton servers on free loopback ports, always stopped afterwards; one
+exported model repository per session."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from padrec.server import ServerConfig, TritonServer
@@ -65,3 +69,66 @@ def private_repository(tmp_path: Path) -> Callable[[str], Path]:
         return Path(shutil.copytree(MODEL_REPOSITORIES / name, tmp_path / f"repository-{name}"))
 
     return copy
+
+
+@dataclass
+class Exported:
+    """What `exported_tiny` made: the artifacts, the repository and the models it was exported from."""
+
+    artifacts: Path
+    repository: Path
+    manifest: dict
+    target: object  # padrec.models.target.Target
+    draft: object  # padrec.models.draft.Draft
+    trie: object  # padrec.decoding.constraints.ItemTrie
+
+
+# The draft graph of `exported_tiny` has room for every forced run of its catalogue's items (4 after
+# a first code), so its proposals equal TorchDraft's in every round.
+EXPORT_DRAFT_TOKENS, EXPORT_FORCED_ROOM = 3, 4
+
+
+@pytest.fixture(scope="session")
+def exported_tiny(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    """`padrec export --backend python` of random-weight tiny models on a synthetic 60-item dataset.
+
+    Exporting takes most of a minute on two busy cores, so the session shares one repository.
+    """
+    import torch
+
+    from padrec.cli import main
+    from padrec.config import DRAFTERS, ModelConfig
+    from padrec.data.datasets import load_generic
+    from padrec.decoding.constraints import ItemTrie
+    from padrec.models.draft import Draft
+    from padrec.models.target import Target
+    from padrec.semantic_ids import SemanticIds, disambiguate
+
+    root = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(0)
+    interactions = root / "interactions.txt"
+    sequences = [rng.choice(60, rng.integers(4, 10), replace=False) for _ in range(40)]
+    interactions.write_text("".join(f"u{u} " + " ".join(f"i{i}" for i in items) + "\n"
+                                    for u, items in enumerate(sequences)))
+    items = load_generic("tiny", interactions).items
+    art = root / "artifacts"
+    (art / "tiny").mkdir(parents=True)
+    (art / "tiny" / "dataset.json").write_text(json.dumps({"kind": "generic", "name": "tiny",
+                                                           "interactions": str(interactions)}))
+    (art / "tiny" / "item_ids.json").write_text(json.dumps(items))
+    codes = disambiguate(rng.integers(0, (6, 4, 3), size=(len(items), 3)))
+    sids = SemanticIds(codes, [6, 4, 3, int(codes[:, -1].max()) + 1])
+    sids.save(art / "tiny" / "semantic_ids.npz")
+    torch.manual_seed(0)
+    target = Target(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=160), sids.vocab_size)
+    target.save(art / "tiny" / "target.pt")
+    Draft.from_target(DRAFTERS["padrec"], target, sids.num_slots).save(art / "tiny" / "draft_padrec.pt")
+
+    repository = root / "repository"
+    status = main(["export", "--dataset", "tiny", "--backend", "python", "--artifacts", str(art), "--out",
+                   str(repository), "--check-users", "10", "--draft-tokens", str(EXPORT_DRAFT_TOKENS),
+                   "--forced-room", str(EXPORT_FORCED_ROOM), "--json"])
+    assert status == 0
+    return Exported(art, repository, json.loads((repository / "padrec_export.json").read_text()),
+                    Target.load(art / "tiny" / "target.pt"), Draft.load(art / "tiny" / "draft_padrec.pt"),
+                    ItemTrie(sids))

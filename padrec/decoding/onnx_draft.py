@@ -1,0 +1,80 @@
+"""A host's draft on ONNX Runtime: an exported draft round (`DraftGraph`) with its KV cache in process.
+
+The graph decides the tokens, walking the catalogue constraints itself; this class packs the
+`DraftBatch` (constraint states included) into its inputs. Its greedy proposals are `TorchDraft`'s;
+where they differ (none of it touches exactness: the engine verifies every proposal):
+  - the graph proposes a fixed number of tokens (`k_max`) after at most `forced_room` forced ones; a
+    row asking for fewer gets the first ones, and a row with more forced tokens than the room
+    proposes nothing that round (its depth-1 pass still fills its cache);
+  - a row whose list completes inside the proposal gets padding after it (never verified);
+  - sampling draws from the row's generator through uniform noise, so sampled proposals differ
+    from TorchDraft's while following the same distribution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from padrec.decoding.constraints import ListConstraint
+from padrec.decoding.interfaces import DraftBatch, Proposal
+from padrec.decoding.onnx_session import cached_past, load_session, new_cache
+from padrec.semantic_ids import PAD
+
+
+class OnnxDraft:
+    """`DraftProposer` over an exported draft graph and a pool of `rows` cache rows."""
+
+    def __init__(self, path: Path, rows: int, threads: int = 1):
+        self.session = load_session(path, threads)
+        self.cache = new_cache(self.session, rows)
+        shapes = {t.name: t.shape for t in (*self.session.get_inputs(), *self.session.get_outputs())}
+        self.forced_room = shapes["forced"][1]
+        self.k_max = shapes["proposals"][1]
+        self.noise_shape = tuple(shapes["uniform"][1:])  # [steps, V]: one row of noise per step
+
+    def propose(self, batch: DraftBatch) -> Proposal:
+        forced_counts = np.array([len(f) for f in batch.forced], dtype=np.int64)
+        fits = forced_counts <= self.forced_room
+        rows_t, start_t = torch.from_numpy(batch.rows), torch.from_numpy(batch.start)
+        past_k, past_v = cached_past(self.cache, rows_t, start_t)
+        sampling = batch.temperatures > 0
+        proposals, q, new_k, new_v = self.session.run(None, {
+            "features": batch.features.astype(np.float32, copy=False), "tokens": batch.tokens,
+            "lengths": batch.lengths.astype(np.int64), "past_k": past_k, "past_v": past_v,
+            "past_lengths": batch.start.astype(np.int64),
+            "forced": self._forced(batch.forced, fits), "forced_counts": np.minimum(forced_counts, self.forced_room),
+            **constraint_inputs(batch.constraints),
+            "temperatures": batch.temperatures.astype(np.float32), "uniform": self._noise(batch.rngs, sampling),
+        })
+        self.cache.write(rows_t, start_t, torch.from_numpy(new_k), torch.from_numpy(new_v))
+        counts = np.where(fits, np.minimum(batch.num_tokens, self.k_max), 0)
+        return Proposal(proposals, counts, q if sampling.any() else None)
+
+    def _forced(self, forced: list[list[int]], fits: np.ndarray) -> np.ndarray:
+        """[B, forced_room] the rows' forced tokens, padded (rows that do not fit: all padding)."""
+        out = np.full((len(forced), self.forced_room), PAD, dtype=np.int64)
+        for r in np.flatnonzero(fits):
+            out[r, : len(forced[r])] = forced[r]
+        return out
+
+    def _noise(self, rngs: list, sampling: np.ndarray) -> np.ndarray:
+        """[B, steps, V] uniform noise from each sampling row's generator (zeros for greedy rows)."""
+        out = np.zeros((len(rngs), *self.noise_shape), dtype=np.float32)
+        for r in np.flatnonzero(sampling):
+            out[r] = rngs[r].random(self.noise_shape, dtype=np.float32)
+        return out
+
+
+def constraint_inputs(constraints: list[ListConstraint]) -> dict[str, np.ndarray]:
+    """The draft graph's view of each row's constraint: trie node, separator due, banned items
+    (padded with the number of items, an item that bans nothing; at least one column)."""
+    width = max(1, *(len(c.banned_items) for c in constraints))
+    banned = np.full((len(constraints), width), constraints[0].trie.sids.num_items, dtype=np.int64)
+    for r, c in enumerate(constraints):
+        banned[r, : len(c.banned_items)] = c.banned_items
+    return {"node": np.array([c.node for c in constraints], dtype=np.int64),
+            "awaiting_separator": np.array([c.awaiting_separator for c in constraints]),
+            "banned": banned}

@@ -1,0 +1,171 @@
+"""The checks export runs before it installs anything: exported graphs against the torch models.
+
+1. Numerics: the same inputs through torch (eager) and ONNX Runtime, at prefill, verification and
+   mixed-batch shapes; every float output within `NUMERIC_ATOL`, every token output equal.
+2. Lists: greedy lists of test users from the engine on ONNX Runtime (`OnnxTarget` + `OnnxDraft`)
+   and on torch (plain, and `TorchTarget` + `TorchDraft`), through `compare_decoders`: a list that
+   differs from plain greedy is a mismatch unless it is a near-tie (float rounding); no mismatches
+   are allowed. Acceptance and per-list time of both engines are reported side by side.
+3. Latency (reported, not checked): one target forward at (batch, new tokens) = (1, 1) and (1, 5)
+   and one draft round at batch 1, torch eager vs ONNX Runtime, over a cache of `LATENCY_PAST`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from padrec.benchmark import compare_decoders
+from padrec.data.split import Example
+from padrec.decoding.constraints import ItemTrie
+from padrec.decoding.engine import ListDecoder
+from padrec.decoding.onnx_draft import OnnxDraft
+from padrec.decoding.onnx_session import load_session
+from padrec.decoding.onnx_target import OnnxTarget
+from padrec.decoding.torch_draft import TorchDraft
+from padrec.decoding.torch_target import TorchTarget
+from padrec.export.graphs import DraftGraph, TargetGraph
+from padrec.models.draft import Draft
+from padrec.models.target import Target
+from padrec.semantic_ids import NUM_SPECIAL
+
+# fp32 graph vs eager differ by op order only: about 1e-6 on the tiny and default models
+NUMERIC_ATOL = 1e-4
+# (batch, new tokens, past lengths per row): prefill, a verification round, a ragged batch
+SHAPES = ((1, 6, (0,)), (1, 5, (40,)), (3, 4, (23, 0, 9)))
+LATENCY_PAST = 100  # cache positions in the latency runs: a 20-item history of 5-token items
+LATENCY_REPEATS = 50
+SAMPLING_TEMPERATURE = 0.8  # the sampling rows of the draft check
+
+
+@dataclass
+class CheckReport:
+    numerics: dict  # output name -> max abs difference (floats) or number of differing entries (tokens)
+    lists: dict  # compare_decoders report: plain, torch and onnxruntime speculative entries
+    latency_ms: dict  # "what, shape" -> {"torch": ms, "onnxruntime": ms}
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict:
+        return {"passed": self.passed, "failures": self.failures, "atol": NUMERIC_ATOL, "numerics": self.numerics,
+                "lists": self.lists, "latency_ms": self.latency_ms}
+
+
+def target_inputs(graph: TargetGraph, batch: int, new: int, past: tuple[int, ...], rng: np.random.Generator) -> dict:
+    """Random inputs of the target graph; the cache slice is as long as the longest past."""
+    target = graph.target
+    c = target.config
+    cache = (c.n_layers, batch, c.n_heads, max(past), c.head_dim)
+    return {"tokens": rng.integers(NUM_SPECIAL, target.vocab_size, (batch, new)),
+            "past_k": rng.standard_normal(cache, dtype=np.float32),
+            "past_v": rng.standard_normal(cache, dtype=np.float32),
+            "past_lengths": np.array(past, dtype=np.int64)}
+
+
+def draft_inputs(graph: DraftGraph, batch: int, new: int, past: tuple[int, ...], rng: np.random.Generator) -> dict:
+    """Random inputs of the draft graph: row 0 greedy, the others sampling; ragged fresh pairs; each
+    row inside an item (a random inner trie node) or awaiting its separator, with a few bans."""
+    draft, c, constraint = graph.draft, graph.draft.target_config, graph.constraint
+    cache = (draft.config.n_layers, batch, c.n_heads, max(past), c.head_dim)
+    temperatures = np.full(batch, SAMPLING_TEMPERATURE, dtype=np.float32)
+    temperatures[0] = 0.0
+    inner = np.flatnonzero(constraint.node_depth.numpy() < constraint.num_levels)
+    awaiting = rng.random(batch) < 0.3
+    return {"features": rng.standard_normal((batch, new, c.d_model), dtype=np.float32),
+            "tokens": rng.integers(NUM_SPECIAL, draft.vocab_size, (batch, new)),
+            "lengths": rng.integers(1, new + 1, batch),
+            "past_k": rng.standard_normal(cache, dtype=np.float32),
+            "past_v": rng.standard_normal(cache, dtype=np.float32),
+            "past_lengths": np.array(past, dtype=np.int64),
+            "forced": rng.integers(NUM_SPECIAL, draft.vocab_size, (batch, graph.forced_room)),
+            "forced_counts": rng.integers(0, graph.forced_room + 1, batch),
+            "node": np.where(awaiting, 0, rng.choice(inner, batch)),
+            "awaiting_separator": awaiting,
+            "banned": rng.integers(0, constraint.num_items + 1, (batch, 5)),  # num_items: padding
+            "temperatures": temperatures,
+            "uniform": rng.random((batch, graph.steps, draft.vocab_size), dtype=np.float32)}
+
+
+@torch.inference_mode()
+def compare_graph(graph: TargetGraph | DraftGraph, onnx_path: Path, cases: list[dict]) -> dict:
+    """Largest |torch - ORT| per float output, count of differing entries per integer output."""
+    session = load_session(onnx_path)
+    worst = {name: 0.0 for name in graph.outputs}
+    for feeds in cases:
+        expected = graph(*(torch.from_numpy(feeds[name]) for name in graph.inputs))
+        for name, want, got in zip(graph.outputs, expected, session.run(None, feeds)):
+            want = want.numpy()
+            diff = np.abs(want - got).max() if want.dtype.kind == "f" else np.count_nonzero(want != got)
+            worst[name] = max(worst[name], float(diff))
+    return worst
+
+
+def numeric_failures(numerics: dict[str, dict[str, float]]) -> list[str]:
+    """One line per output beyond the tolerance (floats) or with any differing token."""
+    failures = []
+    for graph, outputs in numerics.items():
+        for name, diff in outputs.items():
+            limit = 0 if name == "proposals" else NUMERIC_ATOL
+            if diff > limit:
+                failures.append(f"{graph} output {name!r}: onnxruntime differs from torch by {diff:g} "
+                                f"(allowed {limit:g})")
+    return failures
+
+
+def list_check(target: Target, draft: Draft, target_onnx: Path, draft_onnx: Path, trie: ItemTrie,
+               examples: list[Example], num_draft_tokens: int) -> tuple[dict, list[str]]:
+    """Greedy lists: ORT engine and torch speculative engine against torch plain decoding."""
+    max_len = target.config.max_seq_len
+    decoders = {
+        ("plain", 0): ListDecoder(trie, TorchTarget(target, 1), max_len),
+        ("torch", num_draft_tokens): ListDecoder(trie, TorchTarget(target, 1), max_len,
+                                                 proposer=TorchDraft(draft, trie.sids, 1)),
+        ("onnxruntime", num_draft_tokens): ListDecoder(trie, OnnxTarget(target_onnx, 1), max_len,
+                                                       proposer=OnnxDraft(draft_onnx, 1)),
+    }
+    report = compare_decoders(target, decoders, trie, examples, progress=False)
+    failures = [f"{e['drafter']} lists: {e['mismatches']} of {len(examples)} differ from torch greedy"
+                for e in report["speculative"] if e["mismatches"]]
+    return report, failures
+
+
+def median_ms(run, repeats: int = LATENCY_REPEATS) -> float:
+    """Median wall time of `run()` in milliseconds, after one warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000)
+
+
+@torch.inference_mode()
+def latency(graph: TargetGraph | DraftGraph, onnx_path: Path, feeds: dict) -> dict:
+    """Median ms of one call, torch eager vs ONNX Runtime (the session's own thread setting)."""
+    session = load_session(onnx_path, torch.get_num_threads())
+    args = [torch.from_numpy(feeds[name]) for name in graph.inputs]
+    return {"torch": median_ms(lambda: graph(*args)), "onnxruntime": median_ms(lambda: session.run(None, feeds))}
+
+
+def run_checks(target_graph: TargetGraph, draft_graph: DraftGraph, onnx_files: dict[str, Path], trie: ItemTrie,
+               examples: list[Example], seed: int = 0) -> CheckReport:
+    """Numerics, lists and latency of an exported pair, `onnx_files` by graph kind (module docstring)."""
+    rng = np.random.default_rng(seed)
+    graphs, make_inputs = (target_graph, draft_graph), {"target": target_inputs, "draft": draft_inputs}
+    numerics = {g.kind: compare_graph(g, onnx_files[g.kind], [make_inputs[g.kind](g, *shape, rng) for shape in SHAPES])
+                for g in graphs}
+    lists, list_failures = list_check(target_graph.target, draft_graph.draft, onnx_files["target"],
+                                      onnx_files["draft"], trie, examples, draft_graph.proposals)
+    past = (min(LATENCY_PAST, target_graph.max_seq_len - 8),)
+    latency_ms = {f"{g.kind} ({batch}, {new})":
+                  latency(g, onnx_files[g.kind], make_inputs[g.kind](g, batch, new, past, rng))
+                  for g, batch, new in ((target_graph, 1, 1), (target_graph, 1, 5), (draft_graph, 1, 2))}
+    return CheckReport(numerics, lists, latency_ms, numeric_failures(numerics) + list_failures)

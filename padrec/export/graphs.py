@@ -1,0 +1,159 @@
+"""The two graphs export turns into ONNX: the target's forward, and one whole draft round.
+
+`TargetGraph` is `Target.forward` with positional outputs (ONNX outputs have no field names).
+
+`DraftGraph` unrolls the round that `TorchDraft.propose` runs into one graph without control flow:
+  1. depth 1: every fresh pair (a real target feature and the token after it) in one pass;
+  2. `forced_room + proposals` single-token steps in lockstep for all rows, each on the feature the
+     previous step predicted. Row r takes its first forced_counts[r] tokens as given (teacher
+     forcing: tokens the constraints dictated), then chooses `proposals` tokens itself;
+  3. the proposals of row r are steps forced_counts[r] .. forced_counts[r] + proposals - 1.
+Worked example, forced_room 2, proposals 3, a row with one forced token f:
+    step:   0  1  2  3  4
+    token:  f  p0 p1 p2 x     (x: chosen but not returned, the row needed only 4 steps)
+
+Choosing a token: the graph walks the catalogue constraints itself (`GraphConstraint`: the trie and
+the bans, from each row's `ListConstraint` state at its first proposal), so its proposals are the ones
+`TorchDraft` makes. Greedy rows (temperature 0) take the argmax of the allowed logits; sampling rows
+draw by Gumbel-max, argmax(logits / T + g) with g = -log(-log(u)) from the caller's uniform noise u,
+an exact draw from q = softmax(allowed logits / T), which is returned for rejection sampling.
+
+Only the depth-1 K/V are returned: the steps' K/V would be dropped by the next round anyway (the
+draft cache keeps only positions with real target features; see `DraftBatch`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from padrec.decoding.constraints import ItemTrie
+from padrec.decoding.torch_draft import next_slot_table
+from padrec.export.constraint_graph import GraphConstraint
+from padrec.models.draft import Draft
+from padrec.models.target import Target
+
+EXAMPLE_SIZES = (2, 3, 4)  # batch, new tokens, cache positions of the example inputs
+# The logit of a token the constraints forbid: finite, so a row with nothing allowed (a complete
+# list, never verified) gets no NaN; its probability still underflows to exactly 0 beside any
+# allowed token.
+NOT_ALLOWED = torch.finfo(torch.float32).min
+
+
+class TargetGraph(nn.Module):
+    """The target's forward with positional outputs, for export."""
+
+    kind = "target"
+    inputs = ("tokens", "past_k", "past_v", "past_lengths")
+    outputs = ("logits", "hidden", "new_k", "new_v")
+
+    def __init__(self, target: Target):
+        super().__init__()
+        self.target = target
+        self.max_seq_len = target.config.max_seq_len
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        """Inputs to trace the export with: every dynamic size >= 2 (the exporter specialises 0, 1)."""
+        c, (B, T, S) = self.target.config, EXAMPLE_SIZES
+        cache = (c.n_layers, B, c.n_heads, S, c.head_dim)
+        return (torch.randint(0, self.target.vocab_size, (B, T)), torch.randn(cache), torch.randn(cache),
+                torch.tensor([S, 1]))
+
+    def forward(self, tokens, past_k, past_v, past_lengths):
+        out = self.target(tokens, past_k, past_v, past_lengths)
+        return out.logits, out.hidden, out.new_k, out.new_v
+
+
+class DraftGraph(nn.Module):
+    """One draft round, unrolled: fresh pairs in, proposals, their distributions and new K/V out."""
+
+    kind = "draft"
+    inputs = ("features", "tokens", "lengths", "past_k", "past_v", "past_lengths", "forced", "forced_counts",
+              "node", "awaiting_separator", "banned", "temperatures", "uniform")
+    outputs = ("proposals", "q", "new_k", "new_v")
+
+    def __init__(self, draft: Draft, trie: ItemTrie, proposals: int, forced_room: int):
+        super().__init__()
+        if proposals < 1 or forced_room < 1:
+            raise ValueError(f"need proposals >= 1 and forced_room >= 1, got {proposals}, {forced_room}")
+        self.draft = draft
+        self.proposals = proposals
+        self.forced_room = forced_room
+        self.constraint = GraphConstraint(trie)
+        self.register_buffer("next_slot", torch.from_numpy(next_slot_table(trie.sids)), persistent=False)
+        self.max_seq_len = draft.target_config.max_seq_len
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        """Inputs to trace the export with: every dynamic size >= 2 (the exporter specialises 0, 1)."""
+        c, (B, T, S), V = self.draft.target_config, EXAMPLE_SIZES, self.draft.vocab_size
+        cache = (self.draft.config.n_layers, B, c.n_heads, S, c.head_dim)
+        return (torch.randn(B, T, c.d_model), torch.randint(0, V, (B, T)), torch.tensor([T, 1]),
+                torch.randn(cache), torch.randn(cache), torch.tensor([S, 1]),
+                torch.randint(0, V, (B, self.forced_room)), torch.tensor([0, self.forced_room]),
+                torch.zeros(B, dtype=torch.long), torch.tensor([False, True]),
+                torch.randint(0, self.constraint.num_items, (B, 3)),
+                torch.tensor([0.0, 1.0]), torch.rand(B, self.steps, V))
+
+    @property
+    def steps(self) -> int:
+        return self.forced_room + self.proposals
+
+    def forward(
+        self,
+        features: torch.Tensor,  # [B, T, D] target features f_t of the fresh pairs
+        tokens: torch.Tensor,  # [B, T] the token after each (padding beyond lengths)
+        lengths: torch.Tensor,  # [B] fresh pairs per row, >= 1
+        past_k: torch.Tensor,  # [n_layers, B, H, S, hd] the draft cache, read-only
+        past_v: torch.Tensor,
+        past_lengths: torch.Tensor,  # [B] cache positions each row keeps
+        forced: torch.Tensor,  # [B, forced_room] teacher-forced tokens (padding beyond forced_counts)
+        forced_counts: torch.Tensor,  # [B] <= forced_room
+        node: torch.Tensor,  # [B] the constraint state after the forced tokens (see GraphConstraint)
+        awaiting_separator: torch.Tensor,  # [B] bool
+        banned: torch.Tensor,  # [B, NB] banned items, padded with the number of items
+        temperatures: torch.Tensor,  # [B] float; 0 = greedy
+        uniform: torch.Tensor,  # [B, forced_room + proposals, V] noise in [0, 1), one row per step
+    ):
+        B, T, _ = features.shape
+        rows = torch.arange(B)
+        last = lengths - 1
+        fresh = self.draft(features, tokens, self.next_slot[tokens], torch.ones_like(tokens),
+                           past_k, past_v, past_lengths)
+        feature, logits = fresh.features[rows, last], fresh.logits[rows, last]  # [B, D], [B, V]
+        keys = torch.cat([past_k, fresh.new_k], dim=3)  # [n_layers, B, H, S + T, hd]
+        values = torch.cat([past_v, fresh.new_v], dim=3)
+        # what the steps may attend to: the kept cache, this call's real pairs, then every step
+        visible = torch.cat([torch.arange(past_k.shape[3])[None, :] < past_lengths[:, None],
+                             torch.arange(T)[None, :] < lengths[:, None]], dim=1)  # [B, S + T]
+        position = past_lengths + lengths  # [B] where step 0's token sits
+        sampling = temperatures > 0
+        temperature = torch.where(sampling, temperatures, torch.ones_like(temperatures))[:, None]  # [B, 1]
+        gumbel = -torch.log(-torch.log(uniform))  # [B, steps, V]
+        node, banned_nodes = self.constraint.initial(node, awaiting_separator, banned)
+
+        step_tokens, step_q = [], []
+        for step in range(self.steps):
+            proposing = step >= forced_counts  # [B]
+            children = self.constraint.child_nodes(node)
+            allowed = self.constraint.allowed(banned_nodes, children)  # [B, V]
+            scaled = torch.where(allowed, logits / temperature, NOT_ALLOWED)
+            token = torch.where(sampling, (scaled + gumbel[:, step]).argmax(-1), scaled.argmax(-1))
+            if step < self.forced_room:
+                token = torch.where(proposing, token, forced[:, step])
+            step_tokens.append(token)
+            step_q.append(scaled.softmax(-1))
+            if step == self.steps - 1:
+                break  # the last token needs no forward of its own
+            node, banned_nodes = self.constraint.advance(node, banned_nodes, children, token, proposing)
+            z = self.draft.fuse(feature[:, None], token[:, None], self.next_slot[token][:, None],
+                                torch.full_like(token[:, None], step + 2))
+            visible = torch.cat([visible, torch.ones_like(visible[:, :1])], dim=1)
+            out = self.draft.decode(z, (position + step)[:, None], visible[:, None, None, :], keys, values)
+            keys = torch.cat([keys, out.new_k], dim=3)
+            values = torch.cat([values, out.new_v], dim=3)
+            feature, logits = out.features[:, 0], out.logits[:, 0]
+
+        pick = forced_counts[:, None] + torch.arange(self.proposals)  # [B, proposals] step of each proposal
+        proposals = torch.stack(step_tokens, dim=1).gather(1, pick)
+        q = torch.stack(step_q, dim=1)[rows[:, None], pick]  # [B, proposals, V]
+        return proposals, q, fresh.new_k, fresh.new_v

@@ -1,0 +1,49 @@
+"""Writing the target and draft graphs as ONNX files (opset 18, dynamo exporter).
+
+Dynamic dimensions carry names that later steps rely on: `BATCH` rows, `NEW` tokens (the target's
+new tokens, the draft's fresh pairs), `PAST` cache positions and `BANNED` items (the draft's
+constraint state); TensorRT profiles and Triton configs are derived from them. Example inputs
+have every dynamic size >= 2, since the exporter specialises sizes 0 and 1 (`example_inputs` of
+each graph). A past length of 0 (prefill) runs on ONNX Runtime as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from onnx_ir.passes.common import DeduplicateInitializersPass
+
+from padrec.decoding.onnx_session import MAX_SEQ_LEN_KEY
+from padrec.export.graphs import DraftGraph, TargetGraph
+
+OPSET = 18  # from opset 23 attention may become an `Attention` op that TensorRT 10 does not parse
+BATCH, NEW, PAST, BANNED = "batch", "new", "past", "banned"
+GRAPH_KIND_KEY = "padrec.graph"
+
+
+def export_graph(graph: TargetGraph | DraftGraph, path: Path) -> None:
+    """Write `graph` as ONNX with its dynamic dims named, weights deduplicated and its cache capacity
+    in the metadata (`MAX_SEQ_LEN_KEY`)."""
+    batch, new, past = torch.export.Dim(BATCH), torch.export.Dim(NEW), torch.export.Dim(PAST)
+    # axes by input name; inputs not listed have only a batch axis first
+    axes = {"tokens": {0: batch, 1: new}, "features": {0: batch, 1: new},
+            "past_k": {1: batch, 3: past}, "past_v": {1: batch, 3: past},
+            "banned": {0: batch, 1: torch.export.Dim(BANNED)}}
+    dynamic = {name: axes.get(name, {0: batch}) for name in graph.inputs}
+    # The exporter warns about unavailable torchvision ops (unused here), axes sharing a name
+    # (intended: every input's batch axis is the same batch) and its own deprecated internals.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.onnx.export(graph.eval(), graph.example_inputs(), dynamo=True, opset_version=OPSET,
+                                    dynamic_shapes=dynamic, input_names=list(graph.inputs),
+                                    output_names=list(graph.outputs), verbose=False)
+    # Constant folding gives each use of a weight its own transposed copy: one per unrolled draft step.
+    DeduplicateInitializersPass(size_limit=1 << 62)(program.model)
+    program.model.metadata_props.update({MAX_SEQ_LEN_KEY: str(graph.max_seq_len), GRAPH_KIND_KEY: graph.kind})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program.save(str(path))

@@ -1,0 +1,143 @@
+"""The Triton model repository that export writes: one `config.pbtxt` generator for three backends.
+
+    <out>/
+        target/config.pbtxt   target/1/<model file>
+        draft/config.pbtxt    draft/1/<model file>     (the drafter chosen at export; one per repository)
+        semantic_ids.npz      item <-> token map (the pre- and post-processing models read it)
+        item_ids.json         internal item index -> external item id
+        padrec_export.json    what was exported from where, the check report, the graph settings
+
+Model files per backend:
+    python       model.onnx + model.py (export/python_backend/model.py: ONNX Runtime in a stub process)
+    onnxruntime  model.onnx (Triton's onnxruntime backend)
+    tensorrt     model.plan (an engine built from model.onnx for this GPU and TensorRT version)
+
+Shared files sit at the root because Triton treats every folder of a repository as a model (and
+fails on one without a model in it); it ignores plain files there. Every model has
+`max_batch_size: 0`: the K/V tensors carry the batch on their second axis, so Triton's batch
+dimension cannot be added in front; the graphs' own dims (-1 where dynamic) are the config's dims.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from padrec.config import REPO_ROOT
+
+MODEL_NAMES = ("target", "draft")
+VERSION = "1"
+PYTHON_MODEL_SOURCE = REPO_ROOT / "export" / "python_backend" / "model.py"
+MANIFEST = "padrec_export.json"
+
+# backend -> (config line naming it, model file, instance kind)
+_BACKEND_LAYOUT = {
+    "python": ('backend: "python"', "model.py", "KIND_CPU"),
+    "onnxruntime": ('platform: "onnxruntime_onnx"', "model.onnx", "KIND_CPU"),
+    "tensorrt": ('platform: "tensorrt_plan"', "model.plan", "KIND_GPU"),
+}
+_TRITON_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "TYPE_INT64",
+                 onnx.TensorProto.BOOL: "TYPE_BOOL"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: its name, Triton data type and dims (a str names a dynamic dim)."""
+
+    name: str
+    data_type: str
+    dims: tuple[int | str, ...]
+
+
+def graph_io(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The inputs and outputs of an ONNX graph, as declared in it."""
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+
+    def spec(value: onnx.ValueInfoProto) -> TensorSpec:
+        tensor = value.type.tensor_type
+        dims = tuple(d.dim_param or d.dim_value for d in tensor.shape.dim)
+        return TensorSpec(value.name, _TRITON_TYPES[tensor.elem_type], dims)
+
+    return [spec(v) for v in graph.input], [spec(v) for v in graph.output]
+
+
+def model_config(name: str, backend: str, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int = 1) -> str:
+    """The config.pbtxt text of one model on one backend.
+
+    Defaults: one instance (CPU, or GPU for TensorRT); ONNX Runtime with `threads` intra-op threads.
+    """
+    kind_line, model_file, instance_kind = _BACKEND_LAYOUT[backend]
+
+    def tensors(specs: list[TensorSpec]) -> str:
+        rows = []
+        for spec in specs:
+            dims = ", ".join(str(d) if isinstance(d, int) else "-1" for d in spec.dims)  # -1: dynamic
+            rows.append(f'  {{ name: "{spec.name}", data_type: {spec.data_type}, dims: [ {dims} ] }}')
+        return "[\n" + ",\n".join(rows) + "\n]"
+
+    parameters = {
+        "python": {"onnx_file": "model.onnx", "intra_op_threads": str(threads)},
+        "onnxruntime": {"intra_op_thread_count": str(threads), "inter_op_thread_count": "1"},
+        "tensorrt": {},
+    }[backend]
+    lines = [
+        f'# Written by `padrec export --backend {backend}`; regenerate rather than edit.',
+        f'name: "{name}"',
+        kind_line,
+        f'default_model_filename: "{model_file}"',
+        "max_batch_size: 0",
+        f"input {tensors(inputs)}",
+        f"output {tensors(outputs)}",
+        f"instance_group [ {{ kind: {instance_kind}, count: 1 }} ]",
+        *(f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}' for key, value in parameters.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_model(repository: Path, name: str, backend: str, onnx_path: Path, plan_path: Path | None = None,
+                threads: int = 1) -> Path:
+    """One model folder: config.pbtxt and the backend's files in version folder 1."""
+    version_dir = repository / name / VERSION
+    version_dir.mkdir(parents=True)
+    inputs, outputs = graph_io(onnx_path)
+    (repository / name / "config.pbtxt").write_text(model_config(name, backend, inputs, outputs, threads))
+    if backend == "tensorrt":
+        shutil.copy2(plan_path, version_dir / "model.plan")
+    else:
+        shutil.copy2(onnx_path, version_dir / "model.onnx")
+    if backend == "python":
+        shutil.copy2(PYTHON_MODEL_SOURCE, version_dir / "model.py")
+    return repository / name
+
+
+@contextmanager
+def staging(out: Path) -> Iterator[Path]:
+    """A scratch repository beside `out` (same filesystem, so installing is a rename), always removed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def install(staged: Path, out: Path) -> list[Path]:
+    """Move every entry of `staged` into `out`, replacing entries of the same name and leaving the
+    rest of `out` (other models, README) alone. Returns the installed paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    installed = []
+    for entry in sorted(staged.iterdir()):
+        destination = out / entry.name
+        if destination.is_dir():
+            retired = staged / f".retired-{entry.name}"
+            os.replace(destination, retired)  # removed with the staging folder
+        os.replace(entry, destination)
+        installed.append(destination)
+    return installed

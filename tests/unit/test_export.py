@@ -1,0 +1,219 @@
+"""Export: the ONNX graphs compute what the torch models do, the engine on ONNX Runtime decodes what
+the engine on torch decodes, the generated Triton configs parse for every backend, and the
+TensorRT path refuses cleanly where TensorRT is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from google.protobuf import text_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tritonclient.grpc import model_config_pb2
+
+from padrec.cli import main
+from padrec.commands.export import BACKENDS
+from padrec.decoding.constraints import ItemTrie, ListConstraint
+from padrec.decoding.engine import ListDecoder
+from padrec.decoding.interfaces import DecodeRequest
+from padrec.decoding.onnx_draft import OnnxDraft
+from padrec.decoding.onnx_session import load_session
+from padrec.decoding.onnx_target import OnnxTarget
+from padrec.decoding.torch_draft import TorchDraft
+from padrec.decoding.torch_target import TorchTarget
+from padrec.export.checks import compare_graph, draft_inputs, numeric_failures, target_inputs
+from padrec.export.constraint_graph import GraphConstraint
+from padrec.export.graphs import DraftGraph, TargetGraph
+from padrec.export.repository import graph_io, install, model_config
+from padrec.semantic_ids import SemanticIds, disambiguate
+
+TENSORRT_MISSING = importlib.util.find_spec("tensorrt") is None
+
+
+def onnx_file(exported, name: str):
+    return exported.repository / name / "1" / "model.onnx"
+
+
+def graphs(exported) -> tuple[TargetGraph, DraftGraph]:
+    sizes = exported.manifest["graphs"]
+    return (TargetGraph(exported.target).eval(),
+            DraftGraph(exported.draft, exported.trie, sizes["draft_tokens"], sizes["forced_room"]).eval())
+
+
+class Recording:
+    """A proposer that records, per call, the tokens each row proposed."""
+
+    def __init__(self, inner):
+        self.inner, self.k_max, self.calls = inner, inner.k_max, []
+
+    def propose(self, batch):
+        proposal = self.inner.propose(batch)
+        self.calls.append([proposal.tokens[r, : proposal.counts[r]].tolist() for r in range(len(batch.rows))])
+        return proposal
+
+
+def test_export_passed_its_checks_and_wrote_the_repository(exported_tiny):
+    checks = exported_tiny.manifest["checks"]
+    assert checks["passed"], checks["failures"]
+    assert {e["drafter"] for e in checks["lists"]["speculative"]} == {"torch", "onnxruntime"}
+    assert all(e["mismatches"] == 0 for e in checks["lists"]["speculative"])
+    repository = exported_tiny.repository
+    for name in ("target", "draft"):
+        assert {p.name for p in (repository / name / "1").iterdir()} == {"model.onnx", "model.py"}
+    assert {"semantic_ids.npz", "item_ids.json", "padrec_export.json"} <= {p.name for p in repository.iterdir()}
+
+
+def test_graphs_match_torch_on_prefill_verification_and_ragged_batches(exported_tiny):
+    rng = np.random.default_rng(1)
+    target_graph, draft_graph = graphs(exported_tiny)
+    shapes = [(1, 1, (0,)), (2, 7, (3, 30)), (4, 2, (11, 0, 5, 1))]
+    numerics = {
+        "target": compare_graph(target_graph, onnx_file(exported_tiny, "target"),
+                                [target_inputs(target_graph, *s, rng) for s in shapes]),
+        "draft": compare_graph(draft_graph, onnx_file(exported_tiny, "draft"),
+                               [draft_inputs(draft_graph, *s, rng) for s in shapes]),
+    }
+    assert numeric_failures(numerics) == []
+
+
+def test_engine_on_onnxruntime_equals_engine_on_torch(exported_tiny):
+    """Greedy: the same lists, and the draft graph proposes exactly what TorchDraft proposes."""
+    e = exported_tiny
+    max_len = e.target.config.max_seq_len
+    rng = np.random.default_rng(2)
+    histories = [tuple(rng.choice(e.trie.sids.num_items, size=int(n), replace=False).tolist())
+                 for n in rng.integers(1, 8, size=6)]
+    requests = [DecodeRequest(h, top_n=6, num_draft_tokens=k) for h, k in zip(histories, [0, 1, 2, 3, 3, 2])]
+    torch_draft = Recording(TorchDraft(e.draft, e.trie.sids, 8))
+    onnx_draft = Recording(OnnxDraft(onnx_file(e, "draft"), 8))
+    on_torch = ListDecoder(e.trie, TorchTarget(e.target, 8), max_len, proposer=torch_draft)
+    on_onnx = ListDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), 8), max_len, proposer=onnx_draft)
+    rows = [7, 0, 3, 5, 1, 2]  # cache rows out of order: the pools are addressed by the caller
+    for a, b in zip(on_torch.generate(requests, rows), on_onnx.generate(requests, rows)):
+        assert a.items == b.items and a.tokens == b.tokens
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+        assert (a.stats.drafted, a.stats.accepted) == (b.stats.drafted, b.stats.accepted)
+    assert onnx_draft.calls == torch_draft.calls and onnx_draft.calls
+
+
+def test_sampled_proposals_are_gumbel_max_draws_from_the_returned_q(exported_tiny):
+    _, draft_graph = graphs(exported_tiny)
+    feeds = draft_inputs(draft_graph, 5, 3, (4, 0, 9, 2, 6), np.random.default_rng(3))
+    proposals, q, _, _ = load_session(onnx_file(exported_tiny, "draft")).run(None, feeds)
+    np.testing.assert_allclose(q.sum(-1), 1.0, atol=1e-5)
+    # proposal j of row r was drawn at step forced_counts[r] + j, with that step's noise
+    steps = feeds["forced_counts"][:, None] + np.arange(proposals.shape[1])
+    gumbel = -np.log(-np.log(np.take_along_axis(feeds["uniform"], steps[:, :, None], axis=1)))
+    with np.errstate(divide="ignore"):
+        draws = np.argmax(np.log(q) + gumbel, axis=-1)
+    sampling = feeds["temperatures"] > 0
+    assert sampling.any() and not sampling.all()
+    np.testing.assert_array_equal(proposals[sampling], draws[sampling])
+    np.testing.assert_array_equal(proposals[~sampling], q[~sampling].argmax(-1))
+
+
+def test_sampling_on_onnxruntime_gives_valid_lists(exported_tiny):
+    e = exported_tiny
+    decoder = ListDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), 4), e.target.config.max_seq_len,
+                          proposer=OnnxDraft(onnx_file(e, "draft"), 4))
+    history = (1, 2, 3)
+    requests = [DecodeRequest(history, top_n=5, num_draft_tokens=3, temperature=1.0, seed=s) for s in range(4)]
+    results = decoder.generate(requests, list(range(4)))
+    for result in results:
+        assert len(result.items) == 5 == len(set(result.items)) and not set(result.items) & set(history)
+    assert len({tuple(r.items) for r in results}) > 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), use_separator=st.booleans())
+def test_graph_constraint_walks_like_list_constraint(seed, use_separator):
+    rng = np.random.default_rng(seed)
+    codes = disambiguate(rng.integers(0, [4, 3, 2], size=(30, 3)))
+    trie = ItemTrie(SemanticIds(codes, [4, 3, 2, int(codes[:, -1].max()) + 1], use_separator))
+    graph = GraphConstraint(trie)
+    constraints = [ListConstraint(trie, rng.choice(30, size=int(n), replace=False)) for n in (0, 3, 9)]
+    width = max(1, *(len(c.banned_items) for c in constraints))
+    banned = torch.tensor([c.banned_items + [30] * (width - len(c.banned_items)) for c in constraints])
+    no = torch.zeros(3, dtype=torch.bool)
+    node, banned_nodes = graph.initial(torch.zeros(3, dtype=torch.long), no, banned)
+    for _ in range(40):
+        children = graph.child_nodes(node)
+        allowed = graph.allowed(banned_nodes, children)
+        tokens = []
+        for r, c in enumerate(constraints):
+            assert torch.nonzero(allowed[r])[:, 0].tolist() == sorted(c.allowed().tolist())
+            tokens.append(int(rng.choice(c.allowed())))
+            c.advance(tokens[-1])
+        node, banned_nodes = graph.advance(node, banned_nodes, children, torch.tensor(tokens), ~no)
+        # the separator's virtual child stands for the root
+        expected = [graph.sep_node if c.awaiting_separator else c.node for c in constraints]
+        assert torch.where(node == graph.sep_node + 1, 0, node).tolist() == expected
+        if any(c.exhausted() for c in constraints):
+            break
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_generated_configs_parse_for_every_backend(exported_tiny, backend):
+    for name in ("target", "draft"):
+        inputs, outputs = graph_io(onnx_file(exported_tiny, name))
+        config = text_format.Parse(model_config(name, backend, inputs, outputs), model_config_pb2.ModelConfig())
+        assert config.name == name and config.max_batch_size == 0
+        assert (config.backend or config.platform) == {"python": "python", "onnxruntime": "onnxruntime_onnx",
+                                                        "tensorrt": "tensorrt_plan"}[backend]
+        assert [t.name for t in config.input] == [s.name for s in inputs]
+        assert [t.name for t in config.output] == [s.name for s in outputs]
+        assert [list(t.dims) for t in config.input] == [[d if isinstance(d, int) else -1 for d in s.dims]
+                                                         for s in inputs]
+        gpu = config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+        assert gpu == (backend == "tensorrt")
+        if backend == "python":  # the repository holds exactly what the generator writes
+            written = (exported_tiny.repository / name / "config.pbtxt").read_text()
+            assert written == model_config(name, backend, inputs, outputs)
+
+
+def test_install_replaces_only_what_export_owns(tmp_path):
+    out, staged = tmp_path / "repository", tmp_path / "staged"
+    for folder in (out / "target" / "1", out / "recommend" / "1", staged / "target" / "1"):
+        folder.mkdir(parents=True)
+    (out / "target" / "1" / "old.onnx").write_text("old")
+    (out / "README.md").write_text("kept")
+    (staged / "target" / "1" / "model.onnx").write_text("new")
+    (staged / "item_ids.json").write_text("[]")
+    install(staged, out)
+    assert [p.name for p in (out / "target" / "1").iterdir()] == ["model.onnx"]
+    assert (out / "recommend").is_dir() and (out / "README.md").read_text() == "kept"
+    assert (out / "item_ids.json").is_file()
+
+
+def test_fp16_is_refused_for_onnx_runtime_backends(capsys):
+    assert main(["export", "--dataset", "tiny", "--backend", "python", "--fp16"]) == 2
+    assert "TensorRT engines only" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not TENSORRT_MISSING, reason="TensorRT is installed here: the refusal cannot happen")
+def test_tensorrt_backend_refuses_where_tensorrt_is_missing(tmp_path, capsys):
+    out = tmp_path / "repository"
+    assert main(["export", "--dataset", "tiny", "--backend", "tensorrt", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "import tensorrt" in err[0] and "nothing was written" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.skipif(TENSORRT_MISSING, reason="TensorRT is not installed here (it needs NVIDIA's libraries and a GPU)")
+def test_tensorrt_builds_engines_from_the_exported_graphs(exported_tiny, tmp_path):
+    from padrec.export.tensorrt import TensorRTError, build_engine, dim_ranges, profile_shapes, require_tensorrt
+
+    trt = require_tensorrt()
+    for name in ("target", "draft"):
+        onnx_path, plan = onnx_file(exported_tiny, name), tmp_path / f"{name}.plan"
+        shapes = profile_shapes(graph_io(onnx_path)[0], dim_ranges(4, exported_tiny.target.config.max_seq_len, 4))
+        try:
+            build_engine(trt, onnx_path, plan, shapes, fp16=False)
+        except TensorRTError as error:
+            if "GPU" in str(error):
+                pytest.skip(f"TensorRT is installed but has no GPU here: {error}")
+            raise
+        assert plan.stat().st_size > 0
