@@ -61,8 +61,8 @@ def test_export_passed_its_checks_and_wrote_the_repository(exported_tiny):
     assert {e["drafter"] for e in checks["lists"]["speculative"]} == {"torch", "onnxruntime"}
     assert all(e["mismatches"] == 0 for e in checks["lists"]["speculative"])
     repository = exported_tiny.repository
-    for name in ("target", "draft"):
-        assert {p.name for p in (repository / name / "1").iterdir()} == {"model.onnx", "model.py"}
+    for name in ("target", "draft"):  # (a server that loaded the model may have added __pycache__)
+        assert {"model.onnx", "model.py"} <= {p.name for p in (repository / name / "1").iterdir()}
     assert {"semantic_ids.npz", "item_ids.json", "padrec_export.json"} <= {p.name for p in repository.iterdir()}
 
 
