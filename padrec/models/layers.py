@@ -65,13 +65,20 @@ class Attention(nn.Module):
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # [B,H,T,hd] each
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        keys = k if past_k is None else torch.cat([past_k, k], dim=2)  # [B,H,S+T,hd]
-        values = v if past_v is None else torch.cat([past_v, v], dim=2)
-        scores = (q @ keys.transpose(-1, -2)) * (q.shape[-1] ** -0.5)  # [B,H,T,S+T]
-        scores = torch.where(mask, scores, torch.finfo(scores.dtype).min)
+        scale = q.shape[-1] ** -0.5
+        # scores against the past and the new keys separately: concatenating the (large) past K/V
+        # would copy the whole cache on every call; concatenating the scores copies T x (S + T)
+        scores = q @ k.transpose(-1, -2)  # [B,H,T,T]
+        if past_k is not None:
+            scores = torch.cat([q @ past_k.transpose(-1, -2), scores], dim=-1)  # [B,H,T,S+T]
+        scores = torch.where(mask, scores * scale, torch.finfo(scores.dtype).min)
         weights = F.dropout(scores.softmax(-1), self.dropout, self.training)
-        y = (weights @ values).transpose(1, 2).reshape(B, T, D)
-        return self.out(y), k, v
+        if past_v is None:
+            y = weights @ v
+        else:
+            S = past_v.shape[2]
+            y = weights[..., :S] @ past_v + weights[..., S:] @ v
+        return self.out(y.transpose(1, 2).reshape(B, T, D)), k, v
 
 
 class SwiGLU(nn.Module):
