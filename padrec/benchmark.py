@@ -10,8 +10,10 @@ re-scored by the target alone and counted as a near-tie if its top-2 logit gap i
 from __future__ import annotations
 
 import platform
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,14 +79,50 @@ def _summary(runs: _Runs, targets: list[int]) -> dict:
     }
 
 
-def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example],
-                  ks: list[int], top_n: int = 10, progress: bool = True) -> dict:
-    """Decode every example with every configuration; returns the report dict."""
+def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int]) -> dict:
+    """Plain and (drafter, k) decoders on torch eager, batch 1."""
     max_len = target.config.max_seq_len
     decoders = {("plain", 0): ListDecoder(trie, TorchTarget(target, 1), max_len)}
     decoders.update({(name, k): ListDecoder(trie, TorchTarget(target, 1), max_len, proposer=TorchDraft(d, trie.sids, 1))
                      for name, d in drafts.items() for k in ks})
-    return compare_decoders(target, decoders, trie, examples, top_n, progress)
+    return decoders
+
+
+def onnx_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int], workdir: Path,
+                  forced_room: int = 2) -> dict:
+    """The same decoders on ONNX Runtime: the graphs are exported into `workdir` (one draft graph
+    per k, since a draft graph always runs its fixed number of steps)."""
+    from padrec.decoding.onnx_draft import OnnxDraft
+    from padrec.decoding.onnx_target import OnnxTarget
+    from padrec.export.graphs import DraftGraph, TargetGraph
+    from padrec.export.onnx_files import export_graph
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    target_path = workdir / "target.onnx"
+    export_graph(TargetGraph(target).eval(), target_path)
+    max_len = target.config.max_seq_len
+    decoders = {("plain", 0): ListDecoder(trie, OnnxTarget(target_path, 1, threads), max_len)}
+    for name, draft in drafts.items():
+        for k in ks:
+            path = workdir / f"draft_{name}_k{k}.onnx"
+            export_graph(DraftGraph(draft, trie, k, forced_room).eval(), path)
+            decoders[(name, k)] = ListDecoder(trie, OnnxTarget(target_path, 1, threads), max_len,
+                                              proposer=OnnxDraft(path, 1, threads))
+    return decoders
+
+
+def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example],
+                  ks: list[int], top_n: int = 10, progress: bool = True, runtime: str = "torch",
+                  workdir: Path | None = None) -> dict:
+    """Decode every example with every configuration on one runtime; returns the report dict."""
+    if runtime == "torch":
+        decoders = torch_decoders(target, drafts, trie, ks)
+    else:
+        decoders = onnx_decoders(target, drafts, trie, ks, workdir or Path(tempfile.mkdtemp(prefix="padrec_bench_")))
+    report = compare_decoders(target, decoders, trie, examples, top_n, progress)
+    report["runtime"] = runtime
+    return report
 
 
 def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder], trie: ItemTrie,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from padrec.commands import emit_report
-from padrec.config import ARTIFACTS_DIR, DRAFTERS
+from padrec.config import ARTIFACTS_DIR, DRAFTERS, REPO_ROOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=200, help="first N test users")
     parser.add_argument("--k", default="2,3,4,5,6", help="draft tokens per round, comma-separated")
     parser.add_argument("--drafters", default=",".join(sorted(DRAFTERS)), help="comma-separated")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: batch-1 latency)")
+    parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (1: batch-1 latency)")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                        help="run target and drafts on torch eager or on their exported ONNX graphs")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         drafts[name] = Draft.load(path)
     ks = [int(k) for k in args.k.split(",")]
     report = run_benchmark(Target.load(data.paths.target), drafts, ItemTrie(data.sids),
-                           data.split.test[: args.users], ks, progress=not args.json)
+                           data.split.test[: args.users], ks, progress=not args.json, runtime=args.runtime,
+                           workdir=REPO_ROOT / ".cache" / "bench" / args.dataset)
     report["dataset"] = args.dataset
     emit_report(report, args.out, args.json)
     if not args.json:

@@ -29,7 +29,8 @@ def eval_table(reports: list[dict]) -> str:
 
 def bench_table(report: dict) -> str:
     p = report["plain"]
-    rows = [f"{report['dataset']}: {report['users']} test users, batch 1, {report['threads']} thread(s); plain decoding "
+    rows = [f"{report['dataset']} ({report.get('runtime', 'torch')}): {report['users']} test users, batch 1, "
+            f"{report['threads']} thread(s); plain decoding "
             f"{p['median_ms']:.1f} ms per list (median), {p['target_calls_per_list']:.1f} target forwards per list.",
             "", "| drafter | k | median ms | speed-up | tau | acceptance | by depth | by slot | mismatches | near-ties |",
             "|---|---|---|---|---|---|---|---|---|---|"]
@@ -45,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
     evals = [json.loads(p.read_text()) for p in sorted(args.results.glob("eval_*.json"))]
     if evals:
         print("### Recommendation quality\n\n" + eval_table(evals) + "\n")
-    for path in sorted(args.results.glob("bench_*.json")):
+    for path in sorted(args.results.glob("bench*.json")):
         print("### Offline speculative decoding\n\n" + bench_table(json.loads(path.read_text())) + "\n")
     return 0
