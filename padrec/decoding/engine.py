@@ -107,7 +107,7 @@ class ListDecoder:
 
     def _round(self, rows: list[_Row]) -> None:
         drafts = self._propose(rows)
-        guesses = [drafts.get(id(r), []) for r in rows]
+        guesses = [drafts.get(id(r), ([], None))[0] for r in rows]
         fed = [r.pending + g for r, g in zip(rows, guesses)]
         lengths = np.array([len(f) for f in fed])
         tokens = np.full((len(rows), lengths.max()), PAD, dtype=np.int64)
@@ -116,10 +116,11 @@ class ListDecoder:
         start = np.array([r.committed for r in rows])
         scores = self.target.score(np.array([r.cache_row for r in rows]), start, tokens, lengths)
         for i, row in enumerate(rows):
-            self._verify(row, scores.logits[i], scores.hidden[i], guesses[i], drafts.get((id(row), "q")))
+            self._verify(row, scores.logits[i], scores.hidden[i], guesses[i], drafts.get(id(row), ([], None))[1])
 
-    def _propose(self, rows: list[_Row]) -> dict:
-        """Draft tokens for the rows that asked for them and have draft state (not at prefill)."""
+    def _propose(self, rows: list[_Row]) -> dict[int, tuple[list[int], np.ndarray | None]]:
+        """Per row (by id) that asked for draft tokens and has draft state (not at prefill): its
+        guesses and, when sampling, the draft distributions they were drawn from."""
         wanted = [r for r in rows if r.request.num_draft_tokens > 0 and r.fresh_tokens]
         if not wanted or self.proposer is None:
             return {}
@@ -146,9 +147,8 @@ class ListDecoder:
         for i, r in enumerate(wanted):
             r.draft_committed += int(n_fresh[i])
             r.fresh_features, r.fresh_tokens = [], []
-            out[id(r)] = proposal.tokens[i, : proposal.counts[i]].tolist()
-            if proposal.probs is not None:
-                out[(id(r), "q")] = proposal.probs[i]
+            q = proposal.probs[i] if proposal.probs is not None else None
+            out[id(r)] = (proposal.tokens[i, : proposal.counts[i]].tolist(), q)
         return out
 
     def _verify(self, row: _Row, logits: np.ndarray, hidden: np.ndarray, guesses: list[int], q) -> None:
