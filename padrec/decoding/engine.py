@@ -12,6 +12,7 @@ speculative path it is measured against. Rows finish independently; each keeps i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,7 @@ class _Row:
     fresh_features: list[np.ndarray] = field(default_factory=list)
     fresh_tokens: list[int] = field(default_factory=list)
     draft_committed: int = 0  # positions of this row in the draft's cache (real features only)
+    on_item: Callable[[int, float], None] | None = None  # told each finished item and its score
 
 
 class ListDecoder:
@@ -80,18 +82,32 @@ class ListDecoder:
             raise InvalidRequest(f"history of {len(request.history)} items plus top_n {request.top_n} "
                                  f"needs {needed} positions; the model has {self.max_seq_len}")
 
-    def generate(self, requests: list[DecodeRequest], cache_rows: list[int]) -> list[DecodeResult]:
-        """Decode a batch of requests, each in its own cache row (of the target and the draft)."""
+    def generate(self, requests: list[DecodeRequest], cache_rows: list[int],
+                 on_item: Callable[[int, int, float], None] | None = None,
+                 cancelled: Callable[[int], bool] | None = None) -> list[DecodeResult]:
+        """Decode a batch of requests, each in its own cache row (of the target and the draft).
+
+        on_item(i, item, score) hears of each item of request i as soon as it is decided (what a
+        streaming host sends on); cancelled(i), asked before every round, ends request i early
+        (its result keeps the items decided so far and says `cancelled`).
+        """
         for request in requests:
             self.validate(request)
-        rows = [self._start(req, cache_row) for req, cache_row in zip(requests, cache_rows)]
+        rows = [self._start(req, cache_row, _bind(on_item, i)) for i, (req, cache_row) in enumerate(zip(requests, cache_rows))]
         active = [row for row in rows if not row.done]
         while active:
+            if cancelled is not None:
+                for i, row in enumerate(rows):
+                    if not row.done and cancelled(i):
+                        row.done = row.result.cancelled = True
+                active = [row for row in active if not row.done]
+                if not active:
+                    break
             self._round(active)
             active = [row for row in active if not row.done]
         return [row.result for row in rows]
 
-    def _start(self, request: DecodeRequest, cache_row: int) -> _Row:
+    def _start(self, request: DecodeRequest, cache_row: int, on_item: Callable[[int, float], None] | None = None) -> _Row:
         row = _Row(
             request=request,
             cache_row=cache_row,
@@ -99,6 +115,7 @@ class ListDecoder:
             result=DecodeResult(items=[], scores=[], tokens=[]),
             rng=np.random.default_rng(request.seed) if request.temperature > 0 else None,
             pending=[BOS] + self.sids.encode_items(list(request.history)),
+            on_item=on_item,
         )
         self._extend_forced(row)
         return row
@@ -214,6 +231,8 @@ class ListDecoder:
             return
         row.result.items.append(item)
         row.result.scores.append(row.item_logp)
+        if row.on_item is not None:
+            row.on_item(item, row.item_logp)
         row.item_logp = 0.0
         if len(row.result.items) >= row.request.top_n or row.constraint.exhausted():
             row.done = True
@@ -226,6 +245,13 @@ class ListDecoder:
                 return
             row.result.stats.forced_tokens += 1
             self._accept(row, int(allowed[0]), 0.0)
+
+
+def _bind(on_item: Callable[[int, int, float], None] | None, index: int) -> Callable[[int, float], None] | None:
+    """on_item with the request's index filled in."""
+    if on_item is None:
+        return None
+    return lambda item, score: on_item(index, item, score)
 
 
 def _log_prob(logits: np.ndarray, allowed: np.ndarray, token: int) -> float:

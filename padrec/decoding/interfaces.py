@@ -75,6 +75,7 @@ class DecodeResult:
     scores: list[float]  # log-probability of each item under the constrained target distribution
     tokens: list[int]  # generated tokens (codes and separators)
     stats: DecodeStats = field(default_factory=DecodeStats)
+    cancelled: bool = False  # ended early at the host's request; items holds those decided by then
 
 
 @dataclass

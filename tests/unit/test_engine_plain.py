@@ -94,3 +94,22 @@ def test_list_stops_when_catalogue_is_exhausted(setup):
     history = tuple(range(55))
     result = decoder.generate([DecodeRequest(history, top_n=10)], [0])[0]
     assert sorted(result.items) == [55, 56, 57, 58, 59]
+
+
+def test_items_are_announced_as_decided_and_cancellation_ends_a_row_early(setup):
+    sids, trie, model = setup
+    decoder = ListDecoder(trie, TorchTarget(model, 2), CONFIG.max_seq_len)
+    heard: list[tuple[int, int, float]] = []
+    requests = [DecodeRequest((1, 2, 3), top_n=6), DecodeRequest((4, 5), top_n=6)]
+
+    def cancelled(i: int) -> bool:  # request 1 gives up once it has two items
+        return i == 1 and sum(1 for index, _, _ in heard if index == 1) >= 2
+
+    full, cut = decoder.generate(requests, [0, 1], on_item=lambda *a: heard.append(a), cancelled=cancelled)
+    assert [(item, score) for i, item, score in heard if i == 0] == list(zip(full.items, full.scores))
+    assert [(item, score) for i, item, score in heard if i == 1] == list(zip(cut.items, cut.scores))
+    assert not full.cancelled and len(full.items) == 6
+    # cancellation is noticed between rounds: a round may finish one more item
+    assert cut.cancelled and 2 <= len(cut.items) < 6
+    alone = decoder.generate([requests[1]], [1])[0]
+    assert cut.items == alone.items[: len(cut.items)]  # the early end changed nothing before it
