@@ -31,9 +31,10 @@ setup: $(VENV)/.installed $(TRITON_READY)
 
 # Re-runs only when pyproject.toml changes; torch comes from the CPU wheel that pip's constraints
 # and find-links point at, never from a CUDA build.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[test]'
+	$(BIN)/python -m pip install --quiet --progress-bar off -e client/
 	touch $@
 
 # The wheel is unpacked, not installed. It is needed where no tritonserver is on PATH, or where

@@ -1,0 +1,163 @@
+"""The asyncio client, over tritonclient.grpc.aio: the same calls as the blocking one, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import tritonclient.grpc.aio as aioclient
+from tritonclient.grpc import InferResult
+
+from .base import DEFAULT, DEFAULT_CONCURRENCY, ClientBase, Default, ReadinessWait, collect_results
+from .errors import RecommendError, from_triton, translated
+from .metadata import ModelMetadata, ServerMetadata, parse_model_metadata, parse_server_metadata
+from .protocol import STREAM_HEADERS, Request, StreamReader, parse_recommendation
+from .result import Recommendation, StreamedItem
+from .retry import CallBudget
+
+__all__ = ["AsyncRecommendClient"]
+
+T = TypeVar("T")
+History = Iterable[str | int | bytes]
+
+
+class AsyncRecommendClient(ClientBase):
+    """Asyncio client of the served recommender; use it from one event loop.
+
+    >>> async with AsyncRecommendClient("localhost:8001") as client:
+    ...     await client.wait_until_ready(timeout=60)
+    ...     rec = await client.recommend(["12", "55", "9"], top_n=5)
+    ...     async for item in client.stream(["12", "55", "9"]):
+    ...         print(item.rank, item.item)
+
+    Constructor arguments are those of `ClientBase` (url, TLS files, timeout, retry, model names);
+    every call takes the same arguments and raises the same errors as in `RecommendClient`.
+    """
+
+    def _connect(self) -> aioclient.InferenceServerClient:
+        return aioclient.InferenceServerClient(**self._connection)
+
+    async def close(self) -> None:
+        """Closes the channel; the client cannot be used afterwards."""
+        await self._triton.close()
+
+    async def __aenter__(self) -> AsyncRecommendClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _with_retries(self, budget: CallBudget, send: Callable[[float | None], Awaitable[T]]) -> T:
+        # The decisions are CallBudget's, shared with the blocking client; only the sleep differs.
+        while True:
+            try:
+                with translated():
+                    return await send(budget.attempt_timeout())
+            except RecommendError as error:
+                delay = budget.retry_delay(error)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+
+    async def _call(self, timeout: float | None | Default, send: Callable[[float | None], Awaitable[T]]) -> T:
+        return await self._with_retries(CallBudget(self.retry, self._call_timeout(timeout)), send)
+
+    async def recommend(self, history: History, top_n: int = 10, *,
+                        timeout: float | None | Default = DEFAULT, **params: object) -> Recommendation:
+        """Recommends `top_n` items for one user; see `RecommendClient.recommend`."""
+        request = self._request(history, top_n, params)
+        result = await self._call(timeout, lambda t: self._triton.infer(**request.infer_kwargs(), client_timeout=t))
+        return parse_recommendation(result)
+
+    async def recommend_many(self, histories: Sequence[History], top_n: int = 10, *,
+                             concurrency: int = DEFAULT_CONCURRENCY, return_exceptions: bool = False,
+                             timeout: float | None | Default = DEFAULT,
+                             **params: object) -> list[Recommendation | RecommendError]:
+        """`recommend` for many users, at most `concurrency` in flight; see
+        `RecommendClient.recommend_many`."""
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(history: History) -> Recommendation:
+            async with gate:
+                return await self.recommend(history, top_n, timeout=timeout, **params)
+
+        outcomes = await asyncio.gather(*(one(h) for h in histories), return_exceptions=True)
+        return collect_results(outcomes, return_exceptions)
+
+    async def stream(self, history: History, top_n: int = 10, *, timeout: float | None | Default = DEFAULT,
+                     **params: object) -> AsyncIterator[StreamedItem]:
+        """Yields the recommended items as the server decides them; see `RecommendClient.stream`."""
+        request = self._request(history, top_n, params, stream=True)
+        budget = CallBudget(self.retry, self._call_timeout(timeout))
+        responses, first = await self._with_retries(budget, lambda t: self._open_stream(request, t))
+        try:
+            reader = StreamReader()
+            result = first
+            while True:
+                item = reader.read(result)
+                if item is not None:
+                    yield item
+                if reader.done:
+                    return
+                with translated():
+                    result = await _next_result(responses)
+        finally:
+            responses.cancel()
+
+    async def _open_stream(self, request: Request, timeout: float | None) -> tuple[Any, InferResult]:
+        # Waits for the first response so that a failure to connect can still be retried.
+        async def requests() -> AsyncIterator[dict[str, Any]]:
+            yield request.stream_kwargs()
+
+        responses = self._triton.stream_infer(requests(), stream_timeout=timeout, headers=STREAM_HEADERS)
+        try:
+            return responses, await _next_result(responses)
+        except BaseException:
+            responses.cancel()
+            raise
+
+    async def wait_until_ready(self, timeout: float = 30.0, models: Sequence[str] | None = None) -> None:
+        """Waits until the server and `models` (default: both recommend models) are ready;
+        raises Unavailable after `timeout` seconds."""
+        wait = ReadinessWait(self.url, timeout)
+        while True:
+            try:
+                with translated():
+                    reason = await self._unready_reason(self._ready_models(models), wait.poll_timeout())
+            except RecommendError as error:
+                reason = error.message
+            if reason is None:
+                return
+            await asyncio.sleep(wait.not_ready(reason))
+
+    async def _unready_reason(self, models: Sequence[str], poll_timeout: float) -> str | None:
+        if not await self._triton.is_server_ready(client_timeout=poll_timeout):
+            return "the server is not ready"
+        for model in models:
+            if not await self._triton.is_model_ready(model, client_timeout=poll_timeout):
+                return f"model {model!r} is not ready"
+        return None
+
+    async def server_metadata(self, *, timeout: float | None | Default = DEFAULT) -> ServerMetadata:
+        """The server's name, version and extensions."""
+        response = await self._call(timeout, lambda t: self._triton.get_server_metadata(client_timeout=t))
+        return parse_server_metadata(response)
+
+    async def model_metadata(self, model: str | None = None, *,
+                             timeout: float | None | Default = DEFAULT) -> ModelMetadata:
+        """A served model's metadata (default: the recommend model's)."""
+        name = model or self.model
+        response = await self._call(timeout, lambda t: self._triton.get_model_metadata(name, client_timeout=t))
+        return parse_model_metadata(response)
+
+
+async def _next_result(responses: Any) -> InferResult:
+    """The stream's next response; its in-band error (if any) raised as a RecommendError."""
+    try:
+        result, error = await responses.__anext__()
+    except StopAsyncIteration:
+        raise RecommendError("the server closed the stream before the final response") from None
+    if error is not None:
+        raise from_triton(error)
+    return result

@@ -1,0 +1,126 @@
+"""What the sync and the asyncio client share: settings, requests, and readiness polling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
+from typing import Any
+
+from .errors import RecommendError, Unavailable
+from .protocol import Request, build_request
+from .result import Recommendation
+from .retry import RetryPolicy
+
+__all__ = ["DEFAULT", "Default", "ClientBase", "ReadinessWait", "collect_results"]
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_CONCURRENCY = 8
+READY_POLL_INTERVAL_S = 0.25
+
+
+class Default(Enum):
+    """Marks a per-call argument the caller left out (None already means "no deadline")."""
+
+    TOKEN = "default"
+
+
+DEFAULT = Default.TOKEN
+
+
+class ClientBase:
+    """Connection settings and per-call defaults, common to both clients.
+
+    Args:
+        url: the server's gRPC endpoint, "host:port" (e.g. "localhost:8001").
+        ssl: use a TLS channel; the three files below are PEM files, all optional.
+        root_certificates: CA certificates to verify the server with (default: gRPC's own set).
+        private_key: the client's key, for mutual TLS.
+        certificate_chain: the client's certificate chain, for mutual TLS.
+        timeout: default deadline of a call in seconds, retries and their waits included;
+            None waits forever. Each call can pass its own `timeout=`.
+        retry: how UNAVAILABLE calls are retried: a RetryPolicy, or just the number of attempts.
+        model: the served non-streaming model's name.
+        stream_model: the served streaming (decoupled) model's name.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ssl: bool = False,
+        root_certificates: str | None = None,
+        private_key: str | None = None,
+        certificate_chain: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | int = RetryPolicy(),
+        model: str = "recommend",
+        stream_model: str = "recommend_stream",
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy(attempts=retry)
+        self.model = model
+        self.stream_model = stream_model
+        self._connection: dict[str, Any] = {
+            "url": url,
+            "ssl": ssl,
+            "root_certificates": root_certificates,
+            "private_key": private_key,
+            "certificate_chain": certificate_chain,
+        }
+        self._triton = self._connect()
+
+    def _connect(self) -> Any:
+        """The tritonclient client (sync or asyncio) this client talks through."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, model={self.model!r})"
+
+    def _call_timeout(self, timeout: float | None | Default) -> float | None:
+        return self.timeout if timeout is DEFAULT else timeout
+
+    def _request(self, history: Iterable[str | int | bytes], top_n: int, params: Mapping[str, object],
+                 *, stream: bool = False) -> Request:
+        return build_request(self.stream_model if stream else self.model, history, top_n, params)
+
+    def _ready_models(self, models: Sequence[str] | None) -> tuple[str, ...]:
+        return tuple(models) if models is not None else (self.model, self.stream_model)
+
+
+class ReadinessWait:
+    """The bookkeeping of `wait_until_ready`: when to poll, for how long, and what to report."""
+
+    def __init__(self, url: str, timeout: float, interval: float = READY_POLL_INTERVAL_S) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.interval = interval
+        self.reason = "no answer yet"
+        self._deadline = time.monotonic() + timeout
+
+    def poll_timeout(self) -> float:
+        """Deadline of one readiness RPC: short, so a hung connection cannot eat the whole wait."""
+        return max(0.05, min(self.interval * 4, self._deadline - time.monotonic()))
+
+    def not_ready(self, reason: str) -> float:
+        """Records why the server is not ready; returns the wait before the next poll, or raises
+        Unavailable once the time is up."""
+        self.reason = reason
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise Unavailable(f"{self.url} not ready after {self.timeout:g} s: {reason}", status="UNAVAILABLE")
+        return min(self.interval, remaining)
+
+
+def collect_results(outcomes: Sequence[Recommendation | BaseException],
+                    return_exceptions: bool) -> list[Recommendation | RecommendError]:
+    """`recommend_many`'s answer from each request's outcome, in the order of the histories.
+
+    Raises the first failure in that order unless `return_exceptions`; errors other than the
+    client's own are bugs and are raised either way.
+    """
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and (not return_exceptions or not isinstance(outcome, RecommendError)):
+            raise outcome
+    return list(outcomes)  # type: ignore[arg-type]
