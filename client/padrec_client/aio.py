@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import tritonclient.grpc.aio as aioclient
@@ -12,6 +12,7 @@ from tritonclient.grpc import InferResult
 from .base import DEFAULT, DEFAULT_CONCURRENCY, ClientBase, Default, ReadinessWait, collect_results
 from .errors import RecommendError, from_triton, translated
 from .metadata import ModelMetadata, ServerMetadata, parse_model_metadata, parse_server_metadata
+from .params import History
 from .protocol import STREAM_HEADERS, Request, StreamReader, parse_recommendation
 from .result import Recommendation, StreamedItem
 from .retry import CallBudget
@@ -19,7 +20,6 @@ from .retry import CallBudget
 __all__ = ["AsyncRecommendClient"]
 
 T = TypeVar("T")
-History = Iterable[str | int | bytes]
 
 
 class AsyncRecommendClient(ClientBase):

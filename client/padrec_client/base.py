@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
 from .errors import RecommendError, Unavailable
+from .params import History
 from .protocol import Request, build_request
 from .result import Recommendation
 from .retry import RetryPolicy
@@ -81,7 +82,7 @@ class ClientBase:
     def _call_timeout(self, timeout: float | None | Default) -> float | None:
         return self.timeout if timeout is DEFAULT else timeout
 
-    def _request(self, history: Iterable[str | int | bytes], top_n: int, params: Mapping[str, object],
+    def _request(self, history: History, top_n: int, params: Mapping[str, object],
                  *, stream: bool = False) -> Request:
         return build_request(self.stream_model if stream else self.model, history, top_n, params)
 

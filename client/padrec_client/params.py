@@ -15,9 +15,11 @@ import numpy as np
 
 from .errors import InvalidArgument
 
-__all__ = ["DRAFTERS", "PARAMETER_TYPES", "ParamValue", "request_parameters", "history_array"]
+__all__ = ["DRAFTERS", "PARAMETER_TYPES", "History", "ParamValue", "request_parameters", "history_array"]
 
 ParamValue = bool | int | float | str
+# A user's items, oldest first: external item IDs (integers stand for their decimal strings).
+History = Iterable[str | int | bytes]
 
 # The `recommend` models' parameters (model_repository/README.md) and their wire types.
 PARAMETER_TYPES: dict[str, type] = {
@@ -60,7 +62,7 @@ def request_parameters(top_n: int, params: Mapping[str, object]) -> dict[str, Pa
     return {name: _coerce(name, value) for name, value in merged.items() if value is not None}
 
 
-def history_array(history: Iterable[str | int | bytes]) -> np.ndarray:
+def history_array(history: History) -> np.ndarray:
     """The HISTORY tensor: shape [1, n], BYTES, the external item IDs oldest first.
 
     Integer IDs are accepted and sent as their decimal strings, which is how the catalogue

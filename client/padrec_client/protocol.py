@@ -5,7 +5,7 @@ Shared by the sync and the asyncio client, which differ only in how they wait.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,7 @@ import numpy as np
 from tritonclient.grpc import InferInput, InferResult
 
 from .errors import RecommendError
-from .params import ParamValue, history_array, request_parameters
+from .params import History, ParamValue, history_array, request_parameters
 from .result import DecodeStats, Recommendation, StreamedItem
 
 __all__ = [
@@ -61,7 +61,7 @@ class Request:
         }
 
 
-def build_request(model: str, history: Iterable[str | int | bytes], top_n: int,
+def build_request(model: str, history: History, top_n: int,
                   params: Mapping[str, object]) -> Request:
     """Encodes a history and parameters for `model`; raises InvalidArgument for unusable values."""
     array = history_array(history)

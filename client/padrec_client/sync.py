@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -15,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 from .base import DEFAULT, DEFAULT_CONCURRENCY, ClientBase, Default, ReadinessWait, collect_results
 from .errors import DeadlineExceeded, RecommendError, from_triton, translated
 from .metadata import ModelMetadata, ServerMetadata, parse_model_metadata, parse_server_metadata
+from .params import History
 from .protocol import STREAM_HEADERS, Request, StreamReader, parse_recommendation
 from .result import Recommendation, StreamedItem
 from .retry import CallBudget
@@ -22,7 +23,6 @@ from .retry import CallBudget
 __all__ = ["RecommendClient"]
 
 T = TypeVar("T")
-History = Iterable[str | int | bytes]
 # How long past its deadline a stream may stay silent before the client stops waiting on its own;
 # gRPC normally ends it first, with DEADLINE_EXCEEDED.
 STREAM_GRACE_S = 1.0
