@@ -153,3 +153,26 @@ class EvalConfig:
 def with_overrides(config, **overrides):
     """A copy of a frozen config with the non-None overrides applied."""
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """The Triton deployment: cache slots, batching, defaults of per-request parameters.
+
+    The target and each draft keep `target_slots` KV-cache rows; the batch decoder (`padrec_decode`)
+    hands out rows [0, batch_slots), the streaming one the `stream_slots` after them, so the two
+    never share a row. A request holds one row from prefill to its last item. Batching (how many
+    requests one decode execution takes, how long the batcher waits) is Triton's, in the decode
+    models' config.pbtxt.
+    """
+
+    batch_slots: int = 32
+    stream_slots: int = 16
+    num_draft_tokens: int = 4  # default per-request draft tokens
+    drafter: str = "padrec"  # default drafter; each served drafter is a model `draft_<name>`
+    drafters: tuple[str, ...] = ("padrec", "eagle")
+    model_threads: int = 1  # ONNX Runtime intra-op threads of the target and draft models
+
+    @property
+    def target_slots(self) -> int:
+        return self.batch_slots + self.stream_slots

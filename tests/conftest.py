@@ -122,7 +122,8 @@ def exported_tiny(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     torch.manual_seed(0)
     target = Target(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=160), sids.vocab_size)
     target.save(art / "tiny" / "target.pt")
-    Draft.from_target(DRAFTERS["padrec"], target, sids.num_slots).save(art / "tiny" / "draft_padrec.pt")
+    for drafter in ("padrec", "eagle"):
+        Draft.from_target(DRAFTERS[drafter], target, sids.num_slots).save(art / "tiny" / f"draft_{drafter}.pt")
 
     repository = root / "repository"
     status = main(["export", "--dataset", "tiny", "--backend", "python", "--artifacts", str(art), "--out",

@@ -1,28 +1,29 @@
-"""Triton Python-backend model that runs one ONNX graph with ONNX Runtime on CPU.
+"""Triton Python-backend model: an exported target or draft graph on ONNX Runtime, with its KV cache.
 
 `padrec export --backend python` copies this file beside `model.onnx` into the version folder of
-the `target` and `draft` models, for servers that have only the Python backend (like the one from
-pip). It runs whatever graph it finds: inputs and outputs are the ones config.pbtxt lists (the
-graph's own), so the models answer exactly as the `onnxruntime_onnx` and `tensorrt_plan` ones do.
-It needs numpy and onnxruntime in the stub's environment, nothing from padrec, and keeps no state.
+`target` and of each `draft_<drafter>`. The model keeps the cache itself (a pool of `slots` rows,
+see `padrec.serving.services`): a request names cache rows and how many positions of each to keep,
+and carries only new tokens (and, for a draft, fresh target features). Parse, call, respond:
+the logic is padrec's.
 """
 
 import json
 from pathlib import Path
 
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+from padrec.serving.services import DraftService, TargetService
+
+SERVICES = {"target": TargetService, "draft": DraftService}
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(parameters["intra_op_threads"])
-        options.inter_op_num_threads = 1
         path = Path(args["model_repository"]) / args["model_version"] / parameters["onnx_file"]
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.service = SERVICES[parameters["service"]](path, int(parameters["slots"]),
+                                                       int(parameters["intra_op_threads"]))
         self.input_names = [tensor["name"] for tensor in config["input"]]
         self.output_names = [tensor["name"] for tensor in config["output"]]
 
@@ -30,17 +31,17 @@ class TritonPythonModel:
         return [self._respond(request) for request in requests]
 
     def _respond(self, request):
-        feeds = {}
+        inputs = {}
         for name in self.input_names:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is None:
                 return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"missing input {name!r}"))
-            feeds[name] = tensor.as_numpy()
+            inputs[name] = tensor.as_numpy()
         try:
-            results = self.session.run(self.output_names, feeds)
-        # ONNX Runtime's errors (wrong shape, index out of range, ...) derive from Exception directly;
-        # each becomes the error response of its own request.
+            outputs = self.service.handle(inputs)
+        # bad rows, ONNX Runtime's errors (wrong shape, index out of range, ...): each becomes the
+        # error response of its own request and the model keeps serving
         except Exception as error:  # noqa: BLE001
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(error).__name__}: {error}"))
         return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(name, result) for name, result in zip(self.output_names, results)])
+            output_tensors=[pb_utils.Tensor(name, outputs[name]) for name in self.output_names])

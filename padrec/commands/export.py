@@ -1,5 +1,5 @@
-"""`padrec export`: the target and one draft as ONNX graphs (or TensorRT engines), checked against
-torch, installed as the Triton models `target` and `draft` of a model repository.
+"""`padrec export`: the target and the drafts as ONNX graphs (or TensorRT engines), checked against
+torch, installed as the Triton models `target` and `draft_<drafter>` of a model repository.
 
 Nothing is installed unless every check passes (`padrec.export.checks`); the repository's other
 models and files are left alone. `export/README.md` describes the graphs and the repository.
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from padrec.commands import emit_report
-from padrec.config import ARTIFACTS_DIR, DRAFTERS, REPO_ROOT
+from padrec.config import ARTIFACTS_DIR, DRAFTERS, REPO_ROOT, ServingConfig
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
 # The Python backend is what this project's server runs, so its repository is the one `make serve`
@@ -32,7 +32,8 @@ DEFAULT_FORCED_ROOM = 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--backend", required=True, choices=BACKENDS)
-    parser.add_argument("--drafter", default="padrec", choices=sorted(DRAFTERS), help="the draft served as `draft`")
+    parser.add_argument("--drafters", default=",".join(ServingConfig.drafters),
+                        help=f"comma-separated drafters, each served as `draft_<name>` (known: {', '.join(sorted(DRAFTERS))})")
     parser.add_argument("--out", type=Path, help="model repository (default: model_repository/ for python, "
                                                  "build/model_repository-<backend>/ otherwise)")
     parser.add_argument("--fp16", action="store_true", help="TensorRT engines with fp16 kernels allowed")
@@ -51,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fp16 and args.backend != "tensorrt":
         print("error: --fp16 applies to TensorRT engines only (--backend tensorrt)", file=sys.stderr)
+        return 2
+    args.drafters = [d for d in args.drafters.split(",") if d]
+    unknown = sorted(set(args.drafters) - set(DRAFTERS))
+    if unknown or not args.drafters:
+        print(f"error: --drafters takes names from {sorted(DRAFTERS)}, got {unknown or 'none'}", file=sys.stderr)
         return 2
     if min(args.draft_tokens, args.forced_room, args.check_users, args.max_batch, args.threads) < 1:
         print("error: --draft-tokens, --forced-room, --check-users, --max-batch and --threads must be >= 1",
@@ -72,42 +78,48 @@ def _export(args: argparse.Namespace, trt) -> int:
     from padrec.export.checks import run_checks
     from padrec.export.graphs import DraftGraph, TargetGraph
     from padrec.export.onnx_files import OPSET, export_graph
-    from padrec.export.repository import MANIFEST, MODEL_NAMES, graph_io, install, staging, write_model
+    from padrec.export.repository import MANIFEST, TARGET_MODEL, draft_model_name, graph_io, install, staging, write_model
     from padrec.export.tensorrt import build_engine, dim_ranges, profile_shapes
     from padrec.models.draft import Draft
     from padrec.models.target import Target
 
     torch.set_num_threads(args.threads)
     data = load_prepared(args.dataset, args.artifacts)
-    sources = {"target": data.paths.target, "draft": data.paths.draft(args.drafter)}
-    for name, path in sources.items():
+    sources = {TARGET_MODEL: data.paths.target} | {draft_model_name(d): data.paths.draft(d) for d in args.drafters}
+    for (name, path), command in zip(sources.items(), ["train-target", *(f"train-draft --drafter {d}" for d in args.drafters)]):
         if not path.is_file():
-            command = "train-target" if name == "target" else f"train-draft --drafter {args.drafter}"
             print(f"error: no {name} checkpoint at {path} (run `padrec {command} --dataset {args.dataset}`)",
                   file=sys.stderr)
             return 2
     trie = ItemTrie(data.sids)
-    target = Target.load(sources["target"])
-    graphs = {"target": TargetGraph(target).eval(),
-              "draft": DraftGraph(Draft.load(sources["draft"]), trie, args.draft_tokens, args.forced_room).eval()}
+    target = Target.load(sources[TARGET_MODEL])
+    graphs = {TARGET_MODEL: TargetGraph(target).eval()} | {
+        draft_model_name(d): DraftGraph(Draft.load(sources[draft_model_name(d)]), trie, args.draft_tokens,
+                                        args.forced_room).eval() for d in args.drafters}
     out = args.out or DEFAULT_OUT[args.backend]
 
     with staging(out) as scratch:
-        onnx_files = {name: scratch / f"{name}.onnx" for name in MODEL_NAMES}
+        onnx_files = {name: scratch / f"{name}.onnx" for name in graphs}
         for name, graph in graphs.items():
             export_graph(graph, onnx_files[name])
-        report = run_checks(graphs["target"], graphs["draft"], onnx_files, trie, data.split.test[: args.check_users])
+        checks = {}
+        for drafter in args.drafters:
+            name = draft_model_name(drafter)
+            checks[drafter] = run_checks(graphs[TARGET_MODEL], graphs[name],
+                                         {"target": onnx_files[TARGET_MODEL], "draft": onnx_files[name]},
+                                         trie, data.split.test[: args.check_users])
         manifest = {
-            "dataset": args.dataset, "drafter": args.drafter, "backend": args.backend, "fp16": args.fp16,
+            "dataset": args.dataset, "drafters": args.drafters, "backend": args.backend, "fp16": args.fp16,
             "sources": {name: {"path": str(path), "sha256": _sha256(path)} for name, path in sources.items()},
             "graphs": {"opset": OPSET, "max_seq_len": target.config.max_seq_len,
                        "draft_tokens": args.draft_tokens, "forced_room": args.forced_room},
-            "checks": report.as_dict(),
+            "checks": {drafter: report.as_dict() for drafter, report in checks.items()},
         }
-        if not report.passed:
+        failures = [f"{drafter}: {failure}" for drafter, report in checks.items() for failure in report.failures]
+        if failures:
             emit_report(manifest, None, args.json)
             print("error: the exported graphs failed their checks; nothing was installed:\n  "
-                  + "\n  ".join(report.failures), file=sys.stderr)
+                  + "\n  ".join(failures), file=sys.stderr)
             return 1
         plans = {}
         if trt is not None:
@@ -117,7 +129,8 @@ def _export(args: argparse.Namespace, trt) -> int:
                 build_engine(trt, onnx_path, plans[name], profile_shapes(graph_io(onnx_path)[0], ranges), args.fp16)
         repository = scratch / "repository"
         for name, onnx_path in onnx_files.items():
-            write_model(repository, name, args.backend, onnx_path, plans.get(name), args.threads)
+            write_model(repository, name, args.backend, onnx_path, plans.get(name), args.threads,
+                        ServingConfig().target_slots)
         for asset in (data.paths.semantic_ids, data.paths.item_ids):
             shutil.copy2(asset, repository / asset.name)
         (repository / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -125,7 +138,10 @@ def _export(args: argparse.Namespace, trt) -> int:
 
     emit_report(manifest, None, args.json)
     if not args.json:
-        _print_summary(report.as_dict(), installed)
+        for drafter, report in checks.items():
+            print(f"== checks with draft {drafter}")
+            _print_summary(report.as_dict())
+        print("installed " + ", ".join(str(p) for p in installed))
     return 0
 
 
@@ -133,7 +149,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _print_summary(checks: dict, installed: list[Path]) -> None:
+def _print_summary(checks: dict) -> None:
     for graph, outputs in checks["numerics"].items():
         print(f"numerics {graph:6s} " + "  ".join(f"{name} {diff:.1e}" for name, diff in outputs.items())
               + f"  (max |torch - onnxruntime|; allowed {checks['atol']:g}, tokens 0)")
@@ -146,4 +162,3 @@ def _print_summary(checks: dict, installed: list[Path]) -> None:
               f"{e['median_ms']:.1f} ms/list")
     for what, ms in checks["latency_ms"].items():
         print(f"latency  {what:18s} torch {ms['torch']:.3f} ms  onnxruntime {ms['onnxruntime']:.3f} ms")
-    print("installed " + ", ".join(str(p) for p in installed))

@@ -43,7 +43,7 @@ class _Row:
     fresh_features: list[np.ndarray] = field(default_factory=list)
     fresh_tokens: list[int] = field(default_factory=list)
     draft_committed: int = 0  # positions of this row in the draft's cache (real features only)
-    on_item: Callable[[int, float], None] | None = None  # told each finished item and its score
+    on_item: Callable[[DecodeResult], None] | None = None  # told of each finished item
 
 
 class ListDecoder:
@@ -83,12 +83,13 @@ class ListDecoder:
                                  f"needs {needed} positions; the model has {self.max_seq_len}")
 
     def generate(self, requests: list[DecodeRequest], cache_rows: list[int],
-                 on_item: Callable[[int, int, float], None] | None = None,
+                 on_item: Callable[[int, DecodeResult], None] | None = None,
                  cancelled: Callable[[int], bool] | None = None) -> list[DecodeResult]:
         """Decode a batch of requests, each in its own cache row (of the target and the draft).
 
-        on_item(i, item, score) hears of each item of request i as soon as it is decided (what a
-        streaming host sends on); cancelled(i), asked before every round, ends request i early
+        on_item(i, result) hears of each item of request i as soon as it is decided (what a
+        streaming host sends on): `result` is the request's result so far, its last item the new
+        one, its stats running totals. cancelled(i), asked before every round, ends request i early
         (its result keeps the items decided so far and says `cancelled`).
         """
         for request in requests:
@@ -107,7 +108,8 @@ class ListDecoder:
             active = [row for row in active if not row.done]
         return [row.result for row in rows]
 
-    def _start(self, request: DecodeRequest, cache_row: int, on_item: Callable[[int, float], None] | None = None) -> _Row:
+    def _start(self, request: DecodeRequest, cache_row: int,
+               on_item: Callable[[DecodeResult], None] | None = None) -> _Row:
         row = _Row(
             request=request,
             cache_row=cache_row,
@@ -232,7 +234,7 @@ class ListDecoder:
         row.result.items.append(item)
         row.result.scores.append(row.item_logp)
         if row.on_item is not None:
-            row.on_item(item, row.item_logp)
+            row.on_item(row.result)
         row.item_logp = 0.0
         if len(row.result.items) >= row.request.top_n or row.constraint.exhausted():
             row.done = True
@@ -247,11 +249,11 @@ class ListDecoder:
             self._accept(row, int(allowed[0]), 0.0)
 
 
-def _bind(on_item: Callable[[int, int, float], None] | None, index: int) -> Callable[[int, float], None] | None:
+def _bind(on_item: Callable[[int, DecodeResult], None] | None, index: int) -> Callable[[DecodeResult], None] | None:
     """on_item with the request's index filled in."""
     if on_item is None:
         return None
-    return lambda item, score: on_item(index, item, score)
+    return lambda result: on_item(index, result)
 
 
 def _log_prob(logits: np.ndarray, allowed: np.ndarray, token: int) -> float:

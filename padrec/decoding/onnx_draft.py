@@ -13,6 +13,7 @@ where they differ (none of it touches exactness: the engine verifies every propo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,34 +25,38 @@ from padrec.decoding.onnx_session import cached_past, load_session, new_cache
 from padrec.semantic_ids import PAD
 
 
-class OnnxDraft:
-    """`DraftProposer` over an exported draft graph and a pool of `rows` cache rows."""
+@dataclass(frozen=True)
+class DraftGraphLayout:
+    """How a `DraftBatch` maps onto an exported draft graph's inputs, and its outputs onto a
+    `Proposal`. Shared by the in-process host (`OnnxDraft`) and hosts that run the graph elsewhere
+    (the Triton BLS host sends these inputs to the `draft_*` model, which owns the cache)."""
 
-    def __init__(self, path: Path, rows: int, threads: int = 1):
-        self.session = load_session(path, threads)
-        self.cache = new_cache(self.session, rows)
-        shapes = {t.name: t.shape for t in (*self.session.get_inputs(), *self.session.get_outputs())}
-        self.forced_room = shapes["forced"][1]
-        self.k_max = shapes["proposals"][1]
-        self.noise_shape = tuple(shapes["uniform"][1:])  # [steps, V]: one row of noise per step
+    forced_room: int  # forced tokens a round can take before proposing
+    k_max: int  # proposals per round
+    noise_shape: tuple[int, ...]  # [steps, V]: one row of uniform noise per step
 
-    def propose(self, batch: DraftBatch) -> Proposal:
+    @classmethod
+    def from_shapes(cls, shapes: dict[str, list]) -> DraftGraphLayout:
+        """From the graph's input/output shapes by name (static dims are ints)."""
+        return cls(int(shapes["forced"][1]), int(shapes["proposals"][1]), tuple(int(d) for d in shapes["uniform"][1:]))
+
+    def feeds(self, batch: DraftBatch) -> dict[str, np.ndarray]:
+        """The graph inputs of a batch, all but the cache (past_k, past_v, past_lengths)."""
         forced_counts = np.array([len(f) for f in batch.forced], dtype=np.int64)
-        fits = forced_counts <= self.forced_room
-        rows_t, start_t = torch.from_numpy(batch.rows), torch.from_numpy(batch.start)
-        past_k, past_v = cached_past(self.cache, rows_t, start_t)
-        sampling = batch.temperatures > 0
-        proposals, q, new_k, new_v = self.session.run(None, {
+        return {
             "features": batch.features.astype(np.float32, copy=False), "tokens": batch.tokens,
-            "lengths": batch.lengths.astype(np.int64), "past_k": past_k, "past_v": past_v,
-            "past_lengths": batch.start.astype(np.int64),
-            "forced": self._forced(batch.forced, fits), "forced_counts": np.minimum(forced_counts, self.forced_room),
+            "lengths": batch.lengths.astype(np.int64),
+            "forced": self._forced(batch.forced, forced_counts <= self.forced_room),
+            "forced_counts": np.minimum(forced_counts, self.forced_room),
             **constraint_inputs(batch.constraints),
-            "temperatures": batch.temperatures.astype(np.float32), "uniform": self._noise(batch.rngs, sampling),
-        })
-        self.cache.write(rows_t, start_t, torch.from_numpy(new_k), torch.from_numpy(new_v))
+            "temperatures": batch.temperatures.astype(np.float32), "uniform": self._noise(batch),
+        }
+
+    def proposal(self, batch: DraftBatch, proposals: np.ndarray, q: np.ndarray) -> Proposal:
+        """The graph's outputs as the engine's `Proposal` (rows whose forced tokens did not fit: none)."""
+        fits = np.array([len(f) <= self.forced_room for f in batch.forced])
         counts = np.where(fits, np.minimum(batch.num_tokens, self.k_max), 0)
-        return Proposal(proposals, counts, q if sampling.any() else None)
+        return Proposal(proposals, counts, q if (batch.temperatures > 0).any() else None)
 
     def _forced(self, forced: list[list[int]], fits: np.ndarray) -> np.ndarray:
         """[B, forced_room] the rows' forced tokens, padded (rows that do not fit: all padding)."""
@@ -60,12 +65,36 @@ class OnnxDraft:
             out[r, : len(forced[r])] = forced[r]
         return out
 
-    def _noise(self, rngs: list, sampling: np.ndarray) -> np.ndarray:
+    def _noise(self, batch: DraftBatch) -> np.ndarray:
         """[B, steps, V] uniform noise from each sampling row's generator (zeros for greedy rows)."""
-        out = np.zeros((len(rngs), *self.noise_shape), dtype=np.float32)
-        for r in np.flatnonzero(sampling):
-            out[r] = rngs[r].random(self.noise_shape, dtype=np.float32)
+        out = np.zeros((len(batch.rngs), *self.noise_shape), dtype=np.float32)
+        for r in np.flatnonzero(batch.temperatures > 0):
+            out[r] = batch.rngs[r].random(self.noise_shape, dtype=np.float32)
         return out
+
+
+class OnnxDraft:
+    """`DraftProposer` over an exported draft graph and a pool of `rows` cache rows."""
+
+    def __init__(self, path: Path, rows: int, threads: int = 1):
+        self.session = load_session(path, threads)
+        self.cache = new_cache(self.session, rows)
+        shapes = {t.name: t.shape for t in (*self.session.get_inputs(), *self.session.get_outputs())}
+        self.layout = DraftGraphLayout.from_shapes(shapes)
+        self.k_max = self.layout.k_max
+
+    def propose(self, batch: DraftBatch) -> Proposal:
+        proposals, q = self.run(batch.rows, batch.start, self.layout.feeds(batch))
+        return self.layout.proposal(batch, proposals, q)
+
+    def run(self, rows: np.ndarray, start: np.ndarray, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One draft round of cache rows `rows` (kept up to `start`): proposals [B, k] and q [B, k, V]."""
+        rows_t, start_t = torch.from_numpy(rows), torch.from_numpy(start)
+        past_k, past_v = cached_past(self.cache, rows_t, start_t)
+        proposals, q, new_k, new_v = self.session.run(None, {
+            **feeds, "past_k": past_k, "past_v": past_v, "past_lengths": start.astype(np.int64)})
+        self.cache.write(rows_t, start_t, torch.from_numpy(new_k), torch.from_numpy(new_v))
+        return proposals, q
 
 
 def constraint_inputs(constraints: list[ListConstraint]) -> dict[str, np.ndarray]:

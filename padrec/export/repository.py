@@ -1,14 +1,15 @@
 """The Triton model repository that export writes: one `config.pbtxt` generator for three backends.
 
     <out>/
-        target/config.pbtxt   target/1/<model file>
-        draft/config.pbtxt    draft/1/<model file>     (the drafter chosen at export; one per repository)
+        target/config.pbtxt          target/1/<model file>
+        draft_<name>/config.pbtxt    draft_<name>/1/<model file>     (one per exported drafter)
         semantic_ids.npz      item <-> token map (the pre- and post-processing models read it)
         item_ids.json         internal item index -> external item id
         padrec_export.json    what was exported from where, the check report, the graph settings
 
 Model files per backend:
-    python       model.onnx + model.py (export/python_backend/model.py: ONNX Runtime in a stub process)
+    python       model.onnx + model.py (export/python_backend/model.py: ONNX Runtime in a stub process,
+                 holding the KV cache itself: requests name cache rows, see padrec.serving.services)
     onnxruntime  model.onnx (Triton's onnxruntime backend)
     tensorrt     model.plan (an engine built from model.onnx for this GPU and TensorRT version)
 
@@ -32,7 +33,7 @@ import onnx
 
 from padrec.config import REPO_ROOT
 
-MODEL_NAMES = ("target", "draft")
+TARGET_MODEL = "target"
 VERSION = "1"
 PYTHON_MODEL_SOURCE = REPO_ROOT / "export" / "python_backend" / "model.py"
 MANIFEST = "padrec_export.json"
@@ -43,8 +44,15 @@ _BACKEND_LAYOUT = {
     "onnxruntime": ('platform: "onnxruntime_onnx"', "model.onnx", "KIND_CPU"),
     "tensorrt": ('platform: "tensorrt_plan"', "model.plan", "KIND_GPU"),
 }
+CACHE_INPUTS = ("past_k", "past_v", "past_lengths")
+CACHE_OUTPUTS = ("new_k", "new_v")
 _TRITON_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "TYPE_INT64",
                  onnx.TensorProto.BOOL: "TYPE_BOOL"}
+
+
+def draft_model_name(drafter: str) -> str:
+    """The Triton model serving one drafter's graph."""
+    return f"draft_{drafter}"
 
 
 @dataclass(frozen=True)
@@ -68,10 +76,20 @@ def graph_io(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return [spec(v) for v in graph.input], [spec(v) for v in graph.output]
 
 
-def model_config(name: str, backend: str, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int = 1) -> str:
+def stateful_io(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The I/O of a graph whose caller keeps the cache (the Python backend's models): the cache
+    tensors give way to the cache rows and the positions each keeps (`rows`, `start`)."""
+    slots = [TensorSpec("rows", "TYPE_INT64", ("batch",)), TensorSpec("start", "TYPE_INT64", ("batch",))]
+    return (slots + [s for s in inputs if s.name not in CACHE_INPUTS],
+            [s for s in outputs if s.name not in CACHE_OUTPUTS])
+
+
+def model_config(name: str, backend: str, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int = 1,
+                 slots: int = 0) -> str:
     """The config.pbtxt text of one model on one backend.
 
     Defaults: one instance (CPU, or GPU for TensorRT); ONNX Runtime with `threads` intra-op threads.
+    The Python backend's models keep a cache of `slots` rows.
     """
     kind_line, model_file, instance_kind = _BACKEND_LAYOUT[backend]
 
@@ -83,7 +101,8 @@ def model_config(name: str, backend: str, inputs: list[TensorSpec], outputs: lis
         return "[\n" + ",\n".join(rows) + "\n]"
 
     parameters = {
-        "python": {"onnx_file": "model.onnx", "intra_op_threads": str(threads)},
+        "python": {"onnx_file": "model.onnx", "intra_op_threads": str(threads), "slots": str(slots),
+                   "service": "target" if name == TARGET_MODEL else "draft"},
         "onnxruntime": {"intra_op_thread_count": str(threads), "inter_op_thread_count": "1"},
         "tensorrt": {},
     }[backend]
@@ -102,12 +121,14 @@ def model_config(name: str, backend: str, inputs: list[TensorSpec], outputs: lis
 
 
 def write_model(repository: Path, name: str, backend: str, onnx_path: Path, plan_path: Path | None = None,
-                threads: int = 1) -> Path:
+                threads: int = 1, slots: int = 0) -> Path:
     """One model folder: config.pbtxt and the backend's files in version folder 1."""
     version_dir = repository / name / VERSION
     version_dir.mkdir(parents=True)
     inputs, outputs = graph_io(onnx_path)
-    (repository / name / "config.pbtxt").write_text(model_config(name, backend, inputs, outputs, threads))
+    if backend == "python":
+        inputs, outputs = stateful_io(inputs, outputs)
+    (repository / name / "config.pbtxt").write_text(model_config(name, backend, inputs, outputs, threads, slots))
     if backend == "tensorrt":
         shutil.copy2(plan_path, version_dir / "model.plan")
     else:

@@ -1,5 +1,6 @@
-"""A real Triton server loads the Python-backend repository that `padrec export` writes, and its
-`target` and `draft` models answer as ONNX Runtime does in process."""
+"""A real Triton server loads the Python-backend repository that `padrec export` writes; its
+`target` and `draft_*` models keep their KV caches themselves and answer, call after call, exactly
+as the same services in this process do."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import np_to_triton_dtype
 
-from padrec.decoding.onnx_session import load_session
+from padrec.config import ServingConfig
 from padrec.export.checks import draft_inputs, target_inputs
 from padrec.export.graphs import DraftGraph, TargetGraph
+from padrec.serving.services import DraftService, TargetService
 
 pytestmark = pytest.mark.server
 
@@ -25,25 +27,36 @@ def infer(client: grpcclient.InferenceServerClient, model: str, feeds: dict[str,
     return {output["name"]: result.as_numpy(output["name"]) for output in result.get_response(as_json=True)["outputs"]}
 
 
-def test_python_backend_repository_serves_target_and_draft(exported_tiny, start_triton):
+def without_cache(feeds: dict[str, np.ndarray], rows: list[int], start: list[int]) -> dict[str, np.ndarray]:
+    kept = {k: v for k, v in feeds.items() if k not in ("past_k", "past_v", "past_lengths")}
+    return {"rows": np.array(rows, dtype=np.int64), "start": np.array(start, dtype=np.int64), **kept}
+
+
+def test_python_backend_models_keep_their_caches_and_match_in_process_services(exported_tiny, start_triton):
     e = exported_tiny
-    sizes = e.manifest["graphs"]
+    sizes, slots = e.manifest["graphs"], ServingConfig().target_slots
     rng = np.random.default_rng(0)
-    cases = {"target": target_inputs(TargetGraph(e.target), 2, 3, (5, 0), rng),
-             "draft": draft_inputs(DraftGraph(e.draft, e.trie, sizes["draft_tokens"], sizes["forced_room"]),
-                                   2, 3, (5, 0), rng)}
+    draft_graph = DraftGraph(e.draft, e.trie, sizes["draft_tokens"], sizes["forced_room"])
+    # prefill rows 7 and 2, then extend row 2 only: the second call reads what the first one cached
+    calls = {
+        "target": [without_cache(target_inputs(TargetGraph(e.target), 2, 6, (0, 0), rng), [7, 2], [0, 0]),
+                   without_cache(target_inputs(TargetGraph(e.target), 1, 3, (1,), rng), [2], [6])],
+        "draft_padrec": [without_cache(draft_inputs(draft_graph, 2, 4, (0, 0), rng), [7, 2], [0, 0]),
+                         without_cache(draft_inputs(draft_graph, 1, 2, (1,), rng), [2], [3])],
+    }
+    services = {"target": TargetService(e.repository / "target" / "1" / "model.onnx", slots),
+                "draft_padrec": DraftService(e.repository / "draft_padrec" / "1" / "model.onnx", slots)}
     server = start_triton(e.repository)
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
-        for name, feeds in cases.items():
-            assert client.is_model_ready(name)
-            served = infer(client, name, feeds)
-            session = load_session(e.repository / name / "1" / "model.onnx")
-            expected = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
-            assert served.keys() == expected.keys()
-            for output, array in expected.items():
-                np.testing.assert_allclose(served[output], array, rtol=0, atol=1e-6)
-        # a request ONNX Runtime rejects gets its own error response; the model keeps serving
-        bad = dict(cases["target"], tokens=np.full_like(cases["target"]["tokens"], e.target.vocab_size))
-        with pytest.raises(grpcclient.InferenceServerException, match="indices"):
+        assert client.is_model_ready("draft_eagle")
+        for name, feeds_list in calls.items():
+            for feeds in feeds_list:
+                served, expected = infer(client, name, feeds), services[name].handle(feeds)
+                assert served.keys() == expected.keys()
+                for output, array in expected.items():
+                    np.testing.assert_allclose(served[output], array, rtol=0, atol=1e-6)
+        # a bad request gets its own error response naming the problem; the model keeps serving
+        bad = dict(calls["target"][1], rows=np.array([slots], dtype=np.int64))
+        with pytest.raises(grpcclient.InferenceServerException, match="rows must be distinct slots"):
             infer(client, "target", bad)
-        assert set(infer(client, "target", cases["target"])) == set(TargetGraph.outputs)
+        assert set(infer(client, "target", calls["target"][0])) == {"logits", "hidden"}

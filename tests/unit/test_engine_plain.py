@@ -105,7 +105,11 @@ def test_items_are_announced_as_decided_and_cancellation_ends_a_row_early(setup)
     def cancelled(i: int) -> bool:  # request 1 gives up once it has two items
         return i == 1 and sum(1 for index, _, _ in heard if index == 1) >= 2
 
-    full, cut = decoder.generate(requests, [0, 1], on_item=lambda *a: heard.append(a), cancelled=cancelled)
+    def on_item(i, result):
+        heard.append((i, result.items[-1], result.scores[-1]))
+        assert result.stats.target_calls >= 1  # running totals
+
+    full, cut = decoder.generate(requests, [0, 1], on_item=on_item, cancelled=cancelled)
     assert [(item, score) for i, item, score in heard if i == 0] == list(zip(full.items, full.scores))
     assert [(item, score) for i, item, score in heard if i == 1] == list(zip(cut.items, cut.scores))
     assert not full.cancelled and len(full.items) == 6

@@ -27,9 +27,11 @@ from padrec.decoding.torch_target import TorchTarget
 from padrec.export.checks import compare_graph, draft_inputs, numeric_failures, target_inputs
 from padrec.export.constraint_graph import GraphConstraint
 from padrec.export.graphs import DraftGraph, TargetGraph
-from padrec.export.repository import graph_io, install, model_config
+from padrec.config import ServingConfig
+from padrec.export.repository import graph_io, install, model_config, stateful_io
 from padrec.semantic_ids import SemanticIds, disambiguate
 
+MODELS = ("target", "draft_padrec", "draft_eagle")
 TENSORRT_MISSING = importlib.util.find_spec("tensorrt") is None
 
 
@@ -56,12 +58,13 @@ class Recording:
 
 
 def test_export_passed_its_checks_and_wrote_the_repository(exported_tiny):
-    checks = exported_tiny.manifest["checks"]
-    assert checks["passed"], checks["failures"]
-    assert {e["drafter"] for e in checks["lists"]["speculative"]} == {"torch", "onnxruntime"}
-    assert all(e["mismatches"] == 0 for e in checks["lists"]["speculative"])
+    assert exported_tiny.manifest["checks"].keys() == {"padrec", "eagle"}
+    for checks in exported_tiny.manifest["checks"].values():
+        assert checks["passed"], checks["failures"]
+        assert {e["drafter"] for e in checks["lists"]["speculative"]} == {"torch", "onnxruntime"}
+        assert all(e["mismatches"] == 0 for e in checks["lists"]["speculative"])
     repository = exported_tiny.repository
-    for name in ("target", "draft"):  # (a server that loaded the model may have added __pycache__)
+    for name in MODELS:  # (a server that loaded the model may have added __pycache__)
         assert {"model.onnx", "model.py"} <= {p.name for p in (repository / name / "1").iterdir()}
     assert {"semantic_ids.npz", "item_ids.json", "padrec_export.json"} <= {p.name for p in repository.iterdir()}
 
@@ -73,7 +76,7 @@ def test_graphs_match_torch_on_prefill_verification_and_ragged_batches(exported_
     numerics = {
         "target": compare_graph(target_graph, onnx_file(exported_tiny, "target"),
                                 [target_inputs(target_graph, *s, rng) for s in shapes]),
-        "draft": compare_graph(draft_graph, onnx_file(exported_tiny, "draft"),
+        "draft": compare_graph(draft_graph, onnx_file(exported_tiny, "draft_padrec"),
                                [draft_inputs(draft_graph, *s, rng) for s in shapes]),
     }
     assert numeric_failures(numerics) == []
@@ -88,7 +91,7 @@ def test_engine_on_onnxruntime_equals_engine_on_torch(exported_tiny):
                  for n in rng.integers(1, 8, size=6)]
     requests = [DecodeRequest(h, top_n=6, num_draft_tokens=k) for h, k in zip(histories, [0, 1, 2, 3, 3, 2])]
     torch_draft = Recording(TorchDraft(e.draft, e.trie.sids, 8))
-    onnx_draft = Recording(OnnxDraft(onnx_file(e, "draft"), 8))
+    onnx_draft = Recording(OnnxDraft(onnx_file(e, "draft_padrec"), 8))
     on_torch = ListDecoder(e.trie, TorchTarget(e.target, 8), max_len, proposer=torch_draft)
     on_onnx = ListDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), 8), max_len, proposer=onnx_draft)
     rows = [7, 0, 3, 5, 1, 2]  # cache rows out of order: the pools are addressed by the caller
@@ -102,7 +105,7 @@ def test_engine_on_onnxruntime_equals_engine_on_torch(exported_tiny):
 def test_sampled_proposals_are_gumbel_max_draws_from_the_returned_q(exported_tiny):
     _, draft_graph = graphs(exported_tiny)
     feeds = draft_inputs(draft_graph, 5, 3, (4, 0, 9, 2, 6), np.random.default_rng(3))
-    proposals, q, _, _ = load_session(onnx_file(exported_tiny, "draft")).run(None, feeds)
+    proposals, q, _, _ = load_session(onnx_file(exported_tiny, "draft_padrec")).run(None, feeds)
     np.testing.assert_allclose(q.sum(-1), 1.0, atol=1e-5)
     # proposal j of row r was drawn at step forced_counts[r] + j, with that step's noise
     steps = feeds["forced_counts"][:, None] + np.arange(proposals.shape[1])
@@ -118,7 +121,7 @@ def test_sampled_proposals_are_gumbel_max_draws_from_the_returned_q(exported_tin
 def test_sampling_on_onnxruntime_gives_valid_lists(exported_tiny):
     e = exported_tiny
     decoder = ListDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), 4), e.target.config.max_seq_len,
-                          proposer=OnnxDraft(onnx_file(e, "draft"), 4))
+                          proposer=OnnxDraft(onnx_file(e, "draft_padrec"), 4))
     history = (1, 2, 3)
     requests = [DecodeRequest(history, top_n=5, num_draft_tokens=3, temperature=1.0, seed=s) for s in range(4)]
     results = decoder.generate(requests, list(range(4)))
@@ -157,9 +160,15 @@ def test_graph_constraint_walks_like_list_constraint(seed, use_separator):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_generated_configs_parse_for_every_backend(exported_tiny, backend):
-    for name in ("target", "draft"):
+    for name in MODELS:
         inputs, outputs = graph_io(onnx_file(exported_tiny, name))
-        config = text_format.Parse(model_config(name, backend, inputs, outputs), model_config_pb2.ModelConfig())
+        if backend == "python":  # the Python backend's models keep the cache: rows and start replace it
+            inputs, outputs = stateful_io(inputs, outputs)
+            assert [s.name for s in inputs][:2] == ["rows", "start"]
+            assert not {s.name for s in (*inputs, *outputs)} & {"past_k", "past_v", "past_lengths", "new_k", "new_v"}
+        slots = ServingConfig().target_slots
+        config = text_format.Parse(model_config(name, backend, inputs, outputs, slots=slots),
+                                   model_config_pb2.ModelConfig())
         assert config.name == name and config.max_batch_size == 0
         assert (config.backend or config.platform) == {"python": "python", "onnxruntime": "onnxruntime_onnx",
                                                         "tensorrt": "tensorrt_plan"}[backend]
@@ -171,7 +180,7 @@ def test_generated_configs_parse_for_every_backend(exported_tiny, backend):
         assert gpu == (backend == "tensorrt")
         if backend == "python":  # the repository holds exactly what the generator writes
             written = (exported_tiny.repository / name / "config.pbtxt").read_text()
-            assert written == model_config(name, backend, inputs, outputs)
+            assert written == model_config(name, backend, inputs, outputs, slots=slots)
 
 
 def test_install_replaces_only_what_export_owns(tmp_path):
@@ -207,7 +216,7 @@ def test_tensorrt_builds_engines_from_the_exported_graphs(exported_tiny, tmp_pat
     from padrec.export.tensorrt import TensorRTError, build_engine, dim_ranges, profile_shapes, require_tensorrt
 
     trt = require_tensorrt()
-    for name in ("target", "draft"):
+    for name in MODELS:
         onnx_path, plan = onnx_file(exported_tiny, name), tmp_path / f"{name}.plan"
         shapes = profile_shapes(graph_io(onnx_path)[0], dim_ranges(4, exported_tiny.target.config.max_seq_len, 4))
         try:

@@ -1,0 +1,148 @@
+"""`padrec_decode` and `padrec_decode_stream` (decoupled; this same file): the BLS decoder.
+
+Parse each request (history indices, request parameters), hand the batch to
+`padrec.serving.decoder.ServedDecoder` with the one thing it cannot do itself, calling the
+`target` and `draft_<drafter>` models (BLS), and build the responses. The streaming variant sends
+one response per item as the engine decides it, then an empty final one. Each request's error is its
+own: INVALID_ARG for bad parameters, UNAVAILABLE when every cache slot is taken, CANCELLED when the
+client went away, INTERNAL when a model call failed.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from padrec.config import ServingConfig
+from padrec.decoding.interfaces import DecodeResult, InvalidRequest
+from padrec.serving.decoder import ServedDecoder
+from padrec.serving.parameters import parse_request
+from padrec.serving.slots import PoolFull
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.streaming = pb_utils.using_decoupled_model_transaction_policy(config)
+        serving = ServingConfig()
+        # the two decoders share the target's and drafts' caches, so each has its own rows
+        rows = range(serving.batch_slots, serving.target_slots) if self.streaming else range(serving.batch_slots)
+        self.decoder = ServedDecoder(Path(args["model_repository"]).parent, self._call, rows, serving)
+        self.metrics = DecodeMetrics(config["name"])
+
+    def execute(self, requests):
+        parsed = [self._parse(request) for request in requests]
+        valid = [i for i, p in enumerate(parsed) if not isinstance(p, Exception)]
+        senders = [request.get_response_sender() for request in requests] if self.streaming else None
+
+        def send_item(j, result):
+            i = valid[j]
+            senders[i].send(pb_utils.InferenceResponse(output_tensors=outputs(result, parsed[i][1], last_only=True)))
+
+        outcomes = self.decoder.decode([parsed[i][0] for i in valid], send_item if self.streaming else None,
+                                       cancelled=lambda j: requests[valid[j]].is_cancelled())
+        finished = dict(zip(valid, outcomes))
+        responses = []
+        for i in range(len(requests)):
+            outcome = finished.get(i, parsed[i])
+            drafter = parsed[i][0].drafter if i in finished else None
+            self.metrics.record(outcome, drafter)
+            if isinstance(outcome, DecodeResult) and not outcome.cancelled:
+                response = None if self.streaming else pb_utils.InferenceResponse(
+                    output_tensors=outputs(outcome, parsed[i][1]))
+            else:
+                response = pb_utils.InferenceResponse(error=as_triton_error(outcome))
+            if self.streaming:
+                senders[i].send(response, flags=FINAL) if response else senders[i].send(flags=FINAL)
+            else:
+                responses.append(response)
+        return None if self.streaming else responses
+
+    @staticmethod
+    def _parse(request):
+        """(ServedRequest, history truncated) or the InvalidRequest saying what is wrong."""
+        history = pb_utils.get_input_tensor_by_name(request, "HISTORY_INDICES").as_numpy()
+        truncated = bool(pb_utils.get_input_tensor_by_name(request, "TRUNCATED").as_numpy().reshape(-1)[0])
+        try:
+            return parse_request(history.reshape(-1).tolist(), json.loads(request.parameters())), truncated
+        except InvalidRequest as error:
+            return error
+
+    @staticmethod
+    def _call(model, inputs, output_names):
+        request = pb_utils.InferenceRequest(
+            model_name=model, inputs=[pb_utils.Tensor(name, array) for name, array in inputs.items()],
+            requested_output_names=list(output_names))
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"{model}: {response.error().message()}")
+        return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in output_names}
+
+
+def outputs(result, truncated, last_only=False):
+    """The response tensors of a result (batch dimension 1); `last_only`: just its newest item."""
+    items, scores = (result.items[-1:], result.scores[-1:]) if last_only else (result.items, result.scores)
+    stats = result.stats
+    return [
+        pb_utils.Tensor("ITEM_INDICES", np.array([items], dtype=np.int64)),
+        pb_utils.Tensor("SCORES", np.array([scores], dtype=np.float32)),
+        pb_utils.Tensor("ROUNDS", np.array([[stats.rounds]], dtype=np.int64)),
+        pb_utils.Tensor("DRAFTED", np.array([[stats.drafted]], dtype=np.int64)),
+        pb_utils.Tensor("ACCEPTED", np.array([[stats.accepted]], dtype=np.int64)),
+        pb_utils.Tensor("TAU", np.array([[stats.tau]], dtype=np.float32)),
+        pb_utils.Tensor("HISTORY_TRUNCATED", np.array([[truncated]])),
+    ]
+
+
+def as_triton_error(outcome):
+    """The error response of a request that did not produce a list."""
+    if isinstance(outcome, DecodeResult):  # cancelled
+        return pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
+    if isinstance(outcome, InvalidRequest):
+        return pb_utils.TritonError(str(outcome), pb_utils.TritonError.INVALID_ARG)
+    if isinstance(outcome, PoolFull):
+        return pb_utils.TritonError(str(outcome), pb_utils.TritonError.UNAVAILABLE)
+    return pb_utils.TritonError(f"{type(outcome).__name__}: {outcome}", pb_utils.TritonError.INTERNAL)
+
+
+class DecodeMetrics:
+    """Counters on Triton's Prometheus endpoint, labelled by decode model (and drafter / depth)."""
+
+    def __init__(self, model):
+        counter = pb_utils.MetricFamily.COUNTER
+        self.model = model
+        self.families = {
+            "requests": pb_utils.MetricFamily("padrec_requests_total", "Recommendation requests by outcome", counter),
+            "rounds": pb_utils.MetricFamily("padrec_rounds_total", "Target forwards, prefill included", counter),
+            "tokens": pb_utils.MetricFamily("padrec_draft_tokens_total", "Draft tokens by fate: drafted, accepted",
+                                            counter),
+            "depth": pb_utils.MetricFamily("padrec_draft_depth_total",
+                                           "Draft proposals by depth (1 = first of a round) and fate: reached, accepted",
+                                           counter),
+        }
+        self.metrics = {}
+
+    def _increment(self, family, value, **labels):
+        if not value:
+            return
+        key = (family, tuple(sorted(labels.items())))
+        if key not in self.metrics:
+            self.metrics[key] = self.families[family].Metric(labels={"model": self.model, **labels})
+        self.metrics[key].increment(value)
+
+    def record(self, outcome, drafter):
+        if not isinstance(outcome, DecodeResult):
+            kind = {InvalidRequest: "invalid", PoolFull: "unavailable"}.get(type(outcome), "error")
+            self._increment("requests", 1, outcome=kind)
+            return
+        self._increment("requests", 1, outcome="cancelled" if outcome.cancelled else "ok")
+        stats = outcome.stats
+        self._increment("rounds", stats.rounds, drafter=drafter)
+        self._increment("tokens", stats.drafted, drafter=drafter, fate="drafted")
+        self._increment("tokens", stats.accepted, drafter=drafter, fate="accepted")
+        for depth, (reached, accepted) in enumerate(zip(stats.reached_by_depth, stats.accepted_by_depth), start=1):
+            self._increment("depth", reached, drafter=drafter, depth=str(depth), fate="reached")
+            self._increment("depth", accepted, drafter=drafter, depth=str(depth), fate="accepted")

@@ -1,0 +1,1 @@
+../../padrec_decode/1/model.py

@@ -1,0 +1,88 @@
+"""Served decoding: the engine of `padrec.decoding.engine` over calls to the target and draft models.
+
+A host (the Triton BLS model, or a test) supplies `call(model_name, inputs, output_names) -> outputs`; this module
+does the rest: one `ListDecoder` per served drafter (sharing the target), a cache slot per request
+held from prefill to the last item and released however decoding ends, and per-request errors that
+leave the other requests of a batch alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from padrec.config import DecodeConfig, ServingConfig
+from padrec.decoding.constraints import ItemTrie
+from padrec.decoding.engine import ListDecoder
+from padrec.decoding.interfaces import DecodeResult, InvalidRequest
+from padrec.decoding.onnx_draft import DraftGraphLayout
+from padrec.export.repository import MANIFEST, TARGET_MODEL, VERSION, draft_model_name, graph_io
+from padrec.semantic_ids import SemanticIds
+from padrec.serving.parameters import ServedRequest
+from padrec.serving.remote import RemoteDraft, RemoteTarget
+from padrec.serving.slots import PoolFull, SlotPool
+
+ModelCall = Callable[[str, dict[str, np.ndarray], tuple[str, ...]], dict[str, np.ndarray]]
+
+
+def draft_layout(repository: Path, drafter: str) -> DraftGraphLayout:
+    """The draft graph's sizes, read from the served graph itself."""
+    inputs, outputs = graph_io(repository / draft_model_name(drafter) / VERSION / "model.onnx")
+    return DraftGraphLayout.from_shapes({spec.name: list(spec.dims) for spec in (*inputs, *outputs)})
+
+
+class ServedDecoder:
+    """Decodes batches of served requests in cache rows `rows` of the target and draft models."""
+
+    def __init__(self, repository: Path, call: ModelCall, rows: range, serving: ServingConfig = ServingConfig(),
+                 decode: DecodeConfig = DecodeConfig()):
+        manifest = json.loads((repository / MANIFEST).read_text())
+        trie = ItemTrie(SemanticIds.load(repository / "semantic_ids.npz"))
+        target = RemoteTarget(lambda inputs, outputs: call(TARGET_MODEL, inputs, outputs))
+        self.decoders = {}
+        for drafter in serving.drafters:
+            name = draft_model_name(drafter)
+            proposer = RemoteDraft(lambda inputs, outputs, name=name: call(name, inputs, outputs),
+                                   draft_layout(repository, drafter))
+            self.decoders[drafter] = ListDecoder(trie, target, manifest["graphs"]["max_seq_len"], decode.max_top_n,
+                                                 proposer)
+        self.pool = SlotPool(rows)
+
+    def decode(self, requests: list[ServedRequest], on_item: Callable[[int, DecodeResult], None] | None = None,
+               cancelled: Callable[[int], bool] | None = None) -> list[DecodeResult | Exception]:
+        """Per request, its result or the exception that ended it: InvalidRequest (the client's
+        fault), PoolFull (no free slot), or whatever a model call raised (the server's fault)."""
+        outcomes: list[DecodeResult | Exception | None] = [None] * len(requests)
+        held: dict[int, int] = {}  # request index -> slot
+        try:
+            for i, served in enumerate(requests):
+                try:
+                    self.decoders[served.drafter].validate(served.request)
+                    held[i] = self.pool.acquire()
+                except (InvalidRequest, PoolFull) as error:
+                    outcomes[i] = error
+            # one engine batch per drafter: their target calls are batched, the groups run in turn
+            for drafter, decoder in self.decoders.items():
+                group = [i for i in held if requests[i].drafter == drafter]
+                if group:
+                    self._generate(decoder, requests, group, held, outcomes, on_item, cancelled)
+        finally:
+            for row in held.values():
+                self.pool.release(row)
+        return outcomes
+
+    @staticmethod
+    def _generate(decoder: ListDecoder, requests: list[ServedRequest], group: list[int], held: dict[int, int],
+                  outcomes: list, on_item, cancelled) -> None:
+        try:
+            results = decoder.generate(
+                [requests[i].request for i in group], [held[i] for i in group],
+                on_item=None if on_item is None else lambda j, result: on_item(group[j], result),
+                cancelled=None if cancelled is None else lambda j: cancelled(group[j]))
+        except Exception as error:  # noqa: BLE001 - a failed model call fails its group, not the server
+            results = [error] * len(group)
+        for i, result in zip(group, results):
+            outcomes[i] = result

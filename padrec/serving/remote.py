@@ -1,0 +1,47 @@
+"""The engine's `TargetScorer` and `DraftProposer` as calls to services that run elsewhere.
+
+`call(inputs, output_names) -> outputs` is all a host supplies: the Triton BLS model sends a BLS request to the
+`target` / `draft_<name>` model; tests call a `TargetService` / `DraftService` directly. What
+travels is cache rows, lengths, new tokens and fresh features, never a cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from padrec.decoding.interfaces import DraftBatch, Proposal, TargetScores
+from padrec.decoding.onnx_draft import DraftGraphLayout
+
+Call = Callable[[dict[str, np.ndarray], tuple[str, ...]], dict[str, np.ndarray]]
+
+
+class RemoteTarget:
+    """`TargetScorer` whose forward (and cache) live behind `call`."""
+
+    outputs = ("logits", "hidden")
+
+    def __init__(self, call: Call):
+        self.call = call
+
+    def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> TargetScores:
+        out = self.call({"rows": rows.astype(np.int64), "start": start.astype(np.int64),
+                         "tokens": tokens.astype(np.int64)}, self.outputs)
+        return TargetScores(out["logits"], out["hidden"])
+
+
+class RemoteDraft:
+    """`DraftProposer` whose draft graph (and cache) live behind `call`."""
+
+    outputs = ("proposals", "q")
+
+    def __init__(self, call: Call, layout: DraftGraphLayout):
+        self.call = call
+        self.layout = layout
+        self.k_max = layout.k_max
+
+    def propose(self, batch: DraftBatch) -> Proposal:
+        out = self.call({"rows": batch.rows.astype(np.int64), "start": batch.start.astype(np.int64),
+                         **self.layout.feeds(batch)}, self.outputs)
+        return self.layout.proposal(batch, out["proposals"], out["q"])

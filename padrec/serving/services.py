@@ -1,0 +1,55 @@
+"""The stateful halves of the target and draft: a graph plus the KV cache it owns.
+
+A Triton `target` / `draft_<name>` model wraps one of these; a request names cache rows and how
+much of each to keep (`start`), and carries only new tokens and, for the draft, fresh target
+features: caches never travel. Tensors: the graph's own inputs and outputs with the cache ones
+replaced by `rows` and `start` (`padrec.export.repository.stateful_io`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from padrec.decoding.onnx_draft import OnnxDraft
+from padrec.decoding.onnx_target import OnnxTarget
+
+SLOT_INPUTS = ("rows", "start")
+
+
+class TargetService:
+    """Scores new tokens of cache rows; rolling back is sending a smaller `start`."""
+
+    def __init__(self, onnx_path: Path, rows: int, threads: int = 1):
+        self.target = OnnxTarget(onnx_path, rows, threads)
+
+    def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        _check_rows(inputs, self.target.cache.k.shape[1])
+        tokens = inputs["tokens"]
+        # rows' padding positions are scored too (the graph has no lengths); nobody reads them
+        lengths = np.full(len(tokens), tokens.shape[1], dtype=np.int64)
+        scores = self.target.score(inputs["rows"], inputs["start"], tokens, lengths)
+        return {"logits": scores.logits, "hidden": scores.hidden}
+
+
+class DraftService:
+    """Runs one draft round of cache rows."""
+
+    def __init__(self, onnx_path: Path, rows: int, threads: int = 1):
+        self.draft = OnnxDraft(onnx_path, rows, threads)
+
+    def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        _check_rows(inputs, self.draft.cache.k.shape[1])
+        feeds = {name: value for name, value in inputs.items() if name not in SLOT_INPUTS}
+        proposals, q = self.draft.run(inputs["rows"], inputs["start"], feeds)
+        return {"proposals": proposals, "q": q}
+
+
+def _check_rows(inputs: dict[str, np.ndarray], capacity: int) -> None:
+    """Rows and starts must address the pool (a caller bug, reported rather than crashing the model)."""
+    rows, start = inputs["rows"], inputs["start"]
+    if rows.ndim != 1 or start.shape != rows.shape or rows.size == 0:
+        raise ValueError(f"rows and start must be equal-length vectors, got {rows.shape} and {start.shape}")
+    if rows.min() < 0 or rows.max() >= capacity or len(set(rows.tolist())) != rows.size:
+        raise ValueError(f"rows must be distinct slots in 0..{capacity - 1}, got {rows.tolist()}")

@@ -1,0 +1,125 @@
+"""The serving logic without Triton: catalogue, parameters, slot pool, and the served decoder over
+in-process services giving exactly the offline engine's lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from padrec.config import ServingConfig
+from padrec.decoding.engine import ListDecoder
+from padrec.decoding.interfaces import DecodeRequest, DecodeResult, InvalidRequest
+from padrec.decoding.onnx_draft import OnnxDraft
+from padrec.decoding.onnx_target import OnnxTarget
+from padrec.serving.catalogue import ItemCatalogue
+from padrec.serving.decoder import ServedDecoder
+from padrec.serving.parameters import ServedRequest, parse_request
+from padrec.serving.services import DraftService, TargetService
+from padrec.serving.slots import PoolFull, SlotPool
+
+SLOTS = ServingConfig().target_slots
+
+
+def test_catalogue_maps_both_ways_truncates_and_names_unknown_ids():
+    catalogue = ItemCatalogue(["a", "b", "c", "d"])
+    assert catalogue.to_indices(["b", "d"], 20) == ([1, 3], False)
+    assert catalogue.to_indices(["a", "b", "c", "d"], 2) == ([2, 3], True)
+    assert catalogue.to_ids([3, 0]) == ["d", "a"]
+    with pytest.raises(InvalidRequest, match="'x', 'y'"):
+        catalogue.to_indices(["a", "x", "y"], 20)
+    with pytest.raises(InvalidRequest, match="empty"):
+        catalogue.to_indices([], 20)
+
+
+def test_parameters_get_defaults_and_reject_unknown_names_and_wrong_types():
+    served = parse_request([1, 2], {})
+    assert served.drafter == "padrec"
+    assert served.request == DecodeRequest((1, 2), top_n=10, num_draft_tokens=ServingConfig().num_draft_tokens)
+    served = parse_request([1], {"top_n": 3, "drafter": "eagle", "temperature": 1, "exclude_history": False})
+    assert (served.request.top_n, served.drafter, served.request.temperature) == (3, "eagle", 1.0)
+    assert not served.request.exclude_history
+    for parameters, message in [({"topn": 3}, "unknown parameters"), ({"top_n": "3"}, "top_n must be int"),
+                                ({"top_n": True}, "top_n must be int"), ({"exclude_history": 1}, "must be bool"),
+                                ({"drafter": "medusa"}, "drafter must be one of"), ({"seed": -1}, "seed must be")]:
+        with pytest.raises(InvalidRequest, match=message):
+            parse_request([1], parameters)
+
+
+def test_slot_pool_is_bounded_and_refuses_double_release():
+    pool = SlotPool(range(4, 6))
+    held = [pool.acquire(), pool.acquire()]
+    assert sorted(held) == [4, 5] and pool.in_use == 2
+    with pytest.raises(PoolFull, match="all 2 decoding slots"):
+        pool.acquire()
+    pool.release(held[0])
+    assert pool.acquire() == held[0]
+    with pytest.raises(ValueError):
+        pool.release(3)
+
+
+@pytest.fixture(scope="module")
+def services(exported_tiny):
+    repository = exported_tiny.repository
+    return {name: cls(repository / name / "1" / "model.onnx", SLOTS)
+            for name, cls in (("target", TargetService), ("draft_padrec", DraftService), ("draft_eagle", DraftService))}
+
+
+def direct_call(services, log=None):
+    def call(model, inputs, output_names):
+        if log is not None:
+            log.append(model)
+        outputs = services[model].handle(inputs)
+        return {name: outputs[name] for name in output_names}
+    return call
+
+
+def test_served_decoder_equals_the_offline_engine(exported_tiny, services):
+    e = exported_tiny
+    histories = [[1, 5, 9], [2], [30, 4, 17, 8], [11, 12]]
+    requests = [ServedRequest(DecodeRequest(tuple(h), top_n=4, num_draft_tokens=k), drafter)
+                for h in histories for k, drafter in ((0, "padrec"), (2, "padrec"), (3, "eagle"))]
+    served = ServedDecoder(e.repository, direct_call(services), range(len(requests)))
+    outcomes = served.decode(requests)
+    assert served.pool.in_use == 0
+    onnx = e.repository
+    for drafter in ("padrec", "eagle"):
+        offline = ListDecoder(e.trie, OnnxTarget(onnx / "target" / "1" / "model.onnx", 1), e.target.config.max_seq_len,
+                              proposer=OnnxDraft(onnx / f"draft_{drafter}" / "1" / "model.onnx", 1))
+        for request, outcome in zip(requests, outcomes):
+            if request.drafter == drafter:
+                expected = offline.generate([request.request], [0])[0]
+                assert outcome.items == expected.items and outcome.tokens == expected.tokens
+                assert outcome.stats.as_dict() == expected.stats.as_dict()
+                np.testing.assert_allclose(outcome.scores, expected.scores, rtol=0, atol=1e-5)
+
+
+def test_each_request_fails_alone_and_slots_always_come_back(exported_tiny, services):
+    served = ServedDecoder(exported_tiny.repository, direct_call(services), range(2))
+    good = ServedRequest(DecodeRequest((1, 2), top_n=3, num_draft_tokens=2), "padrec")
+    bad = ServedRequest(DecodeRequest((1, 2), top_n=0), "padrec")
+    outcomes = served.decode([bad, good, good, good])
+    assert isinstance(outcomes[0], InvalidRequest) and "top_n" in str(outcomes[0])
+    assert all(isinstance(o, DecodeResult) for o in outcomes[1:3])
+    assert isinstance(outcomes[3], PoolFull)  # two slots, three valid requests
+    assert served.pool.in_use == 0
+
+    def failing(model, inputs, output_names):
+        if model == "draft_eagle":
+            raise RuntimeError("draft_eagle: model unavailable")
+        return direct_call(services)(model, inputs, output_names)
+
+    served = ServedDecoder(exported_tiny.repository, failing, range(2))
+    eagle = ServedRequest(DecodeRequest((3,), top_n=3, num_draft_tokens=2), "eagle")
+    ok, failed = served.decode([good, eagle])
+    assert isinstance(ok, DecodeResult) and isinstance(failed, RuntimeError)
+    assert served.pool.in_use == 0
+
+
+def test_streaming_hears_every_item_and_cancellation_frees_the_slot(exported_tiny, services):
+    served = ServedDecoder(exported_tiny.repository, direct_call(services), range(2))
+    request = ServedRequest(DecodeRequest((4, 7), top_n=5, num_draft_tokens=3), "padrec")
+    heard = []
+    (result,) = served.decode([request], on_item=lambda i, r: heard.append(r.items[-1]))
+    assert heard == result.items and len(heard) == 5
+    (cut,) = served.decode([request], cancelled=lambda i: True)
+    assert cut.cancelled and cut.items == [] and served.pool.in_use == 0
