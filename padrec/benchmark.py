@@ -27,6 +27,7 @@ from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
 from padrec.evaluation import ranking_metrics
 from padrec.models.draft import Draft
+from padrec.models.inference import for_inference
 from padrec.models.target import Target
 from padrec.semantic_ids import BOS
 
@@ -80,8 +81,10 @@ def _summary(runs: _Runs, targets: list[int]) -> dict:
 
 
 def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int]) -> dict:
-    """Plain and (drafter, k) decoders on torch eager, batch 1."""
+    """Plain and (drafter, k) decoders on torch eager, batch 1, sharing one inference copy of
+    each model."""
     max_len = target.config.max_seq_len
+    target, drafts = for_inference(target), {name: for_inference(d) for name, d in drafts.items()}
     decoders = {("plain", 0): ListDecoder(trie, TorchTarget(target, 1), max_len)}
     decoders.update({(name, k): ListDecoder(trie, TorchTarget(target, 1), max_len, proposer=TorchDraft(d, trie.sids, 1))
                      for name, d in drafts.items() for k in ks})

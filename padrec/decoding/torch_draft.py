@@ -8,6 +8,7 @@ import torch
 from padrec.decoding.interfaces import DraftBatch, Proposal
 from padrec.decoding.sampling import constrained_distribution
 from padrec.models.draft import Draft
+from padrec.models.inference import for_inference
 from padrec.semantic_ids import PAD, SemanticIds
 
 
@@ -24,10 +25,11 @@ def next_slot_table(sids: SemanticIds) -> np.ndarray:
 
 
 class TorchDraft:
-    """`DraftProposer` over a torch `Draft` and a pool of `rows` cache rows."""
+    """`DraftProposer` over a torch `Draft` (run as prepared by `for_inference`) and a pool of
+    `rows` cache rows."""
 
     def __init__(self, draft: Draft, sids: SemanticIds, rows: int):
-        self.draft = draft.eval()
+        self.draft = for_inference(draft)
         self.cache = draft.new_cache(rows)
         self.k_max = draft.config.k_max
         self.next_slot = torch.from_numpy(next_slot_table(sids))

@@ -6,14 +6,16 @@ import numpy as np
 import torch
 
 from padrec.decoding.interfaces import TargetScores
+from padrec.models.inference import for_inference
 from padrec.models.target import Target
 
 
 class TorchTarget:
-    """`TargetScorer` over a torch `Target` and a pool of `rows` cache rows."""
+    """`TargetScorer` over a torch `Target` (run as prepared by `for_inference`) and a pool of
+    `rows` cache rows."""
 
     def __init__(self, model: Target, rows: int):
-        self.model = model.eval()
+        self.model = for_inference(model)
         self.cache = model.new_cache(rows)
 
     @torch.inference_mode()

@@ -19,21 +19,27 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
 def rope_tables(max_len: int, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin of shape [max_len, head_dim // 2]."""
+    """cos, sin of shape [max_len, head_dim], laid out for `apply_rope`: the angle of pair i at
+    entries 2i and 2i + 1, sin with the sign of its term (-sin, +sin)."""
     inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
-    return angles.cos(), angles.sin()
+    sin = angles.sin()
+    return angles.cos().repeat_interleave(2, dim=-1), torch.stack((-sin, sin), dim=-1).flatten(-2)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x1, x2) of x [B, H, T, hd] by per-position angles; cos/sin are [B, 1, T, hd/2]."""
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-    return rotated.flatten(-2)
+    """Rotate pairs (x1, x2) of x [..., T, hd] by per-position angles: (x1 cos - x2 sin,
+    x2 cos + x1 sin); cos/sin from `rope_tables`, indexed by position and broadcastable to x.
+
+    Written as x * cos + swap(x) * sin with each pair swapped: half the ops of rotating the halves
+    separately, and bitwise the same result (a + b * -s is a - b * s in IEEE arithmetic).
+    """
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    return x * cos + swapped * sin
 
 
 def attention_mask(past_lengths: torch.Tensor | None, past_capacity: int, new_len: int) -> torch.Tensor:
@@ -63,8 +69,9 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
         """x [B, T, D]; past_k/v [B, H, S, hd] (read-only). Returns y [B, T, D] and this call's k, v."""
         B, T, D = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # [B,H,T,hd] each
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # [3,B,H,T,hd]
+        q, k = apply_rope(qkv[:2], cos, sin)  # q and k in one rotation
+        v = qkv[2]
         scale = q.shape[-1] ** -0.5
         # scores against the past and the new keys separately: concatenating the (large) past K/V
         # would copy the whole cache on every call; concatenating the scores copies T x (S + T)
@@ -72,7 +79,7 @@ class Attention(nn.Module):
         if past_k is not None:
             scores = torch.cat([q @ past_k.transpose(-1, -2), scores], dim=-1)  # [B,H,T,S+T]
         scores = torch.where(mask, scores * scale, torch.finfo(scores.dtype).min)
-        weights = F.dropout(scores.softmax(-1), self.dropout, self.training)
+        weights = _dropout(scores.softmax(-1), self.dropout, self.training)
         if past_v is None:
             y = weights @ v
         else:
@@ -101,19 +108,25 @@ class Block(nn.Module):
         self.attn = Attention(d_model, n_heads, dropout)
         self.mlp_norm = RMSNorm(d_model, eps)
         self.mlp = SwiGLU(d_model, d_ff)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout
 
     def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
         h, k, v = self.attn(self.attn_norm(x), cos, sin, mask, past_k, past_v)
-        x = x + self.dropout(h)
-        x = x + self.dropout(self.mlp(self.mlp_norm(x)))
+        x = x + _dropout(h, self.dropout, self.training)
+        x = x + _dropout(self.mlp(self.mlp_norm(x)), self.dropout, self.training)
         return x, k, v
+
+
+def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """F.dropout, skipped outright where it is the identity (inference: a call per use is
+    measurable at batch 1)."""
+    return F.dropout(x, p, training) if training and p > 0 else x
 
 
 def run_blocks(blocks, x, positions, rope_cos, rope_sin, mask, past_k=None, past_v=None):
     """x [B, T, D] through decoder blocks at absolute `positions` [B, T], with an optional read-only
     cache past_k/v [L, B, H, S, hd]; returns x and the new K/V stacked per layer [L, B, H, T, hd]."""
-    cos, sin = rope_cos[positions][:, None], rope_sin[positions][:, None]  # [B,1,T,hd/2]
+    cos, sin = rope_cos[positions][:, None], rope_sin[positions][:, None]  # [B,1,T,hd]
     ks, vs = [], []
     for i, block in enumerate(blocks):
         x, k, v = block(x, cos, sin, mask, *((past_k[i], past_v[i]) if past_k is not None else ()))

@@ -44,8 +44,9 @@ class KVCache:
     def view(self, rows: torch.Tensor, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """K/V of the given rows up to the longest start: [L, B, H, S, hd] each (read-only)."""
         S = int(start.max())
-        if self._all_rows(rows):
-            return self.k[:, :, :, :S], self.v[:, :, :, :S]  # no copy
+        block = self._consecutive(rows)
+        if block is not None:
+            return self.k[:, block, :, :S], self.v[:, block, :, :S]  # no copy
         return self.k[:, rows, :, :S], self.v[:, rows, :, :S]
 
     def write(self, rows: torch.Tensor, start: torch.Tensor, new_k: torch.Tensor, new_v: torch.Tensor) -> None:
@@ -53,20 +54,19 @@ class KVCache:
         T = new_k.shape[3]
         if int(start.max()) + T > self.k.shape[3]:
             raise ValueError(f"KV cache full: {int(start.max()) + T} positions, capacity {self.capacity}")
-        pos = start[:, None] + torch.arange(T)  # [B,T]
-        index = pos[None, :, None, :, None].expand_as(new_k)
-        for cache, new in ((self.k, new_k), (self.v, new_v)):
-            if self._all_rows(rows):
-                cache.scatter_(3, index, new)
-            else:  # advanced indexing copies the rows: scatter into the copy, then write it back
-                selected = cache[:, rows]
-                selected.scatter_(3, index, new)
-                cache[:, rows] = selected
+        # one indexed write of exactly the new entries: indices rows [B, 1] and positions [B, T] put
+        # the indexed dims first, so the values go in as [B, T, L, H, hd]
+        index = (slice(None), rows[:, None], slice(None), start[:, None] + torch.arange(T))
+        self.k[index] = new_k.permute(1, 3, 0, 2, 4)
+        self.v[index] = new_v.permute(1, 3, 0, 2, 4)
 
-    def _all_rows(self, rows: torch.Tensor) -> bool:
-        """True when `rows` is every row in order, so plain slicing (no copy) serves."""
-        n = self.k.shape[1]
-        return len(rows) == n and (n == 1 and int(rows[0]) == 0 or rows.tolist() == list(range(n)))
+    @staticmethod
+    def _consecutive(rows: torch.Tensor) -> slice | None:
+        """`rows` as a slice of the pool when they are consecutive and ascending (plain slicing: no copy)."""
+        first = int(rows[0])
+        if len(rows) == 1 or rows.tolist() == list(range(first, first + len(rows))):
+            return slice(first, first + len(rows))
+        return None
 
 
 class Target(nn.Module):
