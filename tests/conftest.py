@@ -133,3 +133,45 @@ def exported_tiny(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     return Exported(art, repository, json.loads((repository / "padrec_export.json").read_text()),
                     Target.load(art / "tiny" / "target.pt"), Draft.load(art / "tiny" / "draft_padrec.pt"),
                     ItemTrie(sids))
+
+
+# Files `padrec export` writes into a model repository (the rest of model_repository/ is committed).
+EXPORTED_ENTRIES = ("target", "draft_*", "padrec_export.json", "semantic_ids.npz", "item_ids.json")
+SERVED_DATASET = "beauty"
+
+
+@pytest.fixture(scope="session")
+def served_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The served recommender in a private folder: model_repository/'s committed models plus
+    `padrec export --backend python` of the committed Beauty target and drafts."""
+    from padrec.cli import main
+    from padrec.config import REPO_ROOT
+
+    out = tmp_path_factory.mktemp("served") / "model_repository"
+    shutil.copytree(REPO_ROOT / "model_repository", out, symlinks=True,
+                    ignore=shutil.ignore_patterns(*EXPORTED_ENTRIES, "__pycache__"))
+    assert main(["export", "--dataset", SERVED_DATASET, "--backend", "python", "--out", str(out),
+                 "--check-users", "3", "--json"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def recommend_server(served_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """One server for the session serving `recommend` (and everything it chains) on Beauty."""
+    config = loopback_config(served_repository, tmp_path_factory.mktemp("recommend-server"))
+    with TritonServer(config) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def beauty_split():
+    """Beauty's leave-one-out split (padrec.data.split.Split: internal indices)."""
+    from padrec.artifacts import load_prepared
+
+    return load_prepared(SERVED_DATASET).split
+
+
+@pytest.fixture(scope="session")
+def beauty_histories(beauty_split) -> list[list[str]]:
+    """The first 200 Beauty test users' histories as external item IDs (what clients send)."""
+    return [[beauty_split.item_ids[i] for i in example.history] for example in beauty_split.test[:200]]

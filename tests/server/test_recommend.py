@@ -1,0 +1,230 @@
+"""The served recommender against the real tritonserver: lists equal to the offline engine's, bad
+input answered with INVALID_ARG, streaming, metrics, cancellation, and a concurrent soak."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from padrec.decoding.constraints import ItemTrie
+from padrec.decoding.engine import ListDecoder
+from padrec.decoding.interfaces import DecodeRequest
+from padrec.decoding.onnx_draft import OnnxDraft
+from padrec.decoding.onnx_target import OnnxTarget
+from padrec.semantic_ids import SemanticIds
+from padrec.server import live_processes_in_group
+
+pytestmark = pytest.mark.server
+
+MODES = {"plain": {"num_draft_tokens": 0}, "eagle": {"num_draft_tokens": 4, "drafter": "eagle"},
+         "padrec": {"num_draft_tokens": 4, "drafter": "padrec"}}
+
+
+def history_input(history, dtype=object, shape=None) -> grpcclient.InferInput:
+    array = np.array([[h.encode() if isinstance(h, str) else h for h in history]], dtype=dtype)
+    if shape is not None:
+        array = array.reshape(shape)
+    tensor = grpcclient.InferInput("HISTORY", list(array.shape), "BYTES" if dtype is object else "INT64")
+    tensor.set_data_from_numpy(array)
+    return tensor
+
+
+def recommend(client, history, model="recommend", **parameters) -> dict:
+    result = client.infer(model, [history_input(history)], parameters=parameters)
+    return {name: result.as_numpy(name) for name in
+            ("ITEM_IDS", "SCORES", "ROUNDS", "DRAFTED", "ACCEPTED", "TAU", "HISTORY_TRUNCATED")}
+
+
+def offline_lists(repository: Path, histories: list[list[int]], drafter: str | None, k: int) -> list[list[int]]:
+    """The engine in this process on the served graphs, 25 users per batch."""
+    trie = ItemTrie(SemanticIds.load(repository / "semantic_ids.npz"))
+    manifest = json.loads((repository / "padrec_export.json").read_text())
+    batch = 25
+    proposer = OnnxDraft(repository / f"draft_{drafter}" / "1" / "model.onnx", batch) if drafter else None
+    decoder = ListDecoder(trie, OnnxTarget(repository / "target" / "1" / "model.onnx", batch),
+                          manifest["graphs"]["max_seq_len"], proposer=proposer)
+    lists = []
+    for begin in range(0, len(histories), batch):
+        requests = [DecodeRequest(tuple(h), num_draft_tokens=k) for h in histories[begin: begin + batch]]
+        lists += [r.items for r in decoder.generate(requests, list(range(len(requests))))]
+    return lists
+
+
+def test_served_greedy_lists_equal_the_offline_engine_for_200_users(recommend_server, served_repository,
+                                                                     beauty_split, beauty_histories):
+    item_ids = beauty_split.item_ids
+    internal = [e.history for e in beauty_split.test[:200]]
+    with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client, ThreadPoolExecutor(8) as pool:
+        for mode, parameters in MODES.items():
+            served = list(pool.map(lambda h: recommend(client, h, **parameters), beauty_histories))
+            expected = offline_lists(served_repository, internal, parameters.get("drafter"),
+                                     parameters["num_draft_tokens"])
+            served_lists = [[item.decode() for item in r["ITEM_IDS"][0]] for r in served]
+            expected_lists = [[item_ids[i] for i in items] for items in expected]
+            differing = [u for u, (a, b) in enumerate(zip(served_lists, expected_lists)) if a != b]
+            assert not differing, f"{mode}: {len(differing)} of 200 lists differ, users {differing[:10]}"
+            if mode != "plain":
+                tau = np.median([r["TAU"][0, 0] for r in served])
+                assert tau > 1.5 and all(r["ACCEPTED"][0, 0] <= r["DRAFTED"][0, 0] for r in served)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unknown item", "unknown item IDs in history: 'no-such-item'"),
+    ("empty history", "history is empty"),
+    ("two histories in one request", "one history per request"),
+    ("top_n 0", "top_n must be in 1..50, got 0"),
+    ("top_n 51", "top_n must be in 1..50, got 51"),
+    ("num_draft_tokens 9", "num_draft_tokens must be in 0..4, got 9"),
+    ("num_draft_tokens -1", "num_draft_tokens must be in 0..4, got -1"),
+    ("top_n as string", "top_n must be int"),
+    ("unknown parameter", "unknown parameters ['beam']"),
+    ("unknown drafter", "drafter must be one of"),
+    ("wrong dtype", "HISTORY"),
+    ("wrong rank", "HISTORY"),
+])
+def test_bad_input_is_invalid_argument_and_the_server_stays_up(recommend_server, beauty_histories, case, message):
+    history = beauty_histories[0]
+    inputs, parameters = [history_input(history)], {}
+    if case == "unknown item":
+        inputs = [history_input([*history, "no-such-item"])]
+    elif case == "empty history":
+        inputs = [history_input([])]
+    elif case == "two histories in one request":
+        inputs = [history_input(history[:1] * 2, shape=(2, 1))]
+    elif case == "wrong dtype":
+        inputs = [history_input([1, 2], dtype=np.int64)]
+    elif case == "wrong rank":
+        inputs = [history_input(history, shape=(len(history),))]
+    else:
+        parameters = {"top_n 0": {"top_n": 0}, "top_n 51": {"top_n": 51}, "num_draft_tokens 9": {"num_draft_tokens": 9},
+                      "num_draft_tokens -1": {"num_draft_tokens": -1}, "top_n as string": {"top_n": "10"},
+                      "unknown parameter": {"beam": 4}, "unknown drafter": {"drafter": "medusa"}}[case]
+    with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
+        with pytest.raises(grpcclient.InferenceServerException) as error:
+            client.infer("recommend", inputs, parameters=parameters)
+        assert error.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert message in error.value.message()
+        assert len(recommend(client, history, top_n=3)["ITEM_IDS"][0]) == 3  # still serving
+
+
+def test_over_long_history_is_truncated_and_says_so(recommend_server, beauty_split, beauty_histories):
+    long_history = list(beauty_split.item_ids[:45])
+    with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
+        cut = recommend(client, long_history, top_n=5)
+        last_20 = recommend(client, long_history[-20:], top_n=5)
+        assert cut["HISTORY_TRUNCATED"][0, 0] and not last_20["HISTORY_TRUNCATED"][0, 0]
+        assert cut["ITEM_IDS"].tolist() == last_20["ITEM_IDS"].tolist()
+
+
+def test_stream_sends_each_item_as_verified_and_matches_the_list(recommend_server, beauty_histories):
+    history = beauty_histories[1]
+    responses: queue.Queue = queue.Queue()
+    with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
+        whole = recommend(client, history, top_n=6)
+        client.start_stream(callback=lambda result, error: responses.put((result, error)))
+        client.async_stream_infer("recommend_stream", [history_input(history)], parameters={"top_n": 6},
+                                  enable_empty_final_response=True)
+        items, rounds = [], []
+        while True:
+            result, error = responses.get(timeout=120)
+            assert error is None, error
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                break
+            items += [item.decode() for item in result.as_numpy("ITEM_IDS")[0]]
+            rounds.append(int(result.as_numpy("ROUNDS")[0, 0]))
+        client.stop_stream()
+    assert items == [item.decode() for item in whole["ITEM_IDS"][0]]
+    assert rounds == sorted(rounds) and rounds[-1] == whole["ROUNDS"][0, 0]  # running totals
+
+
+def metric_values(server, name: str) -> dict[str, float]:
+    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(name + "{")}
+
+
+def test_metrics_count_requests_rounds_and_draft_tokens(recommend_server, beauty_histories):
+    padrec = {"model": "padrec_decode", "drafter": "padrec"}
+    counters = [("padrec_requests_total", {"model": "padrec_decode", "outcome": "ok"}),
+                ("padrec_rounds_total", padrec),
+                ("padrec_draft_tokens_total", {**padrec, "fate": "drafted"}),
+                ("padrec_draft_tokens_total", {**padrec, "fate": "accepted"}),
+                ("padrec_draft_depth_total", {**padrec, "depth": "1", "fate": "reached"})]
+
+    def snapshot() -> list[float]:
+        return [sum(v for k, v in metric_values(recommend_server, name).items()
+                    if all(f'{key}="{value}"' in k for key, value in labels.items())) for name, labels in counters]
+
+    before = snapshot()
+    with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
+        result = recommend(client, beauty_histories[2], num_draft_tokens=3)
+    delta = [b - a for a, b in zip(before, snapshot())]
+    assert delta[:4] == [1, result["ROUNDS"][0, 0], result["DRAFTED"][0, 0], result["ACCEPTED"][0, 0]]
+    assert 1 <= delta[4] < result["ROUNDS"][0, 0]  # every round but the prefill drafts
+
+
+def test_a_client_that_gives_up_frees_its_slot(recommend_server, beauty_histories):
+    with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
+        with pytest.raises(grpcclient.InferenceServerException) as error:
+            client.infer("recommend", [history_input(beauty_histories[3])],
+                         parameters={"top_n": 50, "num_draft_tokens": 0}, client_timeout=0.2)
+        assert error.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+        # whether the server noticed mid-list or finished it, the slot is back and serving goes on
+        for history in beauty_histories[:40]:
+            assert len(recommend(client, history, top_n=2)["ITEM_IDS"][0]) == 2
+
+
+def server_rss_mb(server) -> float:
+    """Resident memory of the server and its Python-backend stubs."""
+    total_kb = 0
+    for pid in live_processes_in_group(server.pid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total_kb += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return total_kb / 1024
+
+
+def test_16_concurrent_clients_for_60_s_without_failures_and_flat_memory(recommend_server, beauty_histories):
+    stop = time.monotonic() + 60
+    failures, done = [], []
+    rss = []
+
+    def client_loop(worker: int) -> None:
+        with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
+            i = worker
+            while time.monotonic() < stop:
+                mode = list(MODES.values())[i % len(MODES)]
+                try:
+                    recommend(client, beauty_histories[i % len(beauty_histories)], top_n=5, **mode)
+                    done.append(1)
+                except grpcclient.InferenceServerException as error:
+                    failures.append(str(error))
+                i += 16
+
+    def sample_memory() -> None:
+        while time.monotonic() < stop:
+            rss.append(server_rss_mb(recommend_server))
+            time.sleep(2)
+
+    threads = [threading.Thread(target=client_loop, args=(w,)) for w in range(16)]
+    threads.append(threading.Thread(target=sample_memory))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:3]
+    assert len(done) >= 16
+    # after the first quarter (caches and pools allocated up front, arenas warmed) memory stays flat
+    warm = rss[len(rss) // 4:]
+    assert max(warm) - min(warm) < 0.05 * min(warm) + 50, f"RSS MB over time: {rss}"
