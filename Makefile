@@ -15,14 +15,19 @@ PERF_ANALYZER_LIBS := $(TRITON_CACHE)/perf_analyzer_libs
 TRITON_WHEEL_PIN := $(shell sed -n 's/^triton-server-wheel *= *"\(.*\)"/\1/p' pyproject.toml)
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
+# The served recommender: its trained models under artifacts/, exported into model_repository/.
+DATASET ?= beauty
+EXPORTED := model_repository/padrec_export.json
+# The first Beauty test user's history (external item IDs, oldest first): the demo's sample request.
+DEMO_HISTORY ?= 1,2,3,4
 
 .PHONY: help setup test serve demo clean
 
 help:
 	@echo "make setup   .venv with the pinned dependencies, a Triton server and perf_analyzer"
 	@echo "make test    setup, then every test (some start a real tritonserver)"
-	@echo "make serve   setup, then serve model_repository/ on 127.0.0.1 (SERVE_ARGS='--host 0.0.0.0 ...')"
-	@echo "make demo    setup, then the recommender end to end"
+	@echo "make serve   setup and export, then serve model_repository/ on 127.0.0.1:8001 (SERVE_ARGS='--host 0.0.0.0 ...')"
+	@echo "make demo    setup and export, serve, ask for one user's recommendations (speculative and plain), stop"
 	@echo "make clean   remove .venv and .cache"
 
 TRITON_READY := $(TRITON_CACHE)/ready-$(TRITON_WHEEL_PIN)
@@ -65,13 +70,25 @@ test: setup
 	if [ $$status -eq 5 ]; then echo "make test: pytest ran no tests (exit code 5)" >&2; fi
 	exit $$status
 
-serve: setup
+# The target and drafts as ONNX graphs with their Python-backend models; redone when a checkpoint changes.
+$(EXPORTED): artifacts/$(DATASET)/target.pt artifacts/$(DATASET)/draft_padrec.pt artifacts/$(DATASET)/draft_eagle.pt \
+		| $(VENV)/.installed
+	$(BIN)/padrec export --dataset $(DATASET) --backend python --check-users 20
+
+serve: setup $(EXPORTED)
 	$(BIN)/padrec serve --model-repository model_repository $(SERVE_ARGS)
 
-demo: setup
-	@echo "make demo: the recommender is not served yet, so there is nothing to demonstrate." >&2
-	@echo "make serve starts Triton on model_repository/; make test exercises the serving stack." >&2
-	@exit 1
+# The server runs in the background only as long as the demo does.
+demo: setup $(EXPORTED)
+	log=$$(mktemp -t padrec-demo-XXXX.log)
+	$(BIN)/padrec serve --model-repository model_repository > "$$log" 2>&1 &
+	server=$$!
+	trap 'kill -INT $$server 2>/dev/null; wait $$server || true' EXIT
+	$(BIN)/padrec-client ready --wait 300 || { cat "$$log" >&2; exit 1; }
+	echo "== PAD-Rec speculative decoding (4 draft tokens per round), history $(DEMO_HISTORY)"
+	$(BIN)/padrec-client recommend --history $(DEMO_HISTORY) --top-n 10
+	echo "== plain decoding, same history: the same list"
+	$(BIN)/padrec-client recommend --history $(DEMO_HISTORY) --top-n 10 --num-draft-tokens 0
 
 clean:
 	rm -rf $(VENV) .cache
