@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from padrec.config import DraftConfig, ModelConfig
-from padrec.models.layers import Block, RMSNorm, attention_mask, rope_tables, run_blocks
+from padrec.models.layers import Block, RMSNorm, TiedHead, attention_mask, rope_tables, run_blocks
 from padrec.models.target import KVCache, Target
 
 
@@ -56,6 +56,7 @@ class Draft(nn.Module):
             for _ in range(config.n_layers)
         )
         self.norm = RMSNorm(d, target_config.norm_eps)
+        self.head = TiedHead()
         cos, sin = rope_tables(target_config.max_seq_len + 64, target_config.head_dim, target_config.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -83,7 +84,7 @@ class Draft(nn.Module):
         """The decoder layer(s) over z at the given positions, with an explicit attention mask."""
         z, new_k, new_v = run_blocks(self.blocks, z, positions, self.rope_cos, self.rope_sin, mask, past_k, past_v)
         predicted = self.norm(z)
-        return DraftOutput(predicted, predicted @ self.token_embedding.T, new_k, new_v)
+        return DraftOutput(predicted, self.head(predicted, self.head_weight), new_k, new_v)
 
     def forward(
         self,
@@ -101,6 +102,11 @@ class Draft(nn.Module):
         S = past_k.shape[3] if past_k is not None else 0
         return self.decode(self.fuse(features, tokens, slots, depth), positions,
                            attention_mask(past_lengths, S, T), past_k, past_v)
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """The output head's weight: the target's token embedding (frozen)."""
+        return self.token_embedding
 
     def new_cache(self, rows: int) -> KVCache:
         c = self.target_config

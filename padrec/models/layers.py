@@ -19,7 +19,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        # divided by the root, not multiplied by rsqrt (nor F.rms_norm, exported the same way): this
+        # is the pattern ONNX Runtime fuses into one SimplifiedLayerNormalization node instead of 7
+        return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
 def rope_tables(max_len: int, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,6 +88,17 @@ class Attention(nn.Module):
             S = past_v.shape[2]
             y = weights[..., :S] @ past_v + weights[..., S:] @ v
         return self.out(y.transpose(1, 2).reshape(B, T, D)), k, v
+
+
+class TiedHead(nn.Module):
+    """The output head tied to a token embedding owned elsewhere: logits = hidden @ weight^T.
+
+    A module without parameters of its own (the state dict is unchanged), so that inference can
+    swap in a prepared copy (`padrec.models.inference`); its owner exposes the weight as `head_weight`.
+    """
+
+    def forward(self, hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return hidden @ weight.T
 
 
 class SwiGLU(nn.Module):

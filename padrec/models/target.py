@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from padrec.config import ModelConfig
-from padrec.models.layers import Block, RMSNorm, attention_mask, rope_tables, run_blocks
+from padrec.models.layers import Block, RMSNorm, TiedHead, attention_mask, rope_tables, run_blocks
 
 
 @dataclass
@@ -80,6 +80,7 @@ class Target(nn.Module):
             for _ in range(config.n_layers)
         )
         self.norm = RMSNorm(config.d_model, config.norm_eps)
+        self.head = TiedHead()
         cos, sin = rope_tables(config.max_seq_len + 64, config.head_dim, config.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -99,8 +100,13 @@ class Target(nn.Module):
         x, new_k, new_v = run_blocks(self.blocks, self.embed(tokens), positions, self.rope_cos, self.rope_sin,
                                      attention_mask(past_lengths, S, T), past_k, past_v)
         hidden = self.norm(x)
-        logits = hidden @ self.embed.weight.T  # tied output head
+        logits = self.head(hidden, self.head_weight)
         return ForwardOutput(logits, hidden, new_k, new_v)
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """The output head's weight: the token embedding (tied)."""
+        return self.embed.weight
 
     def new_cache(self, rows: int) -> KVCache:
         c = self.config

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from padrec.config import DRAFTERS, ModelConfig
 from padrec.models.draft import Draft
-from padrec.models.inference import PackedLinear, for_inference, packing_available
+from padrec.models.inference import InferenceLinear, InferenceTiedHead, for_inference, packing_available
 from padrec.models.layers import apply_rope, rope_tables
 from padrec.models.target import KVCache, Target
 
@@ -67,14 +67,16 @@ def test_prepared_models_compute_what_the_models_compute():
     assert isinstance(target.blocks[0].attn.qkv, nn.Linear)
     assert for_inference(prepared_target) is prepared_target
     if packing_available():
-        assert isinstance(prepared_target.blocks[0].attn.qkv, PackedLinear)
-        assert isinstance(prepared_draft.fc, PackedLinear)
+        assert isinstance(prepared_target.blocks[0].attn.qkv, InferenceLinear)
+        assert isinstance(prepared_draft.fc, InferenceLinear)
+        assert isinstance(prepared_target.head, InferenceTiedHead) and isinstance(prepared_draft.head, InferenceTiedHead)
 
 
-def test_packed_linear_keeps_the_bias():
+@pytest.mark.parametrize("shape", [(8,), (1, 1, 8), (1, 2, 8), (4, 2, 8)])  # 1, 2 rows: transposed; more: packed
+def test_inference_linear_computes_the_linear_layer(shape):
     if not packing_available():
         pytest.skip("this torch build has no oneDNN")
     linear = nn.Linear(8, 3)
-    x = torch.randn(4, 2, 8)
+    x = torch.randn(shape)
     with torch.inference_mode():
-        np.testing.assert_allclose(PackedLinear(linear)(x).numpy(), linear(x).numpy(), atol=1e-6)
+        np.testing.assert_allclose(InferenceLinear(linear.weight, linear.bias)(x).numpy(), linear(x).numpy(), atol=1e-6)
