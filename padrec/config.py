@@ -172,6 +172,11 @@ class ServingConfig:
     drafter: str = "padrec"  # default drafter; each served drafter is a model `draft_<name>`
     drafters: tuple[str, ...] = ("padrec", "eagle")
     model_threads: int = 1  # ONNX Runtime intra-op threads of the target and draft models
+    # Under load a batched target forward is no longer nearly free for extra tokens, so drafting
+    # stops paying: an engine batch of more than `load_threshold` requests decodes with at most
+    # `draft_tokens_under_load` draft tokens each (lossless either way; perf/REPORT.md measures it).
+    load_threshold: int = 8
+    draft_tokens_under_load: int = 0
 
     @property
     def target_slots(self) -> int:

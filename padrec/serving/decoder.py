@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ class ServedDecoder:
             self.decoders[drafter] = ListDecoder(trie, target, manifest["graphs"]["max_seq_len"], decode.max_top_n,
                                                  proposer)
         self.pool = SlotPool(rows)
+        self.serving = serving
 
     def decode(self, requests: list[ServedRequest], on_item: Callable[[int, DecodeResult], None] | None = None,
                cancelled: Callable[[int], bool] | None = None) -> list[DecodeResult | Exception]:
@@ -57,6 +59,7 @@ class ServedDecoder:
         fault), PoolFull (no free slot), or whatever a model call raised (the server's fault)."""
         outcomes: list[DecodeResult | Exception | None] = [None] * len(requests)
         held: dict[int, int] = {}  # request index -> slot
+        requests = self._under_load(requests)
         try:
             for i, served in enumerate(requests):
                 try:
@@ -73,6 +76,14 @@ class ServedDecoder:
             for row in held.values():
                 self.pool.release(row)
         return outcomes
+
+    def _under_load(self, requests: list[ServedRequest]) -> list[ServedRequest]:
+        """The requests with draft tokens capped when the batch is above the load threshold."""
+        if len(requests) <= self.serving.load_threshold:
+            return requests
+        cap = self.serving.draft_tokens_under_load
+        return [replace(r, request=replace(r.request, num_draft_tokens=min(r.request.num_draft_tokens, cap)))
+                for r in requests]
 
     @staticmethod
     def _generate(decoder: ListDecoder, requests: list[ServedRequest], group: list[int], held: dict[int, int],

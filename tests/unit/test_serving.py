@@ -78,7 +78,8 @@ def test_served_decoder_equals_the_offline_engine(exported_tiny, services):
     histories = [[1, 5, 9], [2], [30, 4, 17, 8], [11, 12]]
     requests = [ServedRequest(DecodeRequest(tuple(h), top_n=4, num_draft_tokens=k), drafter)
                 for h in histories for k, drafter in ((0, "padrec"), (2, "padrec"), (3, "eagle"))]
-    served = ServedDecoder(e.repository, direct_call(services), range(len(requests)))
+    unloaded = ServingConfig(load_threshold=len(requests))  # every request drafts as it asked
+    served = ServedDecoder(e.repository, direct_call(services), range(len(requests)), unloaded)
     outcomes = served.decode(requests)
     assert served.pool.in_use == 0
     onnx = e.repository
@@ -123,3 +124,15 @@ def test_streaming_hears_every_item_and_cancellation_frees_the_slot(exported_tin
     assert heard == result.items and len(heard) == 5
     (cut,) = served.decode([request], cancelled=lambda i: True)
     assert cut.cancelled and cut.items == [] and served.pool.in_use == 0
+
+
+def test_above_the_load_threshold_requests_draft_less_and_get_the_same_lists(exported_tiny, services):
+    serving = ServingConfig(load_threshold=2, draft_tokens_under_load=1)
+    calls: list[str] = []
+    served = ServedDecoder(exported_tiny.repository, direct_call(services, calls), range(4), serving)
+    requests = [ServedRequest(DecodeRequest((h,), top_n=3, num_draft_tokens=3), "padrec") for h in (1, 2, 3)]
+    light = [served.decode([r])[0] for r in requests]  # one at a time: below the threshold
+    loaded = served.decode(requests)  # three together: above it
+    assert [r.items for r in loaded] == [r.items for r in light]
+    assert all(r.stats.drafted <= r.stats.rounds - 1 for r in loaded)  # at most 1 token per round
+    assert any(r.stats.drafted > r.stats.rounds for r in light)
