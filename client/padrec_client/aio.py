@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import grpc
 import tritonclient.grpc.aio as aioclient
 from tritonclient.grpc import InferResult
 
@@ -13,7 +14,7 @@ from .base import DEFAULT, DEFAULT_CONCURRENCY, ClientBase, Default, ReadinessWa
 from .errors import RecommendError, from_triton, translated
 from .metadata import ModelMetadata, ServerMetadata, parse_model_metadata, parse_server_metadata
 from .params import History
-from .protocol import STREAM_HEADERS, Request, StreamReader, parse_recommendation
+from .protocol import STREAM_GRACE_S, STREAM_HEADERS, Request, StreamReader, parse_recommendation
 from .result import Recommendation, StreamedItem
 from .retry import CallBudget
 
@@ -91,8 +92,8 @@ class AsyncRecommendClient(ClientBase):
         request = self._request(history, top_n, params, stream=True)
         budget = CallBudget(self.retry, self._call_timeout(timeout))
         responses, first = await self._with_retries(budget, lambda t: self._open_stream(request, t))
+        reader = StreamReader()
         try:
-            reader = StreamReader()
             result = first
             while True:
                 item = reader.read(result)
@@ -103,7 +104,7 @@ class AsyncRecommendClient(ClientBase):
                 with translated():
                     result = await _next_result(responses)
         finally:
-            responses.cancel()
+            await _close_stream(responses, cancel=not reader.done)
 
     async def _open_stream(self, request: Request, timeout: float | None) -> tuple[Any, InferResult]:
         # Waits for the first response so that a failure to connect can still be retried.
@@ -161,3 +162,14 @@ async def _next_result(responses: Any) -> InferResult:
     if error is not None:
         raise from_triton(error)
     return result
+
+
+async def _close_stream(responses: Any, cancel: bool) -> None:
+    """Ends a stream: cancels a request still in flight; lets a finished one end on its own
+    (cancelling a completed stream makes Triton log an internal error), within a grace period."""
+    if not cancel:
+        try:
+            await asyncio.wait_for(responses.__anext__(), STREAM_GRACE_S)
+        except (StopAsyncIteration, asyncio.TimeoutError, grpc.RpcError):
+            pass
+    responses.cancel()

@@ -17,6 +17,7 @@ from .params import History, ParamValue, history_array, request_parameters
 from .result import DecodeStats, Recommendation, StreamedItem
 
 __all__ = [
+    "STREAM_GRACE_S",
     "STREAM_HEADERS",
     "Request",
     "StreamReader",
@@ -34,6 +35,9 @@ STREAM_HEADERS = {"triton_grpc_error": "true"}
 # a client cannot tell "no more items" from "the next item is slow".
 EMPTY_FINAL_RESPONSE_PARAMETER = "triton_enable_empty_final_response"
 FINAL_RESPONSE_PARAMETER = "triton_final_response"
+# How long the client waits on a stream beyond what gRPC enforces: for the cause of a failed start,
+# for a finished stream to close, and past a stream's deadline before giving up on its own.
+STREAM_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,11 @@ def _output(result: InferResult, name: str) -> np.ndarray:
     return array.reshape(-1)
 
 
+def _float32(value: np.floating) -> float:
+    # The shortest decimal that is still this float32: 2.6, not 2.5999999046325684.
+    return float(str(np.float32(value)))
+
+
 def _strings(result: InferResult, name: str) -> tuple[str, ...]:
     return tuple(v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in _output(result, name))
 
@@ -86,14 +95,14 @@ def _stats(result: InferResult) -> DecodeStats:
         rounds=int(_output(result, "ROUNDS")[0]),
         drafted=int(_output(result, "DRAFTED")[0]),
         accepted=int(_output(result, "ACCEPTED")[0]),
-        tau=float(_output(result, "TAU")[0]),
+        tau=_float32(_output(result, "TAU")[0]),
     )
 
 
 def parse_recommendation(result: InferResult) -> Recommendation:
     """A `recommend` response as a Recommendation."""
     items = _strings(result, "ITEM_IDS")
-    scores = tuple(float(s) for s in _output(result, "SCORES"))
+    scores = tuple(_float32(s) for s in _output(result, "SCORES"))
     if len(items) != len(scores):
         raise RecommendError(f"the server sent {len(items)} items but {len(scores)} scores")
     return Recommendation(items, scores, _stats(result), bool(_output(result, "HISTORY_TRUNCATED")[0]))
@@ -115,7 +124,7 @@ def parse_streamed_item(result: InferResult, rank: int) -> StreamedItem | None:
     return StreamedItem(
         rank=rank,
         item=items[0],
-        score=float(_output(result, "SCORES")[0]),
+        score=_float32(_output(result, "SCORES")[0]),
         stats=_stats(result),
         history_truncated=bool(_output(result, "HISTORY_TRUNCATED")[0]),
     )

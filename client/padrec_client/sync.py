@@ -16,16 +16,13 @@ from .base import DEFAULT, DEFAULT_CONCURRENCY, ClientBase, Default, ReadinessWa
 from .errors import DeadlineExceeded, RecommendError, from_triton, translated
 from .metadata import ModelMetadata, ServerMetadata, parse_model_metadata, parse_server_metadata
 from .params import History
-from .protocol import STREAM_HEADERS, Request, StreamReader, parse_recommendation
+from .protocol import STREAM_GRACE_S, STREAM_HEADERS, Request, StreamReader, parse_recommendation
 from .result import Recommendation, StreamedItem
 from .retry import CallBudget
 
 __all__ = ["RecommendClient"]
 
 T = TypeVar("T")
-# How long past its deadline a stream may stay silent before the client stops waiting on its own;
-# gRPC normally ends it first, with DEADLINE_EXCEEDED.
-STREAM_GRACE_S = 1.0
 
 
 class RecommendClient(ClientBase):
@@ -118,8 +115,8 @@ class RecommendClient(ClientBase):
         request = self._request(history, top_n, params, stream=True)
         budget = CallBudget(self.retry, self._call_timeout(timeout))
         session = self._with_retries(budget, lambda t: _StreamSession.open(self._connection, request, t))
+        reader = StreamReader()
         try:
-            reader = StreamReader()
             result = session.first
             while True:
                 item = reader.read(result)
@@ -129,7 +126,7 @@ class RecommendClient(ClientBase):
                     return
                 result = session.next_result(budget.remaining())
         finally:
-            session.close()
+            session.close(cancel=not reader.done)
 
     def wait_until_ready(self, timeout: float = 30.0, models: Sequence[str] | None = None) -> None:
         """Blocks until the server and `models` (default: both recommend models) are ready.
@@ -226,7 +223,9 @@ class _StreamSession:
         assert result is not None
         return result
 
-    def close(self) -> None:
-        """Cancels whatever is still in flight and closes the private channel."""
-        self._triton.stop_stream(cancel_requests=True)
+    def close(self, cancel: bool = True) -> None:
+        """Ends the stream and closes the private channel. `cancel` stops a request still in
+        flight on the server; a finished one is closed gracefully instead, since cancelling a
+        completed stream makes Triton log an internal error."""
+        self._triton.stop_stream(cancel_requests=cancel)
         self._triton.close()
