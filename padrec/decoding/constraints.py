@@ -40,28 +40,44 @@ class ItemTrie:
             offset += len(prefixes)
         self.item_path = paths  # [N, L] node reached after each of the item's tokens
         self.node_token = np.concatenate(node_token)  # [nodes] token leading into each node (PAD: root)
+        self.node_token.setflags(write=False)  # child_tokens hands out views of it
         self.node_depth = np.concatenate(depth)  # [nodes]
-        parents = np.concatenate(parent)[1:]  # parent of nodes 1, 2, ...: non-decreasing
-        self.num_children = np.bincount(parents, minlength=offset)  # [nodes]
-        first = 1 + np.searchsorted(parents, np.arange(offset))
+        self.parent = np.concatenate(parent)  # [nodes] (the root's: 0)
+        self.num_children = np.bincount(self.parent[1:], minlength=offset)  # [nodes]; parents are non-decreasing
+        first = 1 + np.searchsorted(self.parent[1:], np.arange(offset))
         self.first_child = np.where(self.num_children > 0, first, 0)  # [nodes] (0 for leaves: no range)
         self.leaves_under = np.zeros(offset, dtype=np.int64)
         np.add.at(self.leaves_under, paths.reshape(-1), 1)
         self.leaves_under[0] = sids.num_items
         self.item_of_leaf = {int(leaf): item for item, leaf in enumerate(paths[:, -1])}
+        # the same tables as Python ints: what the per-token walk reads (numpy scalars cost more)
+        self._first, self._count = self.first_child.tolist(), self.num_children.tolist()
+        self._parent, self._leaves = self.parent.tolist(), self.leaves_under.tolist()
 
     @property
     def num_nodes(self) -> int:
         return len(self.node_token)
 
-    def children(self, node: int) -> tuple[np.ndarray, np.ndarray]:
-        """The child nodes of `node` and the tokens leading into them, in token order."""
-        first, count = self.first_child[node], self.num_children[node]
-        return np.arange(first, first + count), self.node_token[first : first + count]
+    def child_tokens(self, node: int) -> np.ndarray:
+        """The tokens leading into the children of `node`, in token order (a read-only view)."""
+        first = self._first[node]
+        return self.node_token[first : first + self._count[node]]
+
+    def child(self, node: int, token: int) -> int | None:
+        """The child of `node` that `token` leads into, None if there is none."""
+        tokens = self.child_tokens(node)
+        i = int(tokens.searchsorted(token))
+        return self._first[node] + i if i < len(tokens) and tokens[i] == token else None
 
 
 class ListConstraint:
-    """Which tokens may follow, for one generated list. Cheap to copy for speculation."""
+    """Which tokens may follow, for one generated list. Cheap to copy for speculation.
+
+    A node's allowed tokens are its children's, less the children whose every leaf is banned. Bans
+    only ever close children, so a node with no closed child allows the trie's own (shared,
+    read-only) token range, and the few nodes with closed children keep their reduced array in
+    `pruned`, updated when an item is banned: allowed() is a lookup, never a scan of the bans.
+    """
 
     def __init__(self, trie: ItemTrie, banned_items=()):
         self.trie = trie
@@ -69,6 +85,7 @@ class ListConstraint:
         self.depth = 0  # code tokens of the current item consumed so far
         self.awaiting_separator = False
         self.banned_under: dict[int, int] = {}  # node -> banned leaves below it
+        self.pruned: dict[int, np.ndarray] = {}  # node -> its allowed tokens, where a child is closed
         self.banned_items: list[int] = []  # what banned_under counts: the banned history, then `items`
         self.items: list[int] = []  # completed items, in order
         for item in set(int(i) for i in banned_items):
@@ -79,24 +96,30 @@ class ListConstraint:
         other.trie, other.node, other.depth = self.trie, self.node, self.depth
         other.awaiting_separator = self.awaiting_separator
         other.banned_under = dict(self.banned_under)
+        other.pruned = dict(self.pruned)  # the arrays are never changed in place: shared
         other.banned_items = list(self.banned_items)
         other.items = list(self.items)
         return other
 
     def _ban(self, item: int) -> None:
         self.banned_items.append(item)
-        for node in self.trie.item_path[item].tolist() + [0]:
-            self.banned_under[node] = self.banned_under.get(node, 0) + 1
+        trie = self.trie
+        for node in self.trie.item_path[item].tolist():
+            count = self.banned_under.get(node, 0) + 1
+            self.banned_under[node] = count
+            if count == trie._leaves[node]:  # every leaf below is banned: close the node
+                parent = trie._parent[node]
+                left = self.pruned.get(parent, trie.child_tokens(parent))
+                self.pruned[parent] = _read_only(left[left != trie.node_token[node]])
+        self.banned_under[0] = self.banned_under.get(0, 0) + 1
 
     def allowed(self) -> np.ndarray:
-        """Token ids that may come next (never empty while any item is left)."""
+        """Token ids that may come next, in token order (never empty while any item is left; a
+        read-only array)."""
         if self.awaiting_separator:
-            return np.array([SEP], dtype=np.int64)
-        nodes, tokens = self.trie.children(self.node)
-        if not self.banned_under:
-            return tokens
-        banned = np.fromiter((self.banned_under.get(n, 0) for n in nodes.tolist()), dtype=np.int64, count=len(nodes))
-        return tokens[self.trie.leaves_under[nodes] > banned]
+            return _SEPARATOR_ONLY
+        pruned = self.pruned.get(self.node)
+        return self.trie.child_tokens(self.node) if pruned is None else pruned
 
     def exhausted(self) -> bool:
         """True when every item is banned: no further item can be generated."""
@@ -109,11 +132,10 @@ class ListConstraint:
                 raise ValueError(f"token {token} where the separator must come")
             self.awaiting_separator = False
             return None
-        nodes, tokens = self.trie.children(self.node)
-        hit = np.nonzero(tokens == token)[0]
-        if len(hit) == 0:
+        child = self.trie.child(self.node, token)
+        if child is None:
             raise ValueError(f"token {token} is not a valid continuation here")
-        self.node = int(nodes[hit[0]])
+        self.node = child
         self.depth += 1
         if self.depth < self.trie.sids.num_levels:
             return None
@@ -123,6 +145,14 @@ class ListConstraint:
         self.node, self.depth = 0, 0
         self.awaiting_separator = self.trie.sids.use_separator
         return item
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+_SEPARATOR_ONLY = _read_only(np.array([SEP], dtype=np.int64))
 
 
 def mask_logits(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:

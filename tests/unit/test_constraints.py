@@ -80,3 +80,45 @@ def test_prefix_with_all_items_banned_is_not_allowed():
     for t in (3, 5, 6):
         c.advance(t)
     assert c.allowed().tolist() == [8]  # only item 1's last code remains under this prefix
+
+
+def scanned_allowed(c: ListConstraint) -> list[int]:
+    """The definition allowed() caches: the children with some leaf below them not banned."""
+    if c.awaiting_separator:
+        return [SEP]
+    trie = c.trie
+    first, count = int(trie.first_child[c.node]), int(trie.num_children[c.node])
+    return [int(trie.node_token[n]) for n in range(first, first + count)
+            if trie.leaves_under[n] > c.banned_under.get(n, 0)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n_banned=st.integers(0, 30))
+def test_cached_allowed_tokens_equal_a_scan_of_the_bans(seed, n_banned):
+    sids = small_catalogue()
+    trie = ItemTrie(sids)
+    rng = np.random.default_rng(seed)
+    c = ListConstraint(trie, rng.choice(sids.num_items, size=n_banned, replace=False).tolist())
+    copies = []
+    while not c.exhausted():
+        allowed = c.allowed()
+        assert allowed.tolist() == scanned_allowed(c) and not allowed.flags.writeable
+        if rng.random() < 0.2:  # a copy walks on its own from here; both stay exact
+            copies.append(c.copy())
+        c.advance(int(rng.choice(allowed)))
+    for d in copies:
+        while not d.exhausted():
+            assert d.allowed().tolist() == scanned_allowed(d)
+            d.advance(int(d.allowed()[-1]))
+
+
+def test_trie_child_finds_the_node_a_token_leads_into():
+    sids = small_catalogue()
+    trie = ItemTrie(sids)
+    item = sids.item_tokens[5].tolist()
+    node = 0
+    for level, token in enumerate(item):
+        node = trie.child(node, token)
+        assert node == trie.item_path[5, level]
+    assert trie.child(0, int(sids.item_tokens[0][1])) is None  # a level-1 token at the root
+    assert trie.child(node, 3) is None  # a leaf has no children
