@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from padrec.decoding.constraints import ListConstraint
 from padrec.decoding.interfaces import DraftBatch, Proposal
 from padrec.decoding.sampling import constrained_distribution
-from padrec.models.draft import Draft
+from padrec.models.draft import Draft, DraftOutput
 from padrec.models.inference import for_inference
+from padrec.models.layers import attention_mask
 from padrec.semantic_ids import PAD, SemanticIds
 
 
@@ -34,8 +36,16 @@ class TorchDraft:
         self.k_max = draft.config.k_max
         self.next_slot = torch.from_numpy(next_slot_table(sids))
 
-    def _step(self, rows, start, features, tokens, depth):
-        out = self.draft(features, tokens, self.next_slot[tokens], depth, *self.cache.view(rows, start), start)
+    def _step(self, rows: torch.Tensor, start: torch.Tensor, features: torch.Tensor, tokens: torch.Tensor,
+              depth: int) -> DraftOutput:
+        """One draft forward of T new pairs per row after each row's first start[r] cache positions;
+        writes their K/V. What `Draft.forward` computes, with the mask left out where it masks
+        nothing: one new token of a single row (whose cache view is exactly its past)."""
+        past_k, past_v = self.cache.view(rows, start)
+        T = tokens.shape[1]
+        mask = None if len(rows) == 1 and T == 1 else attention_mask(start, past_k.shape[3], T)
+        z = self.draft.fuse(features, tokens, self.next_slot[tokens], torch.full_like(tokens, depth))
+        out = self.draft.decode(z, start[:, None] + torch.arange(T), mask, past_k, past_v)
         self.cache.write(rows, start, out.new_k, out.new_v)
         return out
 
@@ -43,19 +53,18 @@ class TorchDraft:
     def propose(self, batch: DraftBatch) -> Proposal:
         B = len(batch.rows)
         rows, start = torch.from_numpy(batch.rows), torch.from_numpy(batch.start)
-        tokens = torch.from_numpy(batch.tokens)
         # depth 1: every new pair with a real target feature, in one forward
-        out = self._step(rows, start, torch.from_numpy(batch.features).float(), tokens, torch.ones_like(tokens))
+        out = self._step(rows, start, torch.from_numpy(batch.features).float(), torch.from_numpy(batch.tokens), 1)
         last = torch.from_numpy(batch.lengths - 1)
-        feature, logits = out.features[torch.arange(B), last], out.logits[torch.arange(B), last].numpy()
+        every = torch.arange(B)
+        feature, logits = out.features[every, last], out.logits[every, last].numpy()
         position = start + torch.from_numpy(batch.lengths)
 
         steps = [len(f) + int(k) for f, k in zip(batch.forced, batch.num_tokens)]
         k_max = int(batch.num_tokens.max())
         proposed = np.full((B, k_max), PAD, dtype=np.int64)
         counts = np.zeros(B, dtype=np.int64)
-        sampling = bool((batch.temperatures > 0).any())
-        probs = np.zeros((B, k_max, logits.shape[-1]), dtype=np.float32) if sampling else None
+        probs = np.zeros((B, k_max, logits.shape[-1]), dtype=np.float32) if (batch.temperatures > 0).any() else None
         walking = [c.copy() for c in batch.constraints]
         stopped = [False] * B
         for step in range(max(steps)):
@@ -66,24 +75,32 @@ class TorchDraft:
                 if step < len(batch.forced[r]):
                     next_tokens[r] = batch.forced[r][step]
                     continue
-                allowed = walking[r].allowed()
-                if len(allowed) == 0 or walking[r].exhausted():
+                token = self._choose(batch, r, walking[r], logits[r], probs, counts[r])
+                if token is None:
                     stopped[r] = True
                     continue
-                if batch.temperatures[r] > 0:
-                    q = constrained_distribution(logits[r], allowed, float(batch.temperatures[r]))
-                    token = int(batch.rngs[r].choice(len(q), p=q))
-                    probs[r, counts[r]] = q
-                else:
-                    token = int(allowed[np.argmax(logits[r][allowed])])
-                walking[r].advance(token)
-                proposed[r, counts[r]] = token
+                proposed[r, counts[r]] = next_tokens[r] = token
                 counts[r] += 1
-                next_tokens[r] = token
             if step == max(steps) - 1:
                 break  # the last decided token needs no forward of its own
-            t = torch.from_numpy(next_tokens)[:, None]
-            out = self._step(rows, position, feature[:, None], t, torch.full_like(t, step + 2))
+            out = self._step(rows, position, feature[:, None], torch.from_numpy(next_tokens)[:, None], step + 2)
             feature, logits = out.features[:, 0], out.logits[:, 0].numpy()
             position = position + 1
         return Proposal(proposed, counts, probs)
+
+    @staticmethod
+    def _choose(batch: DraftBatch, r: int, walking: ListConstraint, logits: np.ndarray, probs: np.ndarray | None,
+                index: int) -> int | None:
+        """Row r's next proposal from its draft logits, walking its constraint (None when its list is
+        complete); a sampled one records the distribution it was drawn from in probs[r, index]."""
+        allowed = walking.allowed()
+        if len(allowed) == 0 or walking.exhausted():
+            return None
+        if batch.temperatures[r] > 0:
+            q = constrained_distribution(logits, allowed, float(batch.temperatures[r]))
+            token = int(batch.rngs[r].choice(len(q), p=q))
+            probs[r, index] = q
+        else:
+            token = int(allowed[np.argmax(logits[allowed])])
+        walking.advance(token)
+        return token

@@ -69,7 +69,8 @@ class Attention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
-        """x [B, T, D]; past_k/v [B, H, S, hd] (read-only). Returns y [B, T, D] and this call's k, v."""
+        """x [B, T, D]; past_k/v [B, H, S, hd] (read-only); mask from `attention_mask`, or None where
+        every query sees every key. Returns y [B, T, D] and this call's k, v."""
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # [3,B,H,T,hd]
         q, k = apply_rope(qkv[:2], cos, sin)  # q and k in one rotation
@@ -80,7 +81,7 @@ class Attention(nn.Module):
         scores = q @ k.transpose(-1, -2)  # [B,H,T,T]
         if past_k is not None:
             scores = torch.cat([q @ past_k.transpose(-1, -2), scores], dim=-1)  # [B,H,T,S+T]
-        scores = torch.where(mask, scores * scale, torch.finfo(scores.dtype).min)
+        scores = scores * scale if mask is None else torch.where(mask, scores * scale, torch.finfo(scores.dtype).min)
         weights = _dropout(scores.softmax(-1), self.dropout, self.training)
         if past_v is None:
             y = weights @ v
