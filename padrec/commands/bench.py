@@ -52,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
         p = report["plain"]
         print(f"plain        {p['median_ms']:7.1f} ms  calls/list {p['target_calls_per_list']:.1f}")
         for e in report["speculative"]:
-            print(f"{e['drafter']:10s} k={e['k']}  {e['median_ms']:7.1f} ms  x{e['speedup']:.2f}  tau {e['tau']:.2f}  "
-                  f"mismatches {e['mismatches']} near-ties {e['near_ties']}")
+            print(f"{e['drafter']:10s} k={e['k']}  {e['median_ms']:7.1f} ms  x{e['speedup']:.2f} (CPU x{e['cpu_speedup']:.2f})  "
+                  f"tau {e['tau']:.2f}  mismatches {e['mismatches']} near-ties {e['near_ties']}")
     return 0

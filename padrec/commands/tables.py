@@ -29,14 +29,17 @@ def eval_table(reports: list[dict]) -> str:
 
 def bench_table(report: dict) -> str:
     p = report["plain"]
+    cpu = f" (CPU time {p['median_cpu_ms']:.1f} ms)" if "median_cpu_ms" in p else ""
     rows = [f"{report['dataset']} ({report.get('runtime', 'torch')}): {report['users']} test users, batch 1, "
             f"{report['threads']} thread(s); plain decoding "
-            f"{p['median_ms']:.1f} ms per list (median), {p['target_calls_per_list']:.1f} target forwards per list.",
-            "", "| drafter | k | median ms | speed-up | tau | acceptance | by depth | by slot | mismatches | near-ties |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            f"{p['median_ms']:.1f} ms per list (median){cpu}, {p['target_calls_per_list']:.1f} target forwards per list.",
+            "", "| drafter | k | median ms | speed-up | CPU ms | CPU speed-up | tau | acceptance | by depth | by slot | "
+            "mismatches | near-ties |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in report["speculative"]:
         fmt = lambda xs: " ".join("-" if x is None else f"{x:.2f}" for x in xs)  # noqa: E731
-        rows.append(f"| {e['drafter']} | {e['k']} | {e['median_ms']:.1f} | {e['speedup']:.2f}x | {e['tau']:.2f} | "
+        cpu = f"{e['median_cpu_ms']:.1f} | {e['cpu_speedup']:.2f}x" if "median_cpu_ms" in e else "- | -"
+        rows.append(f"| {e['drafter']} | {e['k']} | {e['median_ms']:.1f} | {e['speedup']:.2f}x | {cpu} | {e['tau']:.2f} | "
                     f"{e['acceptance_rate']:.2f} | {fmt(e['acceptance_by_depth'])} | {fmt(e['acceptance_by_slot'])} | "
                     f"{e['mismatches']} | {e['near_ties']} |")
     return "\n".join(rows)
