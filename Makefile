@@ -15,19 +15,23 @@ PERF_ANALYZER_LIBS := $(TRITON_CACHE)/perf_analyzer_libs
 TRITON_WHEEL_PIN := $(shell sed -n 's/^triton-server-wheel *= *"\(.*\)"/\1/p' pyproject.toml)
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
+# Options of `python -m perf run` (perf/README.md), e.g. PERF_ARGS="--quick".
+PERF_ARGS ?=
 # The served recommender: its trained models under artifacts/, exported into model_repository/.
 DATASET ?= beauty
 EXPORTED := model_repository/padrec_export.json
 # The first Beauty test user's history (external item IDs, oldest first): the demo's sample request.
 DEMO_HISTORY ?= 1,2,3,4
 
-.PHONY: help setup test serve demo clean
+.PHONY: help setup test serve demo perf perf-report clean
 
 help:
 	@echo "make setup   .venv with the pinned dependencies, a Triton server and perf_analyzer"
 	@echo "make test    setup, then every test (some start a real tritonserver)"
 	@echo "make serve   setup and export, then serve model_repository/ on 127.0.0.1:8001 (SERVE_ARGS='--host 0.0.0.0 ...')"
 	@echo "make demo    setup and export, serve, ask for one user's recommendations (speculative and plain), stop"
+	@echo "make perf    setup and export, perf_analyzer runs against a fresh server, then perf/REPORT.md (PERF_ARGS='--quick')"
+	@echo "make perf-report  re-render perf/REPORT.md and perf/plots/ from perf/results.json"
 	@echo "make clean   remove .venv and .cache"
 
 TRITON_READY := $(TRITON_CACHE)/ready-$(TRITON_WHEEL_PIN)
@@ -89,6 +93,13 @@ demo: setup $(EXPORTED)
 	$(BIN)/padrec-client recommend --history $(DEMO_HISTORY) --top-n 10
 	echo "== plain decoding, same history: the same list"
 	$(BIN)/padrec-client recommend --history $(DEMO_HISTORY) --top-n 10 --num-draft-tokens 0
+
+# perf_analyzer against a server of its own on free ports: perf/results.json, then perf/REPORT.md (perf/README.md).
+perf: setup $(EXPORTED)
+	$(BIN)/python -m perf run $(PERF_ARGS)
+
+perf-report: setup
+	$(BIN)/python -m perf report
 
 clean:
 	rm -rf $(VENV) .cache

@@ -1,0 +1,95 @@
+"""`python -m perf run` (benchmark, then report) and `python -m perf report` (re-render from the JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+from padrec.server import REPO_ROOT, ServerError
+from perf.plan import Settings
+from perf.report import render
+from perf.run import Endpoints, benchmark, benchmark_with_server, load_results
+
+DEFAULT_OUT = REPO_ROOT / "perf"
+QUICK_OUT = REPO_ROOT / "build" / "perf-quick"
+# A few minutes: fewer requests and concurrency levels, the k sweep's ends only.
+QUICK = {"requests": 10, "requests_per_client": 2, "repeats": 1, "concurrency": (1, 4, 16), "sweep_k": (1, 4)}
+DEFAULT_OFFLINE_BENCH = REPO_ROOT / "results" / "bench_beauty_onnxruntime.json"
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m perf", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    defaults = Settings()
+    run = commands.add_parser("run", help="benchmark the served recommender with perf_analyzer, then render the report")
+    run.add_argument("--out", type=Path, help=f"folder for results.json, REPORT.md, plots/ (default {DEFAULT_OUT}, "
+                                              f"with --quick {QUICK_OUT})")
+    run.add_argument("--quick", action="store_true", help=f"a run of a few minutes: {QUICK}")
+    run.add_argument("--repository", type=Path, default=REPO_ROOT / "model_repository",
+                     help="model repository to serve (default: %(default)s)")
+    run.add_argument("--grpc-url", help="benchmark this running server (host:port) instead of starting one")
+    run.add_argument("--metrics-url", help="its Prometheus endpoint (with --grpc-url)")
+    run.add_argument("--dataset", default=defaults.dataset)
+    run.add_argument("--users", type=int, help=f"test users as input data (default {defaults.users})")
+    run.add_argument("--requests", type=int, help=f"measured requests per run (default {defaults.requests})")
+    run.add_argument("--repeats", type=int, help=f"passes over the whole plan (default {defaults.repeats})")
+    run.add_argument("--requests-per-client", type=int,
+                     help=f"at least this many per concurrent client (default {defaults.requests_per_client})")
+    run.add_argument("--concurrency", type=_ints, help=f"load runs' concurrency levels (default {defaults.concurrency})")
+    run.add_argument("--sweep-k", type=_ints, help=f"draft tokens of the tau-vs-k runs (default {defaults.sweep_k})")
+    run.add_argument("--stream-concurrency", type=_ints,
+                     help=f"concurrency levels of recommend_stream (default {defaults.stream_concurrency})")
+    run.add_argument("--warmup-requests", type=int, help=f"default {defaults.warmup_requests}")
+    run.add_argument("--note", default="", help="recorded in the report, e.g. what else ran on the machine")
+    run.add_argument("--offline-bench", type=Path, default=DEFAULT_OFFLINE_BENCH,
+                     help="padrec bench JSON for acceptance by slot (default: %(default)s)")
+    report = commands.add_parser("report", help="render REPORT.md and plots/ from a saved results.json")
+    report.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder holding results.json (default: %(default)s)")
+    report.add_argument("--offline-bench", type=Path, default=DEFAULT_OFFLINE_BENCH,
+                        help="padrec bench JSON for acceptance by slot (default: %(default)s)")
+    return top
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings: defaults, then --quick's, then every option given."""
+    chosen = dict(QUICK) if args.quick else {}
+    names = [field.name for field in dataclasses.fields(Settings)]
+    chosen.update({name: getattr(args, name) for name in names if getattr(args, name, None) is not None})
+    return Settings(**chosen)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "report":
+        render(load_results(args.out), args.out, args.offline_bench)
+        print(f"wrote {args.out / 'REPORT.md'}")
+        return 0
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    command = shlex.join(["python", "-m", "perf", *(sys.argv[1:] if argv is None else argv)])
+    settings = settings_from(args)
+    try:
+        if args.grpc_url:
+            if not args.metrics_url:
+                print("python -m perf: --grpc-url needs --metrics-url", file=sys.stderr)
+                return 2
+            results = benchmark(settings, Endpoints(args.grpc_url, args.metrics_url), out, command, args.note)
+        else:
+            results = benchmark_with_server(settings, args.repository, out, command, args.note)
+    except ServerError as error:
+        print(f"python -m perf: {error}", file=sys.stderr)
+        return 1
+    render(results, out, args.offline_bench)
+    failed = [run for run in results["runs"] if "error" in run]
+    print(f"wrote {out / 'results.json'} and {out / 'REPORT.md'}" + (f"; {len(failed)} run(s) failed" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

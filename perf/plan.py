@@ -1,0 +1,119 @@
+"""What a benchmark measures: the perf_analyzer runs it makes, each one configuration at one concurrency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BATCH_MODEL = "recommend"
+STREAM_MODEL = "recommend_stream"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How requests decode: plain (k = 0) or speculative with `drafter` proposing k tokens per round."""
+
+    drafter: str | None = None
+    k: int = 0
+
+    @property
+    def name(self) -> str:
+        return "plain" if self.k == 0 else f"{self.drafter} k={self.k}"
+
+    def parameters(self) -> list[tuple[str, object, str]]:
+        """Triton request parameters (name, value, type) selecting this mode."""
+        if self.k == 0:
+            return [("num_draft_tokens", 0, "int")]
+        return [("num_draft_tokens", self.k, "int"), ("drafter", self.drafter, "string")]
+
+
+PLAIN = Mode()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One perf_analyzer invocation: a model, a mode, a concurrency and how many requests to measure."""
+
+    model: str
+    mode: Mode
+    concurrency: int
+    requests: int
+    top_n: int
+
+    @property
+    def streaming(self) -> bool:
+        return self.model == STREAM_MODEL
+
+    @property
+    def key(self) -> tuple:
+        """What makes two runs the same measurement (the request count does not)."""
+        return self.model, self.mode, self.concurrency, self.top_n
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {self.mode.name} c={self.concurrency} top_n={self.top_n}"
+
+    def parameters(self) -> list[tuple[str, object, str]]:
+        return [*self.mode.parameters(), ("top_n", self.top_n, "int")]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a benchmark varies; the defaults are the full run (about 15 minutes on 2 busy cores)."""
+
+    dataset: str = "beauty"
+    users: int = 200  # test users whose histories are the input data, in test-set order
+    concurrency: tuple[int, ...] = (1, 2, 4, 8, 16)
+    drafters: tuple[str, ...] = ("eagle", "padrec")
+    k: int = 4  # draft tokens of the speculative modes in the load runs
+    sweep_k: tuple[int, ...] = (1, 2, 3, 4)  # tau against k, per drafter, at concurrency 1
+    stream_concurrency: tuple[int, ...] = (1,)
+    requests: int = 40  # measured requests per run at concurrency 1
+    requests_per_client: int = 4  # ... and at least this many per concurrent client
+    # Passes over the whole plan: a configuration's repeats lie minutes apart, so a drift in the
+    # machine's background load spreads over all configurations (perf.merge combines them).
+    repeats: int = 3
+    warmup_requests: int = 4  # per model and drafter, before anything is measured
+    top_n: int = 10
+    # Plain decoding at this top_n beside plain at `top_n` separates the prefill from the
+    # per-token cost of the target (perf.breakdown.target_costs).
+    calibration_top_n: int = 1
+    stream_modes: tuple[str, ...] = ("plain", "padrec")  # "plain", or a drafter at k
+
+    def speculative(self, k: int) -> list[Mode]:
+        return [Mode(drafter, k) for drafter in self.drafters]
+
+    def requests_at(self, concurrency: int) -> int:
+        return max(self.requests, self.requests_per_client * concurrency)
+
+
+def plan(settings: Settings) -> list[RunSpec]:
+    """One pass: every configuration once, lowest concurrency first; at equal concurrency the modes
+    alternate, so a drift in the machine's background load hits compared configurations alike."""
+    runs: dict[tuple, RunSpec] = {}
+
+    def add(model: str, mode: Mode, concurrency: int, top_n: int = settings.top_n) -> None:
+        spec = RunSpec(model, mode, concurrency, settings.requests_at(concurrency), top_n)
+        runs.setdefault(spec.key, spec)
+
+    for concurrency in sorted(set(settings.concurrency) | set(settings.stream_concurrency) | {1}):
+        if concurrency in settings.concurrency:
+            for mode in [PLAIN, *settings.speculative(settings.k)]:
+                add(BATCH_MODEL, mode, concurrency)
+        if concurrency == 1:
+            add(BATCH_MODEL, PLAIN, 1)
+            add(BATCH_MODEL, PLAIN, 1, settings.calibration_top_n)
+            for k in settings.sweep_k:
+                for mode in settings.speculative(k):
+                    add(BATCH_MODEL, mode, 1)
+        if concurrency in settings.stream_concurrency:
+            for name in settings.stream_modes:
+                add(STREAM_MODEL, PLAIN if name == "plain" else Mode(name, settings.k), concurrency)
+    return list(runs.values())
+
+
+def warmups(runs: list[RunSpec], requests: int) -> list[RunSpec]:
+    """A few unmeasured requests per model and drafter, so no measured run pays for a first call."""
+    seen: dict[tuple, RunSpec] = {}
+    for spec in runs:
+        seen.setdefault((spec.model, spec.mode.drafter), RunSpec(spec.model, spec.mode, 1, requests, spec.top_n))
+    return list(seen.values())

@@ -1,0 +1,408 @@
+"""REPORT.md and its plots from a benchmark's results (perf.run's JSON): tables, figures, the issue's
+done criteria, and where the time goes (perf.breakdown)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from statistics import fmean, median
+
+from perf import plots
+from perf.analyzer import latency_summary
+from perf.breakdown import (
+    SpeedUp, TargetCost, acceptance_by_depth, effective_tau, run_costs, speed_up, target_cost,
+)
+from perf.merge import configurations
+from perf.plan import BATCH_MODEL, STREAM_MODEL, Mode
+
+REPORT_FILE = "REPORT.md"
+PLOTS_DIR = "plots"
+# Issue 8's done criteria.
+P50_RATIO_GOAL = 0.55
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mode_name(run: dict) -> str:
+    return Mode(run["drafter"], run["k"]).name
+
+
+class Runs:
+    """A results file's configurations (their repeats merged), found by what they measured."""
+
+    def __init__(self, results: dict):
+        self.settings = results["settings"]
+        self.machine = results["machine"]
+        self.measured = configurations(results["runs"])
+        self.failed = [run for run in results["runs"] if "error" in run]
+
+    def find(self, model: str = BATCH_MODEL, k: int = 0, drafter: str | None = None, concurrency: int = 1,
+             top_n: int | None = None) -> dict | None:
+        top_n = self.settings["top_n"] if top_n is None else top_n
+        for run in self.measured:
+            if (run["model"], run["k"], run["concurrency"], run["top_n"]) == (model, k, concurrency, top_n) \
+                    and (k == 0 or run["drafter"] == drafter):
+                return run
+        return None
+
+    def modes(self, k: int) -> list[tuple[str | None, int]]:
+        """Plain, then each drafter at k, as (drafter, k)."""
+        return [(None, 0)] + [(drafter, k) for drafter in self.settings["drafters"]]
+
+    def load_runs(self) -> list[dict]:
+        """`recommend` at every load concurrency, for plain and each drafter at the settings' k."""
+        found = [self.find(BATCH_MODEL, k, drafter, c)
+                 for drafter, k in self.modes(self.settings["k"]) for c in self.settings["concurrency"]]
+        return [run for run in found if run]
+
+    def sweep_runs(self) -> list[dict]:
+        """Concurrency 1, every drafter and k, ordered by drafter then k."""
+        ks = sorted(set(self.settings["sweep_k"]) | {self.settings["k"]})
+        found = [self.find(BATCH_MODEL, k, drafter) for drafter in self.settings["drafters"] for k in ks]
+        return [run for run in found if run]
+
+    def stream_runs(self) -> list[dict]:
+        return [run for run in self.measured if run["model"] == STREAM_MODEL]
+
+    def plain(self) -> dict | None:
+        return self.find()
+
+    def target_cost(self) -> TargetCost | None:
+        """The calibration fit, when both plain runs it needs were measured."""
+        plain, short = self.plain(), self.find(top_n=self.settings["calibration_top_n"])
+        if plain is None or short is None or short is plain:
+            return None
+        return target_cost(run_costs(plain), run_costs(short))
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def _mean(run: dict, field: str) -> float:
+    return fmean(run["per_request"][field])
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def machine_section(results: dict) -> str:
+    m = results["machine"]
+    versions = ", ".join(f"{name} {version}" for name, version in m["versions"].items())
+    dirty = m["git"]["uncommitted_served_files"]
+    start, end = results["load_start"], results.get("load_end")
+    # the benchmark itself keeps one or two processes busy (server, stubs, perf_analyzer)
+    shared = max(start[0], (end or start)[0]) > m["cores"]
+    rows = [
+        ("CPU", f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}"),
+        ("load average (1, 5, 15 min)", f"start {' '.join(map(str, start))}; end "
+                                        f"{' '.join(map(str, end)) if end else 'not reached'}; per run in the tables"),
+        ("shared", f"yes: load averages above the {m['cores']} cores, so other processes competed with the "
+                   "benchmark; absolute times are inflated and noisy, compare runs close in time" if shared
+         else "no sign of other load"),
+        *([("note", results["note"])] if results.get("note") else []),
+        ("versions", f"Python {m['python']}, {versions}"),
+        ("code", f"commit {m['git']['commit'][:12]}" + (f"; uncommitted changes in {', '.join(dirty)}" if dirty else "")),
+        ("serving config", ", ".join(f"{key} {value}" for key, value in m["serving_config"].items())),
+    ]
+    return "## Machine and versions\n\n" + table(("", ""), rows)
+
+
+def settings_section(results: dict) -> str:
+    s = results["settings"]
+    padrec = Runs(results).find(k=s["k"], drafter="padrec")
+    example = padrec.get("perf_analyzer") if padrec else None
+    repeats = s.get("repeats", 1)
+    listed = lambda values: ", ".join(map(str, values))  # noqa: E731
+    lines = [
+        f"- Input: the first {s['users']} {s['dataset']} test users' histories (external item IDs), sent in order; "
+        f"top_n {s['top_n']}, greedy decoding.",
+        f"- Runs: `recommend` at concurrency {listed(s['concurrency'])} for plain and each drafter at k={s['k']}; "
+        f"each drafter at k={listed(s['sweep_k'])} at concurrency 1; `recommend_stream` at concurrency "
+        f"{listed(s['stream_concurrency'])}; plain at top_n {s['calibration_top_n']} (the prefill calibration).",
+        f"- Each run sends exactly {s['requests']} requests, at least {s['requests_per_client']} per concurrent "
+        f"client (perf_analyzer `--request-count`), after {s['warmup_requests']} unmeasured warm-up requests per "
+        "model and drafter at the start.",
+        f"- The whole plan ran {repeats} times over" + (
+            ", so a configuration's repeats lie minutes apart; tables give the median of the repeats' perf_analyzer "
+            "numbers, pool their per-request outputs and sum their server statistics." if repeats > 1 else "."),
+        f"- Measured {results['started']} to {results.get('finished', '(interrupted)')}.",
+    ]
+    if example:
+        lines.append(f"- One run's perf_analyzer command (its ports and temporary paths were the run's own):\n\n"
+                     f"  ```sh\n  {example}\n  ```")
+    return "## Settings\n\n" + "\n".join(lines)
+
+
+def criteria_section(runs: Runs) -> str:
+    s = runs.settings
+    rows = []
+    plain, padrec = runs.plain(), runs.find(k=s["k"], drafter="padrec")
+    if plain and padrec:
+        ratio = latency_summary(padrec["csv"])["p50_ms"] / latency_summary(plain["csv"])["p50_ms"]
+        rows.append((f"PAD-Rec p50 <= {P50_RATIO_GOAL}x plain at concurrency 1 (k={s['k']})",
+                     f"{_ratio(ratio)} ({_ms(latency_summary(padrec['csv'])['p50_ms'])} vs "
+                     f"{_ms(latency_summary(plain['csv'])['p50_ms'])} ms)", "yes" if ratio <= P50_RATIO_GOAL else "no"))
+    pairs = [(k, runs.find(k=k, drafter="padrec"), runs.find(k=k, drafter="eagle")) for k in sorted(set(s["sweep_k"]))]
+    pairs = [(k, p, e) for k, p, e in pairs if p and e]
+    if pairs:
+        faster = [k for k, p, e in pairs if latency_summary(p["csv"])["p50_ms"] < latency_summary(e["csv"])["p50_ms"]]
+        detail = "; ".join(f"k={k}: {_ms(latency_summary(p['csv'])['p50_ms'])} vs "
+                           f"{_ms(latency_summary(e['csv'])['p50_ms'])} ms" for k, p, e in pairs)
+        rows.append(("PAD-Rec faster than EAGLE at equal k (p50, concurrency 1), on 3 of 4 datasets",
+                     f"{s['dataset']} only: faster at {len(faster)} of {len(pairs)} k ({detail})",
+                     "not shown (one dataset measured)"))
+    top = max(s["concurrency"])
+    plain_top, padrec_top = runs.find(concurrency=top), runs.find(k=s["k"], drafter="padrec", concurrency=top)
+    if plain_top and padrec_top:
+        a, b = latency_summary(padrec_top["csv"])["throughput"], latency_summary(plain_top["csv"])["throughput"]
+        rows.append((f"PAD-Rec throughput >= plain at concurrency {top}",
+                     f"{a:.2f} vs {b:.2f} requests/s ({_ratio(a / b)})", "yes" if a >= b else "no"))
+    return "## Issue 8's done criteria\n\n" + table(("criterion", "measured", "met"), rows)
+
+
+def latency_section(runs: Runs, plots_dir: Path) -> str:
+    rows, series = [], {}
+    for run in runs.load_runs():
+        summary = latency_summary(run["csv"])
+        p50s = [latency_summary(row)["p50_ms"] for row in run["csv_repeats"]]
+        rows.append((mode_name(run), run["concurrency"], run["requests"], f"{summary['throughput']:.2f}",
+                     _ms(summary["p50_ms"]), f"{_ms(min(p50s))}-{_ms(max(p50s))}", _ms(summary["p95_ms"]),
+                     _ms(summary["p99_ms"]),
+                     _ms(_mean(run, "latency_ms")), f"{_mean(run, 'drafted'):.1f}", f"{_mean(run, 'tau'):.2f}",
+                     run["load"][0]))
+        series.setdefault(mode_name(run), []).append(
+            (run["concurrency"], summary["p50_ms"], summary["p95_ms"], summary["throughput"]))
+    figure = plots.latency_vs_concurrency(series, plots_dir / "latency_vs_concurrency.png")
+    return ("## Latency and throughput: `recommend`\n\nThroughput and p50/p95/p99 are perf_analyzer's (its `-f` "
+            "CSV; the median over the repeats); mean latency, draft tokens and tau per request come from each "
+            "response's outputs (its profile export). Requests: over all repeats. Load: the 1-minute load average "
+            "when the runs started (mean over the repeats).\n\n"
+            + table(("mode", "concurrency", "requests", "requests/s", "p50 ms", "p50 range over repeats",
+                     "p95 ms", "p99 ms", "mean ms", "drafted/request", "tau", "load"), rows)
+            + f"\n\n![latency and throughput against concurrency]({PLOTS_DIR}/{figure.name})")
+
+
+def stream_section(runs: Runs) -> str:
+    rows = []
+    for run in runs.stream_runs():
+        summary = latency_summary(run["csv"])
+        first = run["per_request"]["first_response_ms"]
+        rows.append((mode_name(run), run["concurrency"], run["requests"], f"{summary['throughput']:.2f}",
+                     _ms(median(first)), _ms(max(first)), _ms(summary["p50_ms"]), _ms(summary["p95_ms"]),
+                     _ms(summary["p99_ms"]), run["load"][0]))
+    if not rows:
+        return "## Streaming: `recommend_stream`\n\nNot measured."
+    return ("## Streaming: `recommend_stream`\n\nperf_analyzer with `--streaming`; one response per item. First item: "
+            "from sending to the first response (profile export); p50/p95/p99: perf_analyzer's, to the end of the "
+            "stream.\n\n" + table(("mode", "concurrency", "requests", "requests/s", "first item p50 ms",
+                                   "first item max ms", "p50 ms", "p95 ms", "p99 ms", "load"), rows))
+
+
+def sweep_section(runs: Runs, plots_dir: Path) -> str:
+    plain = runs.plain()
+    rows, series = [], {}
+    for run in runs.sweep_runs():
+        costs = run_costs(run)
+        p50 = latency_summary(run["csv"])["p50_ms"]
+        tau_effective = effective_tau(costs, run_costs(plain)) if plain else float("nan")
+        speed = _ratio(latency_summary(plain["csv"])["p50_ms"] / p50) if plain else "-"
+        acceptance = sum(run["per_request"]["accepted"]) / max(1.0, sum(run["per_request"]["drafted"]))
+        rows.append((run["drafter"], run["k"], _ms(p50), speed, f"{_mean(run, 'tau'):.2f}", f"{tau_effective:.2f}",
+                     f"{acceptance:.2f}", f"{costs.target_calls:.1f}", run["load"][0]))
+        series.setdefault(run["drafter"], []).append((run["k"], _mean(run, "tau"), tau_effective))
+    if not rows:
+        return "## tau against k\n\nNot measured."
+    figure = plots.tau_vs_k(series, plots_dir / "tau_vs_k.png")
+    plain_note = f"Plain decoding: p50 {_ms(latency_summary(plain['csv'])['p50_ms'])} ms, " \
+                 f"{run_costs(plain).target_calls:.1f} target forwards per request. " if plain else ""
+    return ("## tau against k (concurrency 1)\n\n" + plain_note
+            + "tau is the engine's (mean of the responses' TAU: tokens per target forward, bonus included, forced "
+              "tokens excluded); effective tau is plain decoding's decoding rounds over this one's on the same "
+              "users, which is what shortens decoding (see below why it is lower). Acceptance: accepted / drafted.\n\n"
+            + table(("drafter", "k", "p50 ms", "speed-up (p50)", "tau", "effective tau", "acceptance",
+                     "target forwards/request", "load"), rows)
+            + f"\n\n![tau against k]({PLOTS_DIR}/{figure.name})")
+
+
+def breakdown_section(runs: Runs, plots_dir: Path) -> str:
+    plain, cost = runs.plain(), runs.target_cost()
+    if plain is None or cost is None:
+        return "## Where the time goes\n\nNot measured (needs plain decoding at concurrency 1 and its calibration run)."
+    request_rows, bars, round_rows = [], {}, []
+    for run in [plain, *runs.sweep_runs()]:
+        costs = run_costs(run)
+        bars[mode_name(run)] = {
+            "target: prefill": cost.prefill_ms, "target: decoding rounds": costs.target_ms - cost.prefill_ms,
+            "draft calls": costs.draft_ms, "engine Python + BLS": costs.host_ms,
+            "decode queue": costs.queue_ms, "outside decode": costs.outside_ms}
+        request_rows.append((mode_name(run), f"{costs.target_calls:.1f}", _ms(costs.target_ms), _ms(costs.draft_ms),
+                             _ms(costs.host_ms), _ms(costs.exec_ms), _ms(costs.queue_ms), _ms(costs.outside_ms),
+                             _ms(_mean(run, "latency_ms"))))
+        if run["k"]:
+            s = speed_up(run, plain, cost)
+            round_rows.append((run["drafter"], run["k"], f"{s.tau:.2f}", f"{s.tau_effective:.2f}", _ms(s.draft_ms),
+                               _ms(s.verify_ms), f"{(s.draft_ms + s.verify_ms) / cost.round_ms:.2f}",
+                               _ratio(s.ideal), _ratio(s.ideal_effective), _ratio(s.measured_decode),
+                               _ratio(s.measured_p50)))
+    figure = plots.breakdown(bars, plots_dir / "breakdown.png")
+    return (
+        "## Where the time goes\n\n"
+        "From Triton's own statistics, snapshotted before and after each run (no server code involved): the "
+        "decode model's execution time splits into its BLS calls to `target` and `draft_<drafter>` (their request "
+        "durations as Triton counts them) and the rest, which is the engine's own Python (constraints, acceptance, "
+        "batching) plus the BLS transport the callees do not see. Outside decode: perf_analyzer's mean latency "
+        "minus the decode model's mean request duration (preprocess, postprocess, the ensemble, gRPC).\n\n"
+        f"T_target, one plain decoding round of the target (1 chosen token, plus the forced tokens riding along), "
+        f"and the prefill come from a fit over the two plain runs at concurrency 1 (top_n {runs.settings['top_n']} "
+        f"and {runs.settings['calibration_top_n']}): **T_target = {_ms(cost.round_ms)} ms, prefill = "
+        f"{_ms(cost.prefill_ms)} ms**.\n\n"
+        "### Per request, concurrency 1 (ms, means)\n\n"
+        + table(("mode", "target forwards", "target calls", "draft calls", "engine + BLS", "decode execution",
+                 "decode queue", "outside decode", "client latency"), request_rows)
+        + f"\n\n![where the time goes]({PLOTS_DIR}/{figure.name})\n\n"
+        "### Per round: measured against ideal speed-up\n\n"
+        "T_draft(k): one draft call; T_verify: one verification call of the target (its time less the prefill, "
+        "over the rounds after it). Ideal = tau x T_target / (T_draft + T_verify), as the issue defines it, and the "
+        "same with the effective tau. Measured: plain's decode execution time over this one's (what the ideal "
+        "models), and plain's p50 latency over this one's (end to end).\n\n"
+        + table(("drafter", "k", "tau", "effective tau", "T_draft ms", "T_verify ms", "round / T_target",
+                 "ideal", "ideal (effective tau)", "measured (decode)", "measured (p50)"), round_rows))
+
+
+def load_section(runs: Runs) -> str:
+    rows = []
+    for run in runs.load_runs():
+        c = run_costs(run)
+        rounds = c.target_calls
+        rows.append((mode_name(run), run["concurrency"], f"{c.batch:.1f}", _ms(c.queue_ms), _ms(c.exec_ms),
+                     _ms(c.target_ms), _ms(c.draft_ms), _ms(c.host_ms), f"{rounds:.1f}",
+                     _ms(c.exec_ms / rounds) if rounds else "-", f"{_mean(run, 'drafted'):.1f}"))
+    return ("### Under load (`recommend`, per decode execution = one engine batch)\n\n"
+            "One `padrec_decode` instance decodes the requests that arrive together as one engine batch, so a "
+            "request waits (decode queue) while the batch before it runs.\n\n"
+            + table(("mode", "concurrency", "requests/batch", "decode queue ms/request", "batch ms", "target ms",
+                     "draft ms", "engine + BLS ms", "target forwards/batch", "ms per round", "drafted/request"), rows))
+
+
+def acceptance_section(runs: Runs, offline_bench: Path | None, plots_dir: Path) -> str:
+    k = runs.settings["k"]
+    served = [run for run in runs.sweep_runs() if run["k"] == k]
+    by_depth = acceptance_by_depth(served)
+    by_slot, source = {}, "not available"
+    if offline_bench is not None and offline_bench.is_file():
+        bench = json.loads(offline_bench.read_text())
+        by_slot = {entry["drafter"]: entry["acceptance_by_slot"] for entry in bench["speculative"] if entry["k"] == k}
+        source = f"`{offline_bench.name}` (`padrec bench`, {bench['users']} users, offline)"
+    fmt = lambda rates: " ".join(f"{rate:.2f}" for rate in rates)  # noqa: E731
+    rows = [(drafter, fmt(by_depth.get(drafter, [])), fmt(by_slot.get(drafter, [])))
+            for drafter in sorted(set(by_depth) | set(by_slot))]
+    figure = plots.acceptance(by_depth, by_slot, plots_dir / "acceptance.png")
+    return (f"## Acceptance (k={k})\n\nConditional acceptance rates (accepted / reached). By depth: the served "
+            f"decoder's `padrec_draft_depth_total` counters over the concurrency-1 runs at k={k}. By within-item slot "
+            f"(code levels 0-3, then the separator): {source}; the served counters do not split by slot.\n\n"
+            + table(("drafter", "by depth 1..k (served)", "by slot 0..4 (offline)"), rows)
+            + f"\n\n![acceptance]({PLOTS_DIR}/{figure.name})")
+
+
+def findings_section(runs: Runs) -> str:
+    """The reading of the numbers, computed from them so that a re-run keeps it true."""
+    s, plain, cost = runs.settings, runs.plain(), runs.target_cost()
+    padrec = runs.find(k=s["k"], drafter="padrec")
+    if not (plain and padrec and cost):
+        return ""
+    p, q = run_costs(plain), run_costs(padrec)
+    up: SpeedUp = speed_up(padrec, plain, cost)
+    share = lambda part, whole: f"{100 * part / whole:.0f}%"  # noqa: E731
+    verify, draft = up.verify_ms / cost.round_ms, up.draft_ms / cost.round_ms
+    lines = [
+        f"- At concurrency 1, PAD-Rec (k={s['k']}) decodes in {q.target_calls:.1f} target forwards against plain's "
+        f"{p.target_calls:.1f} ({up.tau_effective:.2f}x fewer), but its decode execution takes {_ms(q.exec_ms)} "
+        f"against {_ms(p.exec_ms)} ms (a speed-up of {_ratio(up.measured_decode)}): a round costs "
+        f"T_draft + T_verify = {_ms(up.draft_ms)} + {_ms(up.verify_ms)} = {_ms(up.draft_ms + up.verify_ms)} ms, "
+        f"{(up.draft_ms + up.verify_ms) / cost.round_ms:.2f}x a plain round (T_target {_ms(cost.round_ms)} ms).",
+        f"- Verifying the pending and k draft tokens costs T_verify = {verify:.2f} T_target, "
+        + ("about one plain round: the target's cost here is per call rather than per token. " if verify < 1.3 else
+           "more than a plain round: extra tokens are not free for the target here. ")
+        + f"A draft call costs T_draft = {draft:.2f} T_target"
+        + (", about as much as a target call, where speculation pays only if it is a small fraction." if draft > 0.5
+           else "."),
+        f"- PAD-Rec's decode time splits into target {share(q.target_ms, q.exec_ms)}, draft "
+        f"{share(q.draft_ms, q.exec_ms)} and engine Python + BLS {share(q.host_ms, q.exec_ms)} "
+        f"({_ms(q.host_ms / q.target_calls)} ms per round); plain's into target {share(p.target_ms, p.exec_ms)} and "
+        f"engine Python + BLS {share(p.host_ms, p.exec_ms)} ({_ms(p.host_ms / p.target_calls)} ms per round).",
+        f"- For the goal ({P50_RATIO_GOAL}x plain's time) with these {q.target_calls:.1f} target forwards, a PAD-Rec "
+        f"round with its engine Python and BLS would have to cost at most "
+        f"{_ms(P50_RATIO_GOAL * p.exec_ms / q.target_calls)} ms; it costs {_ms(q.exec_ms / q.target_calls)} ms "
+        f"(decode execution per target forward, prefill included), against plain's {_ms(p.exec_ms / p.target_calls)} ms.",
+        f"- The ideal speed-up with the engine's tau ({up.tau:.2f}) is {_ratio(up.ideal)}; with the effective tau "
+        f"({up.tau_effective:.2f}) {_ratio(up.ideal_effective)}; measured {_ratio(up.measured_decode)} (decode) and "
+        f"{_ratio(up.measured_p50)} (p50)."
+        + (" tau overstates the saving: tokens the catalogue constraints force (the separator, single-continuation "
+           "codes) are free in plain decoding but count as accepted draft tokens when the draft proposes them."
+           if up.tau > up.tau_effective else ""),
+    ]
+    eagle = runs.find(k=s["k"], drafter="eagle")
+    if eagle:
+        # same target, same k, nearly the same tokens per round: any difference is the machine's
+        other = speed_up(eagle, plain, cost).verify_ms
+        spread = abs(up.verify_ms - other) / min(up.verify_ms, other)
+        lines.append(f"- Noise: T_verify at k={s['k']}, the same target work for both drafters, measured "
+                     f"{_ms(up.verify_ms)} ms in PAD-Rec's runs and {_ms(other)} ms in EAGLE's ({100 * spread:.0f}% "
+                     f"apart): differences between configurations smaller than that are within this machine's noise.")
+    top = max(s["concurrency"])
+    plain_top, padrec_top = runs.find(concurrency=top), runs.find(k=s["k"], drafter="padrec", concurrency=top)
+    if plain_top and padrec_top:
+        a, b = run_costs(padrec_top), run_costs(plain_top)
+        serving = runs.machine["serving_config"]
+        lines.append(
+            f"- At concurrency {top} the decoder runs batches of {a.batch:.1f} (PAD-Rec) and {b.batch:.1f} (plain) "
+            f"requests; a PAD-Rec round of the batch costs {_ms(a.exec_ms / a.target_calls)} ms against plain's "
+            f"{_ms(b.exec_ms / b.target_calls)} ms, with {_mean(padrec_top, 'drafted'):.1f} draft tokens per request "
+            f"against {_mean(padrec, 'drafted'):.1f} at concurrency 1"
+            + (f" (engine batches of more than load_threshold = {serving['load_threshold']} requests decode with at "
+               f"most {serving['draft_tokens_under_load']} draft tokens)." if "load_threshold" in serving else "."))
+    return "## Findings\n\n" + "\n".join(lines)
+
+
+def failed_section(runs: Runs) -> str:
+    if not runs.failed:
+        return ""
+    rows = [(run["model"], mode_name(run), run["concurrency"], run["top_n"], run.get("repeat", 0),
+             run["error"].splitlines()[0]) for run in runs.failed]
+    return "## Failed runs\n\n" + table(("model", "mode", "concurrency", "top_n", "repeat", "error"), rows)
+
+
+def render(results: dict, out_dir: Path, offline_bench: Path | None = None) -> Path:
+    """Write out_dir/REPORT.md and out_dir/plots/*.png; the report's path."""
+    runs = Runs(results)
+    plots_dir = out_dir / PLOTS_DIR
+    sections = [
+        "# padrec through Triton: perf_analyzer benchmark\n\n"
+        f"Measured with `{results['command']}` (`make perf`); this report is rendered from `results.json` beside "
+        "it by `python -m perf report` (`make perf-report`).",
+        criteria_section(runs),
+        findings_section(runs),
+        latency_section(runs, plots_dir),
+        stream_section(runs),
+        sweep_section(runs, plots_dir),
+        breakdown_section(runs, plots_dir),
+        load_section(runs),
+        acceptance_section(runs, offline_bench, plots_dir),
+        machine_section(results),
+        settings_section(results),
+        failed_section(runs),
+    ]
+    path = out_dir / REPORT_FILE
+    path.write_text("\n\n".join(section for section in sections if section) + "\n")
+    return path
