@@ -38,12 +38,17 @@ class TritonPythonModel:
         valid = [i for i, p in enumerate(parsed) if not isinstance(p, Exception)]
         senders = [request.get_response_sender() for request in requests] if self.streaming else None
 
+        gone = set()  # streams whose client went away mid-list: their rows end like cancelled ones
+
         def send_item(j, result):
             i = valid[j]
-            senders[i].send(pb_utils.InferenceResponse(output_tensors=outputs(result, parsed[i][1], last_only=True)))
+            try:
+                senders[i].send(pb_utils.InferenceResponse(output_tensors=outputs(result, parsed[i][1], last_only=True)))
+            except Exception:  # noqa: BLE001 - one lost client must not fail the batch
+                gone.add(i)
 
         outcomes = self.decoder.decode([parsed[i][0] for i in valid], send_item if self.streaming else None,
-                                       cancelled=lambda j: requests[valid[j]].is_cancelled())
+                                       cancelled=lambda j: valid[j] in gone or requests[valid[j]].is_cancelled())
         finished = dict(zip(valid, outcomes))
         responses = []
         for i in range(len(requests)):
@@ -56,10 +61,15 @@ class TritonPythonModel:
             else:
                 response = pb_utils.InferenceResponse(error=as_triton_error(outcome))
             if self.streaming:
-                senders[i].send(response, flags=FINAL) if response else senders[i].send(flags=FINAL)
+                # a cancelled stream's client is gone: it gets the final flag alone, which ends the request
+                close(senders[i], None if response is None or self._cancelled(outcome) else response)
             else:
                 responses.append(response)
         return None if self.streaming else responses
+
+    @staticmethod
+    def _cancelled(outcome):
+        return isinstance(outcome, DecodeResult) and outcome.cancelled
 
     @staticmethod
     def _parse(request):
@@ -80,6 +90,18 @@ class TritonPythonModel:
         if response.has_error():
             raise RuntimeError(f"{model}: {response.error().message()}")
         return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in output_names}
+
+
+def close(sender, response):
+    """End a stream (with a last response, if any). A sender whose client went away raises; that
+    must not keep the other streams of the batch from ending."""
+    try:
+        if response is None:
+            sender.send(flags=FINAL)
+        else:
+            sender.send(response, flags=FINAL)
+    except Exception as error:  # noqa: BLE001
+        pb_utils.Logger.log_warn(f"padrec_decode_stream: could not end a stream: {error}")
 
 
 def outputs(result, truncated, last_only=False):
