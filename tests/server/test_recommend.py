@@ -137,10 +137,11 @@ def test_stream_sends_each_item_as_verified_and_matches_the_list(recommend_serve
         while True:
             result, error = responses.get(timeout=120)
             assert error is None, error
+            if result.as_numpy("ITEM_IDS") is not None:  # the final response carries the last item
+                items += [item.decode() for item in result.as_numpy("ITEM_IDS")[0]]
+                rounds.append(int(result.as_numpy("ROUNDS")[0, 0]))
             if result.get_response().parameters["triton_final_response"].bool_param:
                 break
-            items += [item.decode() for item in result.as_numpy("ITEM_IDS")[0]]
-            rounds.append(int(result.as_numpy("ROUNDS")[0, 0]))
         client.stop_stream()
     assert items == [item.decode() for item in whole["ITEM_IDS"][0]]
     assert rounds == sorted(rounds) and rounds[-1] == whole["ROUNDS"][0, 0]  # running totals

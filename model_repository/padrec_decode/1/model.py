@@ -3,7 +3,7 @@
 Parse each request (history indices, request parameters), hand the batch to
 `padrec.serving.decoder.ServedDecoder` with the one thing it cannot do itself, calling the
 `target` and `draft_<drafter>` models (BLS), and build the responses. The streaming variant sends
-one response per item as the engine decides it, then an empty final one. Each request's error is its
+one response per item as the engine decides it, the last one flagged final. Each request's error is its
 own: INVALID_ARG for bad parameters, UNAVAILABLE when every cache slot is taken, CANCELLED when the
 client went away, INTERNAL when a model call failed.
 """
@@ -39,11 +39,17 @@ class TritonPythonModel:
         senders = [request.get_response_sender() for request in requests] if self.streaming else None
 
         gone = set()  # streams whose client went away mid-list: their rows end like cancelled ones
+        sent = [0] * len(requests)  # items streamed so far, per request
 
         def send_item(j, result):
             i = valid[j]
+            # The list's last item travels with the final flag: a separate empty final response can
+            # overtake it on its way through the ensemble's postprocess step.
+            if len(result.items) >= parsed[i][0].request.top_n:
+                return
             try:
                 senders[i].send(pb_utils.InferenceResponse(output_tensors=outputs(result, parsed[i][1], last_only=True)))
+                sent[i] += 1
             except Exception:  # noqa: BLE001 - one lost client must not fail the batch
                 gone.add(i)
 
@@ -56,8 +62,9 @@ class TritonPythonModel:
             drafter = parsed[i][0].drafter if i in finished else None
             self.metrics.record(outcome, drafter)
             if isinstance(outcome, DecodeResult) and not outcome.cancelled:
-                response = None if self.streaming else pb_utils.InferenceResponse(
-                    output_tensors=outputs(outcome, parsed[i][1]))
+                unsent = self.streaming and sent[i] < len(outcome.items)
+                response = None if self.streaming and not unsent else pb_utils.InferenceResponse(
+                    output_tensors=outputs(outcome, parsed[i][1], last_only=self.streaming))
             else:
                 response = pb_utils.InferenceResponse(error=as_triton_error(outcome))
             if self.streaming:
