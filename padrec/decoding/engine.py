@@ -95,17 +95,10 @@ class ListDecoder:
         for request in requests:
             self.validate(request)
         rows = [self._start(req, cache_row, _bind(on_item, i)) for i, (req, cache_row) in enumerate(zip(requests, cache_rows))]
-        active = [row for row in rows if not row.done]
+        active = _unfinished(rows, cancelled)
         while active:
-            if cancelled is not None:
-                for i, row in enumerate(rows):
-                    if not row.done and cancelled(i):
-                        row.done = row.result.cancelled = True
-                active = [row for row in active if not row.done]
-                if not active:
-                    break
             self._round(active)
-            active = [row for row in active if not row.done]
+            active = _unfinished(rows, cancelled)
         return [row.result for row in rows]
 
     def _start(self, request: DecodeRequest, cache_row: int,
@@ -126,7 +119,7 @@ class ListDecoder:
 
     def _round(self, rows: list[_Row]) -> None:
         drafts = self._propose(rows)
-        guesses = [drafts.get(id(r), ([], None))[0] for r in rows]
+        guesses, qs = zip(*(drafts.get(id(r), ([], None)) for r in rows))
         fed = [r.pending + g for r, g in zip(rows, guesses)]
         lengths = np.array([len(f) for f in fed])
         tokens = np.full((len(rows), lengths.max()), PAD, dtype=np.int64)
@@ -135,7 +128,7 @@ class ListDecoder:
         start = np.array([r.committed for r in rows])
         scores = self.target.score(np.array([r.cache_row for r in rows]), start, tokens, lengths)
         for i, row in enumerate(rows):
-            self._verify(row, scores.logits[i], scores.hidden[i], guesses[i], drafts.get(id(row), ([], None))[1])
+            self._verify(row, scores.logits[i], scores.hidden[i], guesses[i], qs[i])
 
     def _propose(self, rows: list[_Row]) -> dict[int, tuple[list[int], np.ndarray | None]]:
         """Per row (by id) that asked for draft tokens and has draft state (not at prefill): its
@@ -247,6 +240,15 @@ class ListDecoder:
                 return
             row.result.stats.forced_tokens += 1
             self._accept(row, int(allowed[0]), 0.0)
+
+
+def _unfinished(rows: list[_Row], cancelled: Callable[[int], bool] | None) -> list[_Row]:
+    """The rows still decoding, after ending those whose request (by index) the host cancelled."""
+    if cancelled is not None:
+        for i, row in enumerate(rows):
+            if not row.done and cancelled(i):
+                row.done = row.result.cancelled = True
+    return [row for row in rows if not row.done]
 
 
 def _bind(on_item: Callable[[int, DecodeResult], None] | None, index: int) -> Callable[[DecodeResult], None] | None:
