@@ -4,9 +4,8 @@ Every user is decoded at batch 1 by the plain decoder and by every (drafter, k) 
 turn, so machine noise hits all configurations alike; speed-ups are ratios of medians. Wall-clock
 is the measure; CPU time of the process is reported beside it, because on a shared machine a
 list's wall-clock also counts the time the process waited for a core. Greedy
-speculative lists must equal the plain ones; where they differ, the first diverging step is
-re-scored by the target alone and counted as a near-tie if its top-2 logit gap is below 1e-4
-(float rounding between a one-token and a multi-token forward), otherwise as a mismatch.
+speculative lists must equal the plain ones; differences are judged as near-ties or mismatches
+by `padrec.verification`.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from padrec.data.split import Example
-from padrec.decoding.constraints import ItemTrie, ListConstraint
+from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeRequest, DecodeResult
 from padrec.decoding.torch_draft import TorchDraft
@@ -31,9 +30,7 @@ from padrec.evaluation import ranking_metrics
 from padrec.models.draft import Draft
 from padrec.models.inference import for_inference
 from padrec.models.target import Target
-from padrec.semantic_ids import BOS
-
-NEAR_TIE_GAP = 1e-4
+from padrec.verification import compare_to_plain
 
 
 @dataclass
@@ -42,19 +39,6 @@ class _Runs:
     cpu_seconds: list[float] = field(default_factory=list)
     lists: list[list[int]] = field(default_factory=list)
     results: list[DecodeResult] = field(default_factory=list)
-
-
-@torch.inference_mode()
-def divergence_gap(target: Target, trie: ItemTrie, history: list[int], plain: list[int], other: list[int]) -> float:
-    """Top-2 logit gap (among allowed tokens) at the first step where two token lists differ."""
-    step = next(i for i, (a, b) in enumerate(zip(plain, other)) if a != b)
-    constraint = ListConstraint(trie, history)
-    for token in plain[:step]:
-        constraint.advance(token)
-    context = [BOS] + trie.sids.encode_items(history) + plain[:step]
-    logits = target(torch.tensor([context])).logits[0, -1].numpy()[constraint.allowed()]
-    top2 = np.sort(logits)[-2:]
-    return float(top2[1] - top2[0]) if len(top2) == 2 else float("inf")
 
 
 def _summary(runs: _Runs, targets: list[int]) -> dict:
@@ -85,13 +69,14 @@ def _summary(runs: _Runs, targets: list[int]) -> dict:
     }
 
 
-def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int]) -> dict:
-    """Plain and (drafter, k) decoders on torch eager, batch 1, sharing one inference copy of
-    each model."""
+def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int], rows: int = 1) -> dict:
+    """Plain and (drafter, k) decoders on torch eager with `rows` cache rows each, sharing one
+    inference copy of each model."""
     max_len = target.config.max_seq_len
     target, drafts = for_inference(target), {name: for_inference(d) for name, d in drafts.items()}
-    decoders = {("plain", 0): ListDecoder(trie, TorchTarget(target, 1), max_len)}
-    decoders.update({(name, k): ListDecoder(trie, TorchTarget(target, 1), max_len, proposer=TorchDraft(d, trie.sids, 1))
+    decoders = {("plain", 0): ListDecoder(trie, TorchTarget(target, rows), max_len)}
+    decoders.update({(name, k): ListDecoder(trie, TorchTarget(target, rows), max_len,
+                                            proposer=TorchDraft(d, trie.sids, rows))
                      for name, d in drafts.items() for k in ks})
     return decoders
 
@@ -162,9 +147,7 @@ def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder
         summary = _summary(r, targets)
         entry = {"drafter": name, "k": k, **summary, "speedup": base["median_ms"] / summary["median_ms"],
                  "cpu_speedup": base["median_cpu_ms"] / summary["median_cpu_ms"]}
-        gaps = [divergence_gap(target, trie, ex.history, p.tokens, s.tokens)
-                for ex, p, s in zip(examples, runs[("plain", 0)].results, r.results) if p.tokens != s.tokens]
-        entry["near_ties"] = sum(g < NEAR_TIE_GAP for g in gaps)
-        entry["mismatches"] = sum(g >= NEAR_TIE_GAP for g in gaps)
+        differences = compare_to_plain(target, trie, examples, runs[("plain", 0)].results, r.results)
+        entry["near_ties"], entry["mismatches"] = differences["near_ties"], differences["mismatches"]
         report["speculative"].append(entry)
     return report

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("padrec.commands.evaluate", "Recall/NDCG of the target's generated lists"),
     "train-draft": ("padrec.commands.train_draft", "train drafts (EAGLE-style, PAD-Rec, ablations) by self-distillation"),
     "bench": ("padrec.commands.bench", "offline speed and acceptance: plain vs speculative decoding"),
+    "verify": ("padrec.commands.verify", "greedy speculative lists against plain greedy lists on a whole test set"),
     "export": ("padrec.commands.export", "target and draft to ONNX / TensorRT, checked, as a Triton model repository"),
     "tables": ("padrec.commands.tables", "markdown tables of the committed results"),
 }

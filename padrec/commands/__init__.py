@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -14,3 +15,20 @@ def emit_report(report: dict, out: Path | None, as_json: bool) -> None:
         out.write_text(text + "\n")
     if as_json:
         print(text)
+
+
+def load_drafts(data, names: str, dataset: str) -> dict | None:
+    """The trained drafts named (comma-separated) for a prepared dataset, or None after printing
+    which one is missing and the command that trains it."""
+    from padrec.config import DRAFTERS
+    from padrec.models.draft import Draft
+
+    drafts = {}
+    for name in names.split(","):
+        path = data.paths.draft(name)
+        if name not in DRAFTERS or not path.is_file():
+            print(f"error: no {name!r} draft at {path} (run `padrec train-draft --dataset {dataset} "
+                  f"--drafter {name}`)", file=sys.stderr)
+            return None
+        drafts[name] = Draft.load(path)
+    return drafts

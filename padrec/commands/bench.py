@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from padrec.commands import emit_report
+from padrec.commands import emit_report, load_drafts
 from padrec.config import ARTIFACTS_DIR, DRAFTERS, REPO_ROOT
 
 
@@ -29,19 +28,13 @@ def run(args: argparse.Namespace) -> int:
     from padrec.artifacts import load_prepared
     from padrec.benchmark import run_benchmark
     from padrec.decoding.constraints import ItemTrie
-    from padrec.models.draft import Draft
     from padrec.models.target import Target
 
     torch.set_num_threads(args.threads)
     data = load_prepared(args.dataset, args.artifacts)
-    drafts = {}
-    for name in args.drafters.split(","):
-        path = data.paths.draft(name)
-        if name not in DRAFTERS or not path.is_file():
-            print(f"error: no {name!r} draft at {path} (run `padrec train-draft --dataset {args.dataset} "
-                  f"--drafter {name}`)", file=sys.stderr)
-            return 2
-        drafts[name] = Draft.load(path)
+    drafts = load_drafts(data, args.drafters, args.dataset)
+    if drafts is None:
+        return 2
     ks = [int(k) for k in args.k.split(",")]
     report = run_benchmark(Target.load(data.paths.target), drafts, ItemTrie(data.sids),
                            data.split.test[: args.users], ks, progress=not args.json, runtime=args.runtime,

@@ -1,0 +1,50 @@
+"""`padrec verify`: greedy speculative lists == plain greedy lists, on a whole test set, in batches."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from padrec.commands import emit_report, load_drafts
+from padrec.config import ARTIFACTS_DIR
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--users", type=int, help="the first N test users only (default: every test user)")
+    parser.add_argument("--k", default="4", help="draft tokens per round, comma-separated")
+    parser.add_argument("--drafters", default="eagle,padrec", help="comma-separated")
+    parser.add_argument("--batch-size", type=int, default=32, help="users per engine batch")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the JSON report here")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from padrec.artifacts import load_prepared
+    from padrec.benchmark import torch_decoders
+    from padrec.decoding.constraints import ItemTrie
+    from padrec.models.target import Target
+    from padrec.verification import check_lossless
+
+    torch.set_num_threads(args.threads)
+    data = load_prepared(args.dataset, args.artifacts)
+    drafts = load_drafts(data, args.drafters, args.dataset)
+    if drafts is None:
+        return 2
+    target = Target.load(data.paths.target)
+    trie = ItemTrie(data.sids)
+    decoders = torch_decoders(target, drafts, trie, [int(k) for k in args.k.split(",")], rows=args.batch_size)
+    examples = data.split.test[: args.users]
+    report = {"dataset": args.dataset, "test_users": len(data.split.test),
+              **check_lossless(target, decoders, trie, examples, args.batch_size, progress=not args.json)}
+    emit_report(report, args.out, args.json)
+    failed = sum(c["mismatches"] for c in report["checks"])
+    if not args.json:
+        for c in report["checks"]:
+            print(f"{c['drafter']:10s} k={c['k']}  users {report['users']}  tau {c['tau']:.2f}  "
+                  f"near-ties {c['near_ties']}  mismatches {c['mismatches']}")
+    return 1 if failed else 0
