@@ -1,4 +1,4 @@
-"""`padrec tables`: the markdown tables of results/ (evaluations and offline benchmarks)."""
+"""`padrec tables`: the markdown tables of results/ (evaluations, offline benchmarks, lossless checks)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from padrec.config import REPO_ROOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="folder of eval_*.json, bench_*.json")
+    parser.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="folder of eval_*.json, bench_*.json, verify_*.json")
 
 
 def eval_table(reports: list[dict]) -> str:
@@ -45,10 +45,48 @@ def bench_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def verify_table(reports: list[dict]) -> str:
+    """Greedy speculative vs plain greedy lists per dataset and drafter (`padrec verify`)."""
+    rows = ["| dataset | users checked (of test users) | drafter | k | tau | identical lists | near-ties | mismatches |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        for c in r["checks"]:
+            same = r["users"] - c["near_ties"] - c["mismatches"]
+            rows.append(f"| {r['dataset']} | {r['users']} ({r['test_users']}) | {c['drafter']} | {c['k']} | "
+                        f"{c['tau']:.2f} | {same} | {c['near_ties']} | {c['mismatches']} |")
+    return "\n".join(rows)
+
+
+def drafter_table(reports: list[dict], first: str = "padrec", second: str = "eagle") -> str:
+    """tau of two drafters at equal k on each dataset's offline benchmark, and where the first wins."""
+    rows = [f"| dataset | runtime | k | {first} tau | {second} tau | {first} higher | {first} speed-up | "
+            f"{second} speed-up |", "|---|---|---|---|---|---|---|---|"]
+    wins, datasets = {}, set()
+    for r in reports:
+        by = {(e["drafter"], e["k"]): e for e in r["speculative"]}
+        for k in sorted({k for d, k in by if d == first and (second, k) in by}):
+            a, b = by[(first, k)], by[(second, k)]
+            datasets.add(r["dataset"])
+            wins.setdefault(k, set())
+            if a["tau"] > b["tau"]:
+                wins[k].add(r["dataset"])
+            rows.append(f"| {r['dataset']} | {r.get('runtime', 'torch')} | {k} | {a['tau']:.3f} | {b['tau']:.3f} | "
+                        f"{'yes' if a['tau'] > b['tau'] else 'no'} | {a['speedup']:.2f}x | {b['speedup']:.2f}x |")
+    summary = "; ".join(f"k={k}: {len(w)} of {len(datasets)}" for k, w in sorted(wins.items()))
+    return "\n".join(rows) + f"\n\nDatasets where {first}'s tau is higher: {summary}."
+
+
 def run(args: argparse.Namespace) -> int:
     evals = [json.loads(p.read_text()) for p in sorted(args.results.glob("eval_*.json"))]
     if evals:
         print("### Recommendation quality\n\n" + eval_table(evals) + "\n")
-    for path in sorted(args.results.glob("bench*.json")):
-        print("### Offline speculative decoding\n\n" + bench_table(json.loads(path.read_text())) + "\n")
+    benches = [json.loads(path.read_text()) for path in sorted(args.results.glob("bench*.json"))]
+    torch_benches = [b for b in benches if b.get("runtime", "torch") == "torch"]
+    if torch_benches:
+        print("### PAD-Rec against the EAGLE-style draft (tau at equal k)\n\n" + drafter_table(torch_benches) + "\n")
+    verifications = [json.loads(p.read_text()) for p in sorted(args.results.glob("verify_*.json"))]
+    if verifications:
+        print("### Losslessness on test sets (`padrec verify`)\n\n" + verify_table(verifications) + "\n")
+    for bench in benches:
+        print("### Offline speculative decoding\n\n" + bench_table(bench) + "\n")
     return 0

@@ -21,3 +21,24 @@ def test_tables_render_eval_and_bench(tmp_path, capsys):
     assert "| x | 10 | 0.0200 | 0.0400 |" in out and "4.00x" in out and "0.0400 | 0.0200 (5)" in out
     assert "| padrec | 3 | 50.0 | 2.00x | 60.0 | 1.50x | 2.50 | 0.50 | 0.60 - | 0.10 | 0 | 1 |" in out
     assert "100.0 ms per list (median) (CPU time 90.0 ms)" in out
+
+
+def _bench(dataset, taus):
+    entry = {"median_ms": 50.0, "speedup": 1.5, "acceptance_rate": 0.5, "acceptance_by_depth": [],
+             "acceptance_by_slot": [], "mismatches": 0, "near_ties": 0}
+    return {"dataset": dataset, "users": 3, "threads": 1, "runtime": "torch",
+            "plain": {"median_ms": 75.0, "target_calls_per_list": 33.0},
+            "speculative": [{**entry, "drafter": d, "k": 4, "tau": t} for d, t in taus.items()]}
+
+
+def test_tables_compare_drafters_and_render_lossless_checks(tmp_path, capsys):
+    (tmp_path / "bench_a.json").write_text(json.dumps(_bench("a", {"eagle": 2.5, "padrec": 2.6})))
+    (tmp_path / "bench_b.json").write_text(json.dumps(_bench("b", {"eagle": 3.0, "padrec": 2.9})))
+    (tmp_path / "verify_a.json").write_text(json.dumps({
+        "dataset": "a", "users": 500, "test_users": 900,
+        "checks": [{"drafter": "padrec", "k": 4, "tau": 2.61, "near_ties": 2, "mismatches": 0}]}))
+    assert main(["tables", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| a | torch | 4 | 2.600 | 2.500 | yes |" in out and "| b | torch | 4 | 2.900 | 3.000 | no |" in out
+    assert "Datasets where padrec's tau is higher: k=4: 1 of 2." in out
+    assert "| a | 500 (900) | padrec | 4 | 2.61 | 498 | 2 | 0 |" in out
