@@ -17,13 +17,15 @@ PYTEST_ARGS ?=
 SERVE_ARGS ?=
 # Options of `python -m perf run` (perf/README.md), e.g. PERF_ARGS="--quick".
 PERF_ARGS ?=
+# Options of `python -m perf datasets` (perf/README.md), e.g. PERF_DATASETS_ARGS="--datasets beauty,sports".
+PERF_DATASETS_ARGS ?=
 # The served recommender: its trained models under artifacts/, exported into model_repository/.
 DATASET ?= beauty
 EXPORTED := model_repository/padrec_export.json
 # The first Beauty test user's history (external item IDs, oldest first): the demo's sample request.
 DEMO_HISTORY ?= 1,2,3,4
 
-.PHONY: help setup test serve demo perf perf-report clean
+.PHONY: help setup test serve demo perf perf-report perf-datasets clean
 
 help:
 	@echo "make setup   .venv with the pinned dependencies, a Triton server and perf_analyzer"
@@ -32,6 +34,7 @@ help:
 	@echo "make demo    setup and export, serve, ask for one user's recommendations (speculative and plain), stop"
 	@echo "make perf    setup and export, perf_analyzer runs against a fresh server, then perf/REPORT.md (PERF_ARGS='--quick')"
 	@echo "make perf-report  re-render perf/REPORT.md and perf/plots/ from perf/results.json"
+	@echo "make perf-datasets  PAD-Rec against EAGLE at k=2,3,4 on beauty, sports, toys, yelp through Triton: perf/DATASETS.md"
 	@echo "make clean   remove .venv and .cache"
 
 TRITON_READY := $(TRITON_CACHE)/ready-$(TRITON_WHEEL_PIN)
@@ -100,6 +103,11 @@ perf: setup $(EXPORTED)
 
 perf-report: setup
 	$(BIN)/python -m perf report
+
+# Each dataset with trained drafts exported into build/perf-datasets/<dataset>/ (never model_repository/)
+# and served on its own: perf/datasets/<dataset>/results.json, perf/DATASETS.md (about 5 minutes a dataset).
+perf-datasets: setup
+	$(BIN)/python -m perf datasets $(PERF_DATASETS_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache

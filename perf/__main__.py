@@ -1,4 +1,6 @@
-"""`python -m perf run` (benchmark, then report) and `python -m perf report` (re-render from the JSON)."""
+"""`python -m perf run` (benchmark, then report), `python -m perf report` (re-render from the JSON),
+`python -m perf datasets` (PAD-Rec against EAGLE on several datasets, then DATASETS.md) and
+`python -m perf datasets-report` (re-render DATASETS.md)."""
 
 from __future__ import annotations
 
@@ -9,15 +11,19 @@ import sys
 from pathlib import Path
 
 from padrec.server import REPO_ROOT, ServerError
+from perf import comparison, datasets
 from perf.plan import Settings
-from perf.report import render
-from perf.run import Endpoints, benchmark, benchmark_with_server, load_results
+from perf.report import render, render_datasets
+from perf.run import RESULTS_FILE, Endpoints, benchmark, benchmark_with_server, load_results
 
 DEFAULT_OUT = REPO_ROOT / "perf"
 QUICK_OUT = REPO_ROOT / "build" / "perf-quick"
 # A few minutes: fewer requests and concurrency levels, the k sweep's ends only.
 QUICK = {"requests": 10, "requests_per_client": 2, "repeats": 1, "concurrency": (1, 4, 16), "sweep_k": (1, 4)}
 DEFAULT_OFFLINE_BENCH = REPO_ROOT / "results" / "bench_beauty_onnxruntime.json"
+DATASETS_QUICK_OUT = REPO_ROOT / "build" / "perf-datasets-quick"
+# A minute or two per dataset: is everything wired up?
+DATASETS_QUICK = {"users": 10, "requests": 2, "repeats": 1, "warmup_requests": 1, "ks": (2,)}
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -54,7 +60,53 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder holding results.json (default: %(default)s)")
     report.add_argument("--offline-bench", type=Path, default=DEFAULT_OFFLINE_BENCH,
                         help="padrec bench JSON for acceptance by slot (default: %(default)s)")
+    plan = datasets.Plan()
+    across = commands.add_parser(
+        "datasets", help="PAD-Rec against EAGLE at equal k on several datasets (concurrency 1), then DATASETS.md")
+    across.add_argument("--datasets", type=_names, default=plan.datasets,
+                        help=f"comma-separated (default {','.join(plan.datasets)}); one without trained drafts is skipped")
+    across.add_argument("--k", dest="ks", type=_ints, help=f"draft tokens compared (default {_listed(plan.ks)})")
+    across.add_argument("--users", type=int, help=f"test users as input data (default {plan.users})")
+    across.add_argument("--requests", type=int, help=f"measured requests per run (default {plan.requests})")
+    across.add_argument("--repeats", type=int, help=f"passes over each dataset's plan (default {plan.repeats})")
+    across.add_argument("--warmup-requests", type=int, help=f"default {plan.warmup_requests}")
+    across.add_argument("--quick", action="store_true", help=f"a minute or two per dataset: {DATASETS_QUICK}")
+    across.add_argument("--out", type=Path, help=f"folder of datasets/ and DATASETS.md (default {DEFAULT_OUT}, with "
+                                                 f"--quick {DATASETS_QUICK_OUT}); REPORT.md there is re-rendered")
+    across.add_argument("--build", type=Path, default=datasets.BUILD_DIR,
+                        help="where each dataset's model repository is exported (default: %(default)s)")
+    across.add_argument("--note", default="", help="recorded in DATASETS.md, e.g. what else ran on the machine")
+    across_report = commands.add_parser("datasets-report", help="render DATASETS.md from a saved datasets/ folder")
+    across_report.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                               help="folder holding datasets/ (default: %(default)s)")
     return top
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part for part in text.split(",") if part)
+
+
+def _listed(values: tuple) -> str:
+    return ",".join(map(str, values))
+
+
+def plan_from(args: argparse.Namespace) -> datasets.Plan:
+    """The datasets plan: defaults, then --quick's, then every option given."""
+    chosen = dict(DATASETS_QUICK) if args.quick else {}
+    names = [field.name for field in dataclasses.fields(datasets.Plan)]
+    chosen.update({name: getattr(args, name) for name in names if getattr(args, name, None) is not None})
+    return datasets.Plan(**chosen)
+
+
+def render_datasets_and_report(out: Path) -> list[Path]:
+    """DATASETS.md from out/datasets/, and REPORT.md again if out/ holds a benchmark (its criterion row)."""
+    found = comparison.load(out)
+    if found is None:
+        return []
+    written = [render_datasets(found, out)]
+    if (out / RESULTS_FILE).is_file():
+        written.append(render(load_results(out), out, DEFAULT_OFFLINE_BENCH))
+    return written
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -67,9 +119,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command in ("datasets", "datasets-report"):
+        return datasets_main(args, argv)
     if args.command == "report":
         render(load_results(args.out), args.out, args.offline_bench)
-        print(f"wrote {args.out / 'REPORT.md'}")
+        found = comparison.load(args.out)
+        if found is not None:
+            render_datasets(found, args.out)
+        print(f"wrote {args.out / 'REPORT.md'}" + (f" and {args.out / comparison.DATASETS_REPORT}" if found else ""))
         return 0
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     command = shlex.join(["python", "-m", "perf", *(sys.argv[1:] if argv is None else argv)])
@@ -89,6 +146,27 @@ def main(argv: list[str] | None = None) -> int:
     failed = [run for run in results["runs"] if "error" in run]
     print(f"wrote {out / 'results.json'} and {out / 'REPORT.md'}" + (f"; {len(failed)} run(s) failed" if failed else ""))
     return 1 if failed else 0
+
+
+def datasets_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    if args.command == "datasets-report":
+        written = render_datasets_and_report(args.out)
+        if not written:
+            print(f"python -m perf datasets-report: no {args.out / comparison.DATASETS_DIR / comparison.INDEX_FILE}",
+                  file=sys.stderr)
+            return 1
+        print("wrote " + " and ".join(map(str, written)))
+        return 0
+    out = args.out or (DATASETS_QUICK_OUT if args.quick else DEFAULT_OUT)
+    command = shlex.join(["python", "-m", "perf", *(sys.argv[1:] if argv is None else argv)])
+    index = datasets.measure(plan_from(args), out, command, args.note, args.build)
+    written = render_datasets_and_report(out)
+    states = [entry["state"] for entry in index["status"].values()]
+    failed_runs = sum(entry.get("failed_runs", 0) for entry in index["status"].values())
+    print(f"measured {states.count('measured')}, skipped {states.count('skipped')}, failed {states.count('failed')} "
+          f"of {len(states)} datasets" + (f" ({failed_runs} run(s) failed)" if failed_runs else "")
+          + "; wrote " + " and ".join(map(str, written)))
+    return 1 if states.count("failed") or failed_runs else 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ from perf.analyzer import latency_summary
 from perf.breakdown import (
     SpeedUp, TargetCost, acceptance_by_depth, effective_tau, run_costs, speed_up, target_cost,
 )
+from perf.comparison import DATASETS_DIR, DATASETS_GOAL, DATASETS_REPORT, DATASETS_TOTAL, INDEX_FILE, Comparison
+from perf.comparison import criterion as datasets_criterion
+from perf.comparison import load as load_comparison
 from perf.merge import configurations
 from perf.plan import BATCH_MODEL, STREAM_MODEL, Mode
 
@@ -144,7 +147,7 @@ def settings_section(results: dict) -> str:
     return "## Settings\n\n" + "\n".join(lines)
 
 
-def criteria_section(runs: Runs) -> str:
+def criteria_section(runs: Runs, comparison: Comparison | None = None) -> str:
     s = runs.settings
     rows = []
     plain, padrec = runs.plain(), runs.find(k=s["k"], drafter="padrec")
@@ -155,7 +158,11 @@ def criteria_section(runs: Runs) -> str:
                      f"{_ms(latency_summary(plain['csv'])['p50_ms'])} ms)", "yes" if ratio <= P50_RATIO_GOAL else "no"))
     pairs = [(k, runs.find(k=k, drafter="padrec"), runs.find(k=k, drafter="eagle")) for k in sorted(set(s["sweep_k"]))]
     pairs = [(k, p, e) for k, p, e in pairs if p and e]
-    if pairs:
+    if comparison is not None and comparison.rows:
+        measured, met = datasets_criterion(comparison)
+        rows.append((f"PAD-Rec faster than EAGLE at equal k (p50, concurrency 1), on {DATASETS_GOAL} of "
+                     f"{DATASETS_TOTAL} datasets", f"{measured} ([{DATASETS_REPORT}]({DATASETS_REPORT}))", met))
+    elif pairs:
         faster = [k for k, p, e in pairs if latency_summary(p["csv"])["p50_ms"] < latency_summary(e["csv"])["p50_ms"]]
         detail = "; ".join(f"k={k}: {_ms(latency_summary(p['csv'])['p50_ms'])} vs "
                            f"{_ms(latency_summary(e['csv'])['p50_ms'])} ms" for k, p, e in pairs)
@@ -384,14 +391,15 @@ def failed_section(runs: Runs) -> str:
 
 
 def render(results: dict, out_dir: Path, offline_bench: Path | None = None) -> Path:
-    """Write out_dir/REPORT.md and out_dir/plots/*.png; the report's path."""
+    """Write out_dir/REPORT.md and out_dir/plots/*.png; the report's path. The cross-dataset criterion
+    comes from out_dir/datasets/ (`python -m perf datasets`) when it is there."""
     runs = Runs(results)
     plots_dir = out_dir / PLOTS_DIR
     sections = [
         "# padrec through Triton: perf_analyzer benchmark\n\n"
         f"Measured with `{results['command']}` (`make perf`); this report is rendered from `results.json` beside "
         "it by `python -m perf report` (`make perf-report`).",
-        criteria_section(runs),
+        criteria_section(runs, load_comparison(out_dir)),
         findings_section(runs),
         latency_section(runs, plots_dir),
         stream_section(runs),
@@ -405,4 +413,93 @@ def render(results: dict, out_dir: Path, offline_bench: Path | None = None) -> P
     ]
     path = out_dir / REPORT_FILE
     path.write_text("\n\n".join(section for section in sections if section) + "\n")
+    return path
+
+
+# --- DATASETS.md: PAD-Rec against EAGLE across datasets (perf.comparison) ------------------------
+
+
+def _range(bounds: tuple[float, float]) -> str:
+    return f"{_ms(bounds[0])}-{_ms(bounds[1])}"
+
+
+def _dataset_rows(comparison: Comparison) -> list[tuple]:
+    rows = []
+    for dataset in comparison.order:
+        results = comparison.results.get(dataset)
+        if dataset in comparison.skipped:
+            rows.append((dataset, "skipped", comparison.skipped[dataset], "", "", "", ""))
+        elif dataset in comparison.failed:
+            rows.append((dataset, "failed", comparison.failed[dataset], "", "", "", ""))
+        elif results is None:
+            rows.append((dataset, "not measured", "no results file", "", "", "", ""))
+        else:
+            s, served = results["settings"], results.get("served", {})
+            errors = [run for run in results["runs"] if "error" in run]
+            end = results.get("load_end")
+            rows.append((
+                dataset, "measured" if "finished" in results else "interrupted",
+                f"{results['started']} to {results.get('finished', '-')}",
+                f"{s['users']} users; {s['requests']} requests x {s['repeats']} repeats",
+                f"{' '.join(map(str, results['load_start']))} / {' '.join(map(str, end)) if end else '-'}",
+                ", ".join(f"{name} {digest}" for name, digest in served.get("sources", {}).items()) or "-",
+                f"{len(errors)}: {errors[0]['error'].splitlines()[0]}" if errors else "0"))
+    return rows
+
+
+def render_datasets(comparison: Comparison, out_dir: Path) -> Path:
+    """Write out_dir/DATASETS.md from a comparison (perf.comparison.load); its path."""
+    measured, met = datasets_criterion(comparison)
+    ks = ", ".join(map(str, comparison.ks))
+    rows = []
+    for row in comparison.rows:
+        winner = "PAD-Rec" if row.padrec_faster else "EAGLE"
+        rows.append((row.dataset, row.k, _ms(row.plain_p50) if row.plain_p50 is not None else "-", _ms(row.eagle_p50),
+                     _ms(row.padrec_p50), f"{row.ratio:.2f}", f"{row.eagle_tau:.2f}", f"{row.padrec_tau:.2f}",
+                     f"{_range(row.eagle_range)}; {_range(row.padrec_range)}",
+                     winner + ("" if row.separated else " (one repeat)" if row.repeats == 1
+                               else " (within the repeats' spread)")))
+    listed = lambda names: ", ".join(names) or "-"  # noqa: E731
+    counts = [(c.k, f"{len(c.measured)} ({listed(c.measured)})", f"{len(c.faster)} ({listed(c.faster)})",
+               f"{len(c.separated)} ({listed(c.separated)})", "yes" if c.met else ("no" if c.decided else "not shown"))
+              for c in comparison.counts()]
+    first = next(iter(comparison.results.values()), None)
+    settings = first["settings"] if first else None
+    method = (
+        f"Per dataset: its trained target and drafts (`artifacts/<dataset>/`) exported with `padrec export "
+        f"--backend python` into a model repository of its own beside model_repository/'s committed models, served "
+        f"by a fresh `tritonserver`, and perf_analyzer against `recommend` at concurrency 1: plain decoding and "
+        f"each drafter at k = {ks}"
+        + (f", top_n {settings['top_n']}, greedy, the first {settings['users']} test users' histories sent in order; "
+           f"every run sends {settings['requests']} requests, and the whole plan ran "
+           + ("once" if settings["repeats"] == 1 else f"{settings['repeats']} times over")
+           + f" with the modes alternating, after {settings['warmup_requests']} warm-up request(s) per drafter"
+           if settings else "")
+        + ". p50: perf_analyzer's, the median over the repeats; the range is the repeats' own p50s. tau: the served "
+          "engine's (mean of the responses' TAU: tokens per target forward, bonus included, forced tokens excluded). "
+          "PAD-Rec / EAGLE below 1 means PAD-Rec is faster; a difference within the repeats' spread is within this "
+          "machine's drift.")
+    sections = [
+        "# PAD-Rec against the EAGLE-style draft across datasets (through Triton, concurrency 1)\n\n"
+        f"Measured with `{comparison.command}` (`make perf-datasets`); this file is rendered from "
+        f"`{DATASETS_DIR}/{INDEX_FILE}` and `{DATASETS_DIR}/<dataset>/results.json` by `python -m perf "
+        "datasets-report`." + (f"\n\nNote: {comparison.note}" if comparison.note else "")
+        + ("\n\n[REPORT.md](REPORT.md) has the full benchmark of the default (Beauty) repository."
+           if (out_dir / REPORT_FILE).is_file() else ""),
+        "## Issue 8's criterion\n\n" + table(("criterion", "measured", "met"), [
+            (f"PAD-Rec faster than EAGLE at equal k (p50, concurrency 1), on at least {DATASETS_GOAL} of "
+             f"{DATASETS_TOTAL} datasets", measured, met)]),
+        "## p50 latency at equal k\n\n" + method + "\n\n"
+        + (table(("dataset", "k", "plain p50 ms", "EAGLE p50 ms", "PAD-Rec p50 ms", "PAD-Rec / EAGLE", "EAGLE tau",
+                  "PAD-Rec tau", "p50 over repeats ms (EAGLE; PAD-Rec)", "faster"), rows) if rows else "Nothing measured."),
+        "## Datasets where PAD-Rec is faster, per k\n\n"
+        + table(("k", "datasets measured", "PAD-Rec faster on", "... with the repeats' p50 ranges apart",
+                 f"at least {DATASETS_GOAL} of {DATASETS_TOTAL}"), counts),
+        "## Datasets and runs\n\nLoad: the 1, 5 and 15-minute load averages at the start and end of the dataset's "
+        "runs (2 cores). Checkpoints: the first hex digits of the SHA-256 of each served model's checkpoint.\n\n"
+        + table(("dataset", "state", "measured", "runs", "load start / end", "checkpoints served", "failed runs"),
+                _dataset_rows(comparison)),
+    ]
+    path = out_dir / DATASETS_REPORT
+    path.write_text("\n\n".join(sections) + "\n")
     return path

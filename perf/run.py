@@ -36,9 +36,10 @@ class Endpoints:
 
 
 def benchmark(settings: Settings, endpoints: Endpoints, out_dir: Path, command: str, note: str = "",
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, extra: dict | None = None) -> dict:
     """Measure every run of `plan(settings)` against the server at `endpoints`; write and return the
-    results. `note`: what the operator knows about the machine (other jobs running, ...)."""
+    results. `note`: what the operator knows about the machine (other jobs running, ...); `extra`: more
+    entries for the results' head (what was served, ...)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     client = grpcclient.InferenceServerClient(endpoints.grpc_url)
     results = {
@@ -48,6 +49,7 @@ def benchmark(settings: Settings, endpoints: Endpoints, out_dir: Path, command: 
         "settings": dataclasses.asdict(settings),
         "machine": machine.describe(client.get_server_metadata(as_json=True)["version"]),
         "load_start": machine.load_average(),
+        **(extra or {}),
         "runs": [],
     }
     specs = plan(settings)
