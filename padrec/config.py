@@ -99,7 +99,7 @@ class DraftTrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     feature_weight: float = 1.0  # SmoothL1 on predicted features (EAGLE)
-    token_weight: float = 0.1  # cross-entropy on the next token (EAGLE)
+    token_weight: float = 1.0  # cross-entropy against the target's next-token distribution
     seed: int = 0
     threads: int = 2
     bf16: bool = True

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, help="training users to distil from")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--token-weight", type=float,
+                        help="weight of the token loss (against the target's distribution) beside the feature loss")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
     parser.add_argument("--cache", type=Path, default=REPO_ROOT / ".cache" / "distill",
                         help="where the distillation data is kept between runs")
@@ -30,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from padrec.models.target import Target
     from padrec.training.draft import distillation_sequences, target_features, train_draft
 
-    config = with_overrides(DraftTrainConfig(), distill_users=args.users, epochs=args.epochs, threads=args.threads)
+    config = with_overrides(DraftTrainConfig(), distill_users=args.users, epochs=args.epochs, threads=args.threads,
+                            token_weight=args.token_weight)
     torch.set_num_threads(config.threads)
     data = load_prepared(args.dataset, args.artifacts)
     target = Target.load(data.paths.target)

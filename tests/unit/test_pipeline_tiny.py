@@ -1,11 +1,17 @@
-"""A whole run on a small real dataset: prepare (real encoder) -> train tiny target -> evaluate."""
+"""A whole run on a small real dataset: prepare (real encoder) -> train tiny target -> evaluate ->
+distil a draft from it."""
 
 import json
 
 import pytest
 
+from padrec.artifacts import load_prepared
 from padrec.cli import main
+from padrec.config import DRAFTERS, DraftTrainConfig
 from padrec.data.datasets import load_builtin
+from padrec.models.draft import Draft
+from padrec.models.target import Target
+from padrec.training.draft import distillation_sequences, target_features, train_draft
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +50,19 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
             assert 0.0 <= report[part][key] <= 1.0
         assert report[part]["recall@5"] <= report[part]["recall@10"]
         assert report[part]["ndcg@10"] <= report[part]["recall@10"]
+
+    assert main(["train-draft", "--dataset", "small", "--drafter", "padrec", "--users", "60", "--epochs", "1",
+                 "--quiet", "--artifacts", str(art), "--cache", str(tmp_path / "distill")]) == 0
+    assert Draft.load(art / "small" / "draft_padrec.pt").config == DRAFTERS["padrec"]
+
+    # with a schedule short enough for 60 users, agreement with the target's argmax grows at every depth
+    data = load_prepared("small", art)
+    target = Target.load(data.paths.target)
+    seqs = distillation_sequences(target, data, 60, progress=False)
+    config = DraftTrainConfig(epochs=12, warmup_steps=2, tokens_per_batch=1024, threads=1)
+    _, log = train_draft(target, data, DRAFTERS["padrec"], config, seqs, target_features(target, seqs), progress=False)
+    first, last = log["epochs"][0]["accuracy_by_step"], log["epochs"][-1]["accuracy_by_step"]
+    assert len(last) == config.unroll_steps and all(b > a for a, b in zip(first, last)), (first, last)
 
 
 def test_eval_without_checkpoint_says_what_to_run(tmp_path, capsys):

@@ -1,0 +1,49 @@
+"""The draft's unrolled training: which keys each depth sees, and what its token loss aims at."""
+
+import torch
+
+from padrec.config import DRAFTERS, DraftTrainConfig, ModelConfig
+from padrec.models.draft import Draft
+from padrec.training.draft import unrolled_loss, unrolled_step_mask
+
+
+def test_unrolled_step_mask_worked_example():
+    n = 7
+    mask = unrolled_step_mask(n, 3)[0, 0]  # [n, 3n]: step-1 keys, step-2 keys, step-3 keys
+    row = mask[5]
+    assert row[:n].nonzero().flatten().tolist() == [0, 1, 2, 3]  # real features up to i - 2
+    assert row[n : 2 * n].nonzero().flatten().tolist() == [4]  # step 2's prediction at i - 1
+    assert row[2 * n :].nonzero().flatten().tolist() == [5]  # its own entry
+    assert unrolled_step_mask(n, 1)[0, 0].equal(torch.ones(n, n).tril().bool())
+
+
+def test_token_loss_targets_the_targets_distribution():
+    """A draft that predicts the target's next feature exactly has the least token loss possible
+    (the target distribution's entropy), whatever the sequence's own next tokens are."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_seq_len=32)
+    draft = Draft(DRAFTERS["eagle"], cfg, vocab_size=12, num_slots=3)
+    draft.token_embedding.normal_()
+    feats = torch.randn(2, 6, 16)
+    tokens = torch.randint(3, 12, (2, 6))
+    config = DraftTrainConfig(unroll_steps=1, feature_weight=0.0, token_weight=1.0)
+    next_slot = torch.zeros(12, dtype=torch.long)
+
+    loss, _ = unrolled_loss(draft, feats, tokens, next_slot, config)
+    probs = (feats[:, 1:-1] @ draft.token_embedding.T).softmax(-1)
+    entropy = -(probs * probs.log()).sum(-1).mean()
+    assert loss > entropy  # an untrained draft is worse than the target's own distribution
+
+    # the draft's prediction replaced by the true next feature: the loss is exactly that entropy
+    draft.norm = torch.nn.Identity()
+    draft.decode = lambda z, positions, mask, past_k=None, past_v=None: _echo(draft, feats)
+    loss, accuracy = unrolled_loss(draft, feats, tokens, next_slot, config)
+    assert torch.isclose(loss, entropy, atol=1e-5) and accuracy == [1.0]
+
+
+def _echo(draft, feats):
+    from padrec.models.draft import DraftOutput
+
+    predicted = feats[:, 1:]
+    empty = torch.zeros(1, feats.shape[0], 2, feats.shape[1] - 1, 8)
+    return DraftOutput(predicted, predicted @ draft.token_embedding.T, empty, empty)
