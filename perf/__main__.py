@@ -23,7 +23,7 @@ QUICK = {"requests": 10, "requests_per_client": 2, "repeats": 1, "concurrency": 
 DEFAULT_OFFLINE_BENCH = REPO_ROOT / "results" / "bench_beauty_onnxruntime.json"
 DATASETS_QUICK_OUT = REPO_ROOT / "build" / "perf-datasets-quick"
 # A minute or two per dataset: is everything wired up?
-DATASETS_QUICK = {"users": 10, "requests": 2, "repeats": 1, "warmup_requests": 1, "ks": (2,)}
+DATASETS_QUICK = {"users": 10, "requests": 2, "repeats": 1, "warmup_requests": 2, "ks": (2,)}
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -130,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     command = shlex.join(["python", "-m", "perf", *(sys.argv[1:] if argv is None else argv)])
-    settings = settings_from(args)
+    try:
+        settings = settings_from(args)
+    except ValueError as error:
+        print(f"python -m perf: {error}", file=sys.stderr)
+        return 2
     try:
         if args.grpc_url:
             if not args.metrics_url:

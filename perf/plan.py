@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 BATCH_MODEL = "recommend"
 STREAM_MODEL = "recommend_stream"
+MIN_REQUESTS = 2
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,16 @@ class Settings:
     # per-token cost of the target (perf.breakdown.target_costs).
     calibration_top_n: int = 1
     stream_modes: tuple[str, ...] = ("plain", "padrec")  # "plain", or a drafter at k
+
+    def __post_init__(self) -> None:
+        # perf_analyzer reads the ensemble's per-model statistics right after a pass; with one request
+        # the composing models' counters may not have moved yet, and it fails with "failed to find the
+        # requested model version". From the second request on, the first one's counts are in.
+        for name in ("requests", "warmup_requests"):
+            if getattr(self, name) < MIN_REQUESTS:
+                raise ValueError(f"{name} must be at least {MIN_REQUESTS} per run, got {getattr(self, name)}")
+        if self.requests_per_client < 1:
+            raise ValueError(f"requests_per_client must be at least 1, got {self.requests_per_client}")
 
     def speculative(self, k: int) -> list[Mode]:
         return [Mode(drafter, k) for drafter in self.drafters]

@@ -12,14 +12,14 @@ import pytest
 from perf.analyzer import latency_summary, parse_csv
 from perf.breakdown import run_costs
 from perf.merge import configurations
-from perf.plan import STREAM_MODEL, Settings
+from perf.plan import STREAM_MODEL, Settings, plan
 from perf.report import render
 from perf.run import RESULTS_FILE, Endpoints, benchmark
 
 OFFLINE_BENCH = Path(__file__).resolve().parents[2] / "results" / "bench_beauty_onnxruntime.json"
-# Every kind of run at concurrency 1, twice over with one measured request each.
-TINY = Settings(users=20, concurrency=(1,), sweep_k=(1,), requests=1, requests_per_client=1, repeats=2,
-                warmup_requests=1)
+# Every kind of run at concurrency 1, twice over with two measured requests each.
+TINY = Settings(users=20, concurrency=(1,), sweep_k=(1,), requests=2, requests_per_client=1, repeats=2,
+                warmup_requests=2)
 # A row as perf_analyzer 2.51 writes it for `recommend` (latencies in microseconds).
 CSV = ("Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
        "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n"
@@ -32,6 +32,15 @@ def test_csv_row_becomes_throughput_and_percentiles(tmp_path: Path):
     summary = latency_summary(parse_csv(path))
     assert summary == pytest.approx({"throughput": 2.48363, "p50_ms": 391.809, "p90_ms": 487.835,
                                      "p95_ms": 492.044, "p99_ms": 496.736})
+
+
+def test_a_run_of_one_request_is_refused_before_anything_starts():
+    # perf_analyzer's statistics of a lone request can miss the composing models' counts (it then
+    # fails with "failed to find the requested model version"), so the plan never asks for one.
+    for name in ("requests", "warmup_requests"):
+        with pytest.raises(ValueError, match=f"{name} must be at least 2"):
+            Settings(**{name: 1})
+    assert min(spec.requests for spec in plan(TINY)) == 2
 
 
 @pytest.mark.server
@@ -47,7 +56,7 @@ def test_benchmark_measures_every_run_and_renders_the_report(recommend_server, t
     for run in merged:
         summary, costs, records = latency_summary(run["csv"]), run_costs(run), run["per_request"]
         assert summary["throughput"] > 0 and 0 < summary["p50_ms"] <= summary["p99_ms"]
-        assert costs.requests == run["requests"] == len(records["latency_ms"]) == 2 and run["repeats"] == 2
+        assert costs.requests == run["requests"] == len(records["latency_ms"]) == 4 and run["repeats"] == 2
         # prefill plus at least one decoding round; a draft call per round when drafting
         assert costs.target_calls >= 2 and (costs.draft_calls > 0) == (run["k"] > 0)
         assert costs.exec_ms >= costs.target_ms + costs.draft_ms
@@ -62,6 +71,6 @@ def test_benchmark_measures_every_run_and_renders_the_report(recommend_server, t
     for heading in ("done criteria", "Latency and throughput", "Streaming", "tau against k", "Where the time goes",
                     "Acceptance", "Machine and versions"):
         assert heading in report
-    assert "| padrec k=4 | 1 | 2 |" in report and "Failed runs" not in report
+    assert "| padrec k=4 | 1 | 4 |" in report and "Failed runs" not in report
     figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
     assert len(figures) == 4 and all((tmp_path / figure).stat().st_size > 0 for figure in figures)
