@@ -33,6 +33,7 @@ from padrec.models.draft import Draft
 from padrec.models.target import Target
 from padrec.semantic_ids import BOS, PAD
 from padrec.training.batching import length_buckets, pad
+from padrec.training.precision import use_bf16
 
 
 @torch.inference_mode()
@@ -125,7 +126,8 @@ def train_draft(target: Target, data: Prepared, draft_config: DraftConfig, confi
     optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     lengths = [len(s) for s in seqs]
     steps_total = len(length_buckets(lengths, config.tokens_per_batch, None)) * config.epochs
-    log = {"draft": asdict(draft_config), "train": asdict(config), "sequences": len(seqs), "epochs": []}
+    bf16 = use_bf16(config.bf16)
+    log = {"draft": asdict(draft_config), "train": asdict(config), "bf16": bf16, "sequences": len(seqs), "epochs": []}
     step, started = 0, time.time()
     for epoch in range(config.epochs):
         sums, batches = np.zeros(config.unroll_steps), 0
@@ -136,7 +138,7 @@ def train_draft(target: Target, data: Prepared, draft_config: DraftConfig, confi
             f = torch.zeros(len(idx), tokens.shape[1], feats[idx[0]].shape[-1])
             for row, i in enumerate(idx):
                 f[row, : len(feats[i])] = feats[i].float()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss, acc = unrolled_loss(draft, f, tokens, next_slot, config)
             progress_ratio = min(1.0, step / max(1, steps_total))
             lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) * (

@@ -21,6 +21,7 @@ from padrec.artifacts import Prepared
 from padrec.config import ModelConfig, TrainConfig
 from padrec.models.target import Target
 from padrec.training.batching import item_windows, length_buckets, pad, to_tokens
+from padrec.training.precision import use_bf16
 from padrec.semantic_ids import PAD
 
 
@@ -74,7 +75,8 @@ def train_target(
     )
     steps_per_epoch = len(length_buckets(lengths, config.tokens_per_batch, None))
     total_steps = steps_per_epoch * config.epochs
-    log = {"model": asdict(model_config), "train": asdict(config), "parameters": model.num_parameters(),
+    bf16 = use_bf16(config.bf16)
+    log = {"model": asdict(model_config), "train": asdict(config), "bf16": bf16, "parameters": model.num_parameters(),
            "train_tokens_per_epoch": int(sum(lengths)), "epochs": []}
     best_state, best_nll, step, started = None, float("inf"), 0, time.time()
     for epoch in range(config.epochs):
@@ -84,7 +86,7 @@ def train_target(
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
         for idx in bar:
             tokens = pad([seqs[i] for i in idx])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = model(tokens[:, :-1]).logits
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
                                    ignore_index=PAD)
