@@ -120,9 +120,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 2
-    # bf16 autocast (fp32 master weights): about 2x faster matmuls on CPUs with AVX512-BF16, many times
-    # slower where it is emulated (AVX2 only); None = where the CPU does it in hardware (training/precision.py)
-    bf16: bool | None = None
+    bf16: bool | None = None  # bf16 autocast; None = where the CPU does bf16 in hardware (training/precision.py)
     max_minutes: float | None = None  # stop early (after the current epoch's evaluation)
 
 

@@ -163,7 +163,12 @@ def datasets_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         return 0
     out = args.out or (DATASETS_QUICK_OUT if args.quick else DEFAULT_OUT)
     command = shlex.join(["python", "-m", "perf", *(sys.argv[1:] if argv is None else argv)])
-    index = datasets.measure(plan_from(args), out, command, args.note, args.build)
+    try:
+        plan = plan_from(args)
+    except ValueError as error:
+        print(f"python -m perf datasets: {error}", file=sys.stderr)
+        return 2
+    index = datasets.measure(plan, out, command, args.note, args.build)
     written = render_datasets_and_report(out)
     states = [entry["state"] for entry in index["status"].values()]
     failed_runs = sum(entry.get("failed_runs", 0) for entry in index["status"].values())

@@ -58,6 +58,10 @@ class Plan:
     repeats: int = 3
     warmup_requests: int = 4
 
+    def __post_init__(self) -> None:
+        # Settings checks the request counts: check them now, not after the first dataset's export
+        self.settings(DATASETS[0])
+
     def settings(self, dataset: str) -> Settings:
         """perf.run's settings for one dataset: `recommend` at concurrency 1 only, plain and both
         drafters at every k, no streaming; the calibration run is the plain one (same top_n)."""
