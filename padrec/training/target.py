@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict
 
@@ -105,8 +106,9 @@ def train_target(
         entry = {"epoch": epoch + 1, "train_loss": loss_sum / tokens_seen, "valid_nll": nll,
                  "tokens_per_s": tokens_seen / (time.time() - epoch_start), "minutes": (time.time() - started) / 60}
         log["epochs"].append(entry)
-        if progress:
-            tqdm.write(json.dumps(entry))
+        # one line per epoch even without progress bars: a run in the background can be followed
+        tqdm.write(json.dumps(entry))
+        sys.stdout.flush()
         if nll < best_nll:
             best_nll, log["best_epoch"] = nll, epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

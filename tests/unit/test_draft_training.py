@@ -47,3 +47,19 @@ def _echo(draft, feats):
     predicted = feats[:, 1:]
     empty = torch.zeros(1, feats.shape[0], 2, feats.shape[1] - 1, 8)
     return DraftOutput(predicted, predicted @ draft.token_embedding.T, empty, empty)
+
+
+def test_steps_deeper_than_training_unrolls_share_the_deepest_trained_step_embedding():
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_seq_len=32)
+    draft = Draft(DRAFTERS["padrec"], cfg, vocab_size=12, num_slots=3)
+    assert draft.config.step_depths == DraftTrainConfig().unroll_steps
+    features, tokens, slots = torch.randn(1, 1, 16), torch.tensor([[4]]), torch.tensor([[1]])
+
+    def fused(depth):
+        return draft.fuse(features, tokens, slots, torch.tensor([[depth]]))
+
+    deepest = draft.config.step_depths
+    assert not torch.equal(fused(deepest - 1), fused(deepest))
+    for depth in range(deepest + 1, draft.config.k_max + 3):
+        assert torch.equal(fused(depth), fused(deepest))

@@ -3,6 +3,7 @@ distil a draft from it."""
 
 import json
 
+import numpy as np
 import pytest
 
 from padrec.artifacts import load_prepared
@@ -30,9 +31,13 @@ def small_dataset(tmp_path_factory):
 def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     art = tmp_path / "artifacts"
     assert main(["prepare", "--dataset", "small", "--interactions", str(small_dataset / "inter.txt"),
-                 "--item-text", str(small_dataset / "items.json"), "--artifacts", str(art)]) == 0
+                 "--item-text", str(small_dataset / "items.json"), "--artifacts", str(art),
+                 "--interaction-weight", "1.0"]) == 0
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert stats["users"] == 60 and stats["codebook_usage"][-1] == 1.0
+    assert 0.0 <= stats["valid_first_code_in_history"] <= 1.0
+    with np.load(art / "small" / "semantic_ids.npz") as saved:
+        assert json.loads(str(saved["config"]))["interaction_weight"] == 1.0
 
     assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--epochs", "2", "--quiet",
                  "--artifacts", str(art)]) == 0

@@ -5,7 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from padrec.semantic_ids import BOS, NUM_SPECIAL, PAD, SEP, SemanticIds, disambiguate, residual_kmeans
+from padrec.config import SemanticIdConfig
+from padrec.semantic_ids import (
+    BOS, NUM_SPECIAL, PAD, SEP, SemanticIds, build_semantic_ids, disambiguate, interaction_vectors, residual_kmeans,
+)
 
 
 def make_ids(n_items=50, levels=(8, 8, 4), seed=0, use_separator=True):
@@ -63,3 +66,40 @@ def test_residual_kmeans_separates_clusters_and_uses_the_codebook():
     for blob in range(4):
         assert len(set(codes[blob * 50 : (blob + 1) * 50, 0].tolist())) == 1
     assert len(set(codes[:, 0].tolist())) == 4
+
+
+def test_interaction_vectors_put_co_consumed_items_together():
+    # users 0-2 consume items 0-2, users 3-5 items 3-5; item 6 is never consumed
+    sequences = [[0, 1, 2], [1, 2, 0], [2, 0], [3, 4, 5], [5, 4], [3, 5, 3]]
+    vectors = interaction_vectors(sequences, num_items=7, dims=2, seed=0)
+    similarity = vectors @ vectors.T
+    assert vectors.shape == (7, 2)
+    assert np.allclose(np.linalg.norm(vectors[:6], axis=1), 1.0, atol=1e-5)
+    assert np.all(vectors[6] == 0)
+    assert min(similarity[0, 1], similarity[1, 2], similarity[3, 4], similarity[4, 5]) > 0.9
+    assert max(abs(similarity[0, 3]), abs(similarity[2, 5])) < 0.1
+
+
+def test_interaction_vectors_are_reproducible_and_leave_torch_random_state_alone():
+    import torch
+
+    sequences = [[int(i) for i in np.random.default_rng(u).choice(30, size=5)] for u in range(40)]
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a = interaction_vectors(sequences, num_items=30, dims=8, seed=0)
+    assert torch.equal(torch.rand(3), expected_next)
+    b = interaction_vectors(sequences, num_items=30, dims=8, seed=0)
+    np.testing.assert_allclose(np.abs(a @ a.T), np.abs(b @ b.T), atol=1e-5)
+
+
+def test_an_interaction_part_needs_the_training_sequences():
+    with pytest.raises(ValueError, match="needs the training sequences"):
+        build_semantic_ids(["an item"], None, SemanticIdConfig(interaction_weight=1.0), train_sequences=None)
+
+
+def test_first_code_in_history_counts_next_items_whose_first_code_the_history_has():
+    sids = SemanticIds(np.array([[0, 0], [0, 1], [1, 0], [2, 0]]), [3, 2])
+    # item 1 shares item 0's first code; item 3's first code is nowhere in its history
+    assert sids.first_code_in_history([([0], 1), ([0, 2], 3)]) == 0.5
+    assert sids.first_code_in_history([]) == 0.0
