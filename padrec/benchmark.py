@@ -37,8 +37,32 @@ from padrec.verification import compare_to_plain
 class _Runs:
     seconds: list[float] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)
+    target_seconds: list[float] = field(default_factory=list)  # inside the target's calls
+    draft_seconds: list[float] = field(default_factory=list)  # inside the draft's calls
     lists: list[list[int]] = field(default_factory=list)
     results: list[DecodeResult] = field(default_factory=list)
+
+
+class _Stopwatch:
+    """Stands in for `inner`, adding the wall-clock time spent in its method `method` to `seconds`;
+    every other attribute is `inner`'s."""
+
+    def __init__(self, inner, method: str):
+        self.inner, self.method, self.seconds = inner, method, 0.0
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self.inner, name)
+        if name != self.method:
+            return attribute
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return attribute(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed
 
 
 def _summary(runs: _Runs, targets: list[int]) -> dict:
@@ -56,9 +80,15 @@ def _summary(runs: _Runs, targets: list[int]) -> dict:
             acc[: len(getattr(s, accepted_attr))] += getattr(s, accepted_attr)
         return [round(float(a / r), 4) if r else None for a, r in zip(acc, reached)]
 
+    target_ms, draft_ms = np.mean(runs.target_seconds) * 1000, np.mean(runs.draft_seconds) * 1000
+    calls = float(np.mean([s.rounds for s in stats]))
     return {
         "median_ms": float(np.median(ms)), "mean_ms": float(ms.mean()), "p90_ms": float(np.percentile(ms, 90)),
         "median_cpu_ms": float(np.median(cpu_ms)),
+        # where a list's time goes (means, so the three add up to mean_ms); the prefill is the target's
+        "time_split_ms": {"target": float(target_ms), "draft": float(draft_ms),
+                          "host": float(ms.mean() - target_ms - draft_ms)},
+        "ms_per_target_call": float(target_ms / calls),
         "tau": float(np.mean([s.tau for s in stats])),
         "target_calls_per_list": float(np.mean([s.rounds for s in stats])),
         "drafted": int(drafted), "accepted": int(accepted),
@@ -120,19 +150,30 @@ def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, exam
 
 def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder], trie: ItemTrie,
                      examples: list[Example], top_n: int = 10, progress: bool = True) -> dict:
-    """Time each (name, k) decoder on every example at batch 1 against the ("plain", 0) one.
+    """Time each (name, k) decoder on every example at batch 1 against the ("plain", 0) one; the
+    decoders' target and draft are wrapped so that each list's time splits into target calls, draft
+    calls and the rest (the engine's host work).
 
     Speculative entries report speed-up, acceptance, and how their lists differ from plain greedy
     (near-ties and mismatches, judged by the torch `target`).
     """
     runs = {key: _Runs() for key in decoders}
+    watches = {}
+    for key, decoder in decoders.items():  # the decoders now time their target and draft calls
+        decoder.target = _Stopwatch(decoder.target, "score")
+        decoder.proposer = _Stopwatch(decoder.proposer, "propose") if decoder.proposer else None
+        watches[key] = (decoder.target, decoder.proposer)
     for ex in tqdm(examples, desc="bench", disable=not progress):
         for key, decoder in decoders.items():
             request = DecodeRequest(tuple(ex.history), top_n=top_n, num_draft_tokens=key[1])
+            target_watch, draft_watch = watches[key]
+            target_before, draft_before = target_watch.seconds, draft_watch.seconds if draft_watch else 0.0
             started, cpu_started = time.perf_counter(), time.process_time()
             result = decoder.generate([request], [0])[0]
             runs[key].seconds.append(time.perf_counter() - started)
             runs[key].cpu_seconds.append(time.process_time() - cpu_started)
+            runs[key].target_seconds.append(target_watch.seconds - target_before)
+            runs[key].draft_seconds.append(draft_watch.seconds - draft_before if draft_watch else 0.0)
             runs[key].lists.append(result.items)
             runs[key].results.append(result)
     targets = [e.target for e in examples]

@@ -27,21 +27,30 @@ def eval_table(reports: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _time_split(entry: dict) -> str:
+    """'target / draft / host' mean ms per list, or '-' for reports from before the split was measured."""
+    split = entry.get("time_split_ms")
+    return f"{split['target']:.1f} / {split['draft']:.1f} / {split['host']:.1f}" if split else "-"
+
+
 def bench_table(report: dict) -> str:
     p = report["plain"]
     cpu = f" (CPU time {p['median_cpu_ms']:.1f} ms)" if "median_cpu_ms" in p else ""
+    split = (f"; mean ms per list in target calls {p['time_split_ms']['target']:.1f}, elsewhere "
+             f"{p['time_split_ms']['host']:.1f}" if "time_split_ms" in p else "")
     rows = [f"{report['dataset']} ({report.get('runtime', 'torch')}): {report['users']} test users, batch 1, "
             f"{report['threads']} thread(s); plain decoding "
-            f"{p['median_ms']:.1f} ms per list (median){cpu}, {p['target_calls_per_list']:.1f} target forwards per list.",
-            "", "| drafter | k | median ms | speed-up | CPU ms | CPU speed-up | tau | acceptance | by depth | by slot | "
-            "mismatches | near-ties |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            f"{p['median_ms']:.1f} ms per list (median){cpu}, {p['target_calls_per_list']:.1f} target forwards per "
+            f"list{split}.",
+            "", "| drafter | k | median ms | speed-up | CPU ms | CPU speed-up | tau | target forwards | acceptance | "
+            "by depth | by slot | mean ms target / draft / host | mismatches | near-ties |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in report["speculative"]:
         fmt = lambda xs: " ".join("-" if x is None else f"{x:.2f}" for x in xs)  # noqa: E731
         cpu = f"{e['median_cpu_ms']:.1f} | {e['cpu_speedup']:.2f}x" if "median_cpu_ms" in e else "- | -"
         rows.append(f"| {e['drafter']} | {e['k']} | {e['median_ms']:.1f} | {e['speedup']:.2f}x | {cpu} | {e['tau']:.2f} | "
-                    f"{e['acceptance_rate']:.2f} | {fmt(e['acceptance_by_depth'])} | {fmt(e['acceptance_by_slot'])} | "
-                    f"{e['mismatches']} | {e['near_ties']} |")
+                    f"{e['target_calls_per_list']:.1f} | {e['acceptance_rate']:.2f} | {fmt(e['acceptance_by_depth'])} | "
+                    f"{fmt(e['acceptance_by_slot'])} | {_time_split(e)} | {e['mismatches']} | {e['near_ties']} |")
     return "\n".join(rows)
 
 

@@ -182,3 +182,11 @@ def test_offline_benchmark_reports_every_configuration(tmp_path):
         assert e["recall@10"] == report["plain"]["recall@10"]
         assert e["speedup"] > 0 and e["tau"] >= 1.0
         assert 0 <= e["acceptance_rate"] <= 1
+    # each list's time splits into target calls, draft calls and the rest, adding up to the mean
+    for entry in [report["plain"], *report["speculative"]]:
+        split = entry["time_split_ms"]
+        assert split["target"] > 0 and split["host"] > 0
+        assert split["target"] + split["draft"] + split["host"] == pytest.approx(entry["mean_ms"])
+        assert entry["ms_per_target_call"] == pytest.approx(split["target"] / entry["target_calls_per_list"])
+    assert report["plain"]["time_split_ms"]["draft"] == 0.0
+    assert all(e["time_split_ms"]["draft"] > 0 for e in report["speculative"])

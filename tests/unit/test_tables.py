@@ -12,19 +12,24 @@ def test_tables_render_eval_and_bench(tmp_path, capsys):
         "popularity": {**metrics, "recall@10": 0.01}, "beam_search": {**metrics, "users": 5}}))
     (tmp_path / "bench_x.json").write_text(json.dumps({
         "dataset": "x", "users": 3, "threads": 1,
-        "plain": {"median_ms": 100.0, "median_cpu_ms": 90.0, "target_calls_per_list": 33.0},
+        "plain": {"median_ms": 100.0, "median_cpu_ms": 90.0, "target_calls_per_list": 33.0,
+                  "time_split_ms": {"target": 95.0, "draft": 0.0, "host": 5.5}},
         "speculative": [{"drafter": "padrec", "k": 3, "median_ms": 50.0, "speedup": 2.0, "median_cpu_ms": 60.0,
-                         "cpu_speedup": 1.5, "tau": 2.5, "acceptance_rate": 0.5, "acceptance_by_depth": [0.6, None],
-                         "acceptance_by_slot": [0.1], "mismatches": 0, "near_ties": 1}]}))
+                         "cpu_speedup": 1.5, "tau": 2.5, "target_calls_per_list": 14.5, "acceptance_rate": 0.5,
+                         "acceptance_by_depth": [0.6, None], "acceptance_by_slot": [0.1],
+                         "time_split_ms": {"target": 30.0, "draft": 15.25, "host": 4.75},
+                         "mismatches": 0, "near_ties": 1}]}))
     assert main(["tables", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| x | 10 | 0.0200 | 0.0400 |" in out and "4.00x" in out and "0.0400 | 0.0200 (5)" in out
-    assert "| padrec | 3 | 50.0 | 2.00x | 60.0 | 1.50x | 2.50 | 0.50 | 0.60 - | 0.10 | 0 | 1 |" in out
+    assert ("| padrec | 3 | 50.0 | 2.00x | 60.0 | 1.50x | 2.50 | 14.5 | 0.50 | 0.60 - | 0.10 | 30.0 / 15.2 / 4.8 | 0 | 1 |"
+            in out)
     assert "100.0 ms per list (median) (CPU time 90.0 ms)" in out
+    assert "mean ms per list in target calls 95.0, elsewhere 5.5." in out
 
 
 def _bench(dataset, taus):
-    entry = {"median_ms": 50.0, "speedup": 1.5, "acceptance_rate": 0.5, "acceptance_by_depth": [],
+    entry = {"median_ms": 50.0, "speedup": 1.5, "target_calls_per_list": 15.0, "acceptance_rate": 0.5, "acceptance_by_depth": [],
              "acceptance_by_slot": [], "mismatches": 0, "near_ties": 0}
     return {"dataset": dataset, "users": 3, "threads": 1, "runtime": "torch",
             "plain": {"median_ms": 75.0, "target_calls_per_list": 33.0},
