@@ -90,7 +90,7 @@ def _summary(runs: _Runs, targets: list[int]) -> dict:
                           "host": float(ms.mean() - target_ms - draft_ms)},
         "ms_per_target_call": float(target_ms / calls),
         "tau": float(np.mean([s.tau for s in stats])),
-        "target_calls_per_list": float(np.mean([s.rounds for s in stats])),
+        "target_calls_per_list": calls,
         "drafted": int(drafted), "accepted": int(accepted),
         "acceptance_rate": accepted / drafted if drafted else None,
         "acceptance_by_depth": rates("reached_by_depth", "accepted_by_depth"),

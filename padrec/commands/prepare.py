@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from padrec.data.split import leave_one_out
     from padrec.semantic_ids import build_semantic_ids
 
+    if args.interaction_weight < 0:
+        print("error: --interaction-weight must be >= 0", file=sys.stderr)
+        return 2
     if args.interactions is None and args.dataset not in BUILTIN:
         print(f"error: {args.dataset!r} is not built-in ({', '.join(BUILTIN)}); pass --interactions", file=sys.stderr)
         return 2
@@ -49,9 +52,6 @@ def run(args: argparse.Namespace) -> int:
     split = leave_one_out(dataset, SplitConfig())
     texts = [dataset.item_text.get(item, str(item)) for item in split.item_ids]
     attributes = [dataset.item_attributes.get(item, []) for item in split.item_ids] if dataset.item_attributes else None
-    if args.interaction_weight < 0:
-        print("error: --interaction-weight must be >= 0", file=sys.stderr)
-        return 2
     config = SemanticIdConfig(use_separator=not args.no_separator, seed=args.seed,
                               interaction_weight=args.interaction_weight)
     sids = build_semantic_ids(texts, attributes, config, list(split.train.values()))
