@@ -300,18 +300,24 @@ class TritonServer:
         assert self._process is not None
         deadline = time.monotonic() + self.config.ready_timeout_s
         while not self._is_ready():
-            returncode = self._process.poll()
-            if returncode is not None:
-                raise ServerError(
-                    f"tritonserver exited with code {returncode} during start-up "
-                    f"(log {self.log_path}); its last lines:\n{log_tail(self.log_path)}"
-                )
+            ended = self.exit_report()
+            if ended is not None:
+                raise ServerError(f"tritonserver ended during start-up: {ended}")
             if time.monotonic() > deadline:
                 raise ServerError(
                     f"tritonserver not ready after {self.config.ready_timeout_s:.0f} s "
                     f"(log {self.log_path}); its last lines:\n{log_tail(self.log_path)}"
                 )
             time.sleep(POLL_INTERVAL_S)
+
+    def exit_report(self) -> str | None:
+        """None while the server runs (or was never started); once it has ended on its own, how
+        (exit code or signal) and the last lines of its log."""
+        returncode = None if self._process is None else self._process.poll()
+        if returncode is None:
+            return None
+        how = f"killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exit code {returncode}"
+        return f"{how} (log {self.log_path}); its last lines:\n{log_tail(self.log_path)}"
 
     def _is_ready(self) -> bool:
         try:

@@ -19,7 +19,7 @@ from perf.plan import BATCH_MODEL, STREAM_MODEL
 from perf.server_stats import labels
 
 NS_PER_MS = 1e6
-DECODE_MODELS = {BATCH_MODEL: "padrec_decode", STREAM_MODEL: "padrec_decode_stream"}
+DECODE_MODELS = {BATCH_MODEL: "padrec_decode", STREAM_MODEL: STREAM_MODEL}  # the stream model decodes itself
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,24 @@ def loopback_config(repository: Path, log_dir: Path, **overrides: object) -> Ser
     )
 
 
+# Session-wide servers: a test that needs one learns at once, and in its own failure message, when
+# it has died (and how), rather than from a connection refused.
+SESSION_SERVERS = ("roundtrip_server", "recommend_server")
+
+
+@pytest.fixture(autouse=True)
+def session_servers_stay_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test whose session server died before it, and the test during which one died."""
+    servers = {name: request.getfixturevalue(name) for name in SESSION_SERVERS if name in request.fixturenames}
+    for name, server in servers.items():
+        if (ended := server.exit_report()) is not None:
+            pytest.fail(f"{name} had died before this test: tritonserver {ended}", pytrace=False)
+    yield
+    for name, server in servers.items():
+        if (ended := server.exit_report()) is not None:
+            pytest.fail(f"{name} died during this test: tritonserver {ended}", pytrace=False)
+
+
 @pytest.fixture
 def start_triton(tmp_path: Path) -> Iterator[Callable[..., TritonServer]]:
     """Factory: `start_triton(repository, **config_overrides)` returns a ready server.

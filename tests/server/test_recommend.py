@@ -173,6 +173,29 @@ def test_metrics_count_requests_rounds_and_draft_tokens(recommend_server, beauty
     assert 1 <= delta[4] < result["ROUNDS"][0, 0]  # every round but the prefill drafts
 
 
+def test_a_stream_the_client_cancels_ends_on_the_server(recommend_server, beauty_histories):
+    """The cancellation reaches the decoder, which ends the request: counted as cancelled, not
+    decoded to its end (an ensemble in between would keep it in flight for good)."""
+    cancelled = ("padrec_requests_total", 'model="recommend_stream",outcome="cancelled"')
+
+    def count() -> float:
+        return sum(v for k, v in metric_values(recommend_server, cancelled[0]).items() if cancelled[1] in k)
+
+    before = count()
+    responses: queue.Queue = queue.Queue()
+    with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
+        client.start_stream(callback=lambda result, error: responses.put((result, error)))
+        client.async_stream_infer("recommend_stream", [history_input(beauty_histories[4])],
+                                  parameters={"top_n": 50, "num_draft_tokens": 0})
+        result, error = responses.get(timeout=120)
+        assert error is None, error
+        client.stop_stream(cancel_requests=True)
+    deadline = time.monotonic() + 60
+    while count() == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert count() == before + 1
+
+
 def test_a_client_that_gives_up_frees_its_slot(recommend_server, beauty_histories):
     with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
         with pytest.raises(grpcclient.InferenceServerException) as error:

@@ -73,7 +73,7 @@ def test_server_dying_at_start_up_shows_its_log(private_repository):
     result = serve("--model-repository", repository, *free_ports_args())
     assert result.returncode == 1
     first_line, *log_lines = result.stderr.splitlines()
-    assert first_line.startswith("padrec serve: error: tritonserver exited with code 1 during start-up (log ")
+    assert first_line.startswith("padrec serve: error: tritonserver ended during start-up: exit code 1 (log ")
     assert any("raises_at_import: this model fails on purpose" in line for line in log_lines)
     assert TRACEBACK not in result.stderr
     assert processes_mentioning(str(repository)) == []

@@ -1,11 +1,15 @@
-"""`padrec_decode` and `padrec_decode_stream` (decoupled; this same file): the BLS decoder.
+"""`padrec_decode` and `recommend_stream` (decoupled; this same file): the BLS decoder.
 
-Parse each request (history indices, request parameters), hand the batch to
+Parse each request (history, request parameters), hand the batch to
 `padrec.serving.decoder.ServedDecoder` with the one thing it cannot do itself, calling the
-`target` and `draft_<drafter>` models (BLS), and build the responses. The streaming variant sends
-one response per item as the engine decides it, the last one flagged final. Each request's error is its
-own: INVALID_ARG for bad parameters, UNAVAILABLE when every cache slot is taken, CANCELLED when the
-client went away, INTERNAL when a model call failed.
+`target` and `draft_<drafter>` models (BLS), and build the responses. `padrec_decode` is the middle
+step of the `recommend` ensemble (internal item indices in and out); `recommend_stream` is served
+directly (external item IDs in and out) and sends one response per item as the engine decides it,
+the last one flagged final. It is not an ensemble because Triton 24.10's ensembles do not pass a
+client's cancellation on to a running step and never finish a cancelled stream (it stays in flight
+until the server is killed); served directly, the decoder sees the cancellation and ends the
+request. Each request's error is its own: INVALID_ARG for bad input, UNAVAILABLE when every cache
+slot is taken, CANCELLED when the client went away, INTERNAL when a model call failed.
 """
 
 import json
@@ -14,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from padrec.config import ServingConfig
+from padrec.config import ServingConfig, SplitConfig
 from padrec.decoding.interfaces import DecodeResult, InvalidRequest
+from padrec.serving.catalogue import ItemCatalogue
 from padrec.serving.decoder import ServedDecoder
 from padrec.serving.parameters import parse_request
 from padrec.serving.slots import PoolFull
@@ -30,8 +35,13 @@ class TritonPythonModel:
         serving = ServingConfig()
         # the two decoders share the target's and drafts' caches, so each has its own rows
         rows = range(serving.batch_slots, serving.target_slots) if self.streaming else range(serving.batch_slots)
-        self.decoder = ServedDecoder(Path(args["model_repository"]).parent, self._call, rows, serving)
+        repository = Path(args["model_repository"]).parent
+        self.decoder = ServedDecoder(repository, self._call, rows, serving)
         self.metrics = DecodeMetrics(config["name"])
+        # recommend_stream maps external item IDs itself; padrec_decode gets and gives internal indices
+        takes_ids = any(tensor["name"] == "HISTORY" for tensor in config["input"])
+        self.catalogue = ItemCatalogue.load(repository / "item_ids.json") if takes_ids else None
+        self.max_history = SplitConfig().max_history
 
     def execute(self, requests):
         parsed = [self._parse(request) for request in requests]
@@ -48,7 +58,7 @@ class TritonPythonModel:
             if len(result.items) >= parsed[i][0].request.top_n:
                 return
             try:
-                senders[i].send(pb_utils.InferenceResponse(output_tensors=outputs(result, parsed[i][1], last_only=True)))
+                senders[i].send(pb_utils.InferenceResponse(output_tensors=outputs(result, parsed[i][1], True, self.catalogue)))
                 sent[i] += 1
             except Exception:  # noqa: BLE001 - one lost client must not fail the batch
                 gone.add(i)
@@ -64,7 +74,7 @@ class TritonPythonModel:
             if isinstance(outcome, DecodeResult) and not outcome.cancelled:
                 unsent = self.streaming and sent[i] < len(outcome.items)
                 response = None if self.streaming and not unsent else pb_utils.InferenceResponse(
-                    output_tensors=outputs(outcome, parsed[i][1], last_only=self.streaming))
+                    output_tensors=outputs(outcome, parsed[i][1], self.streaming, self.catalogue))
             else:
                 response = pb_utils.InferenceResponse(error=as_triton_error(outcome))
             if self.streaming:
@@ -78,13 +88,16 @@ class TritonPythonModel:
     def _cancelled(outcome):
         return isinstance(outcome, DecodeResult) and outcome.cancelled
 
-    @staticmethod
-    def _parse(request):
+    def _parse(self, request):
         """(ServedRequest, history truncated) or the InvalidRequest saying what is wrong."""
-        history = pb_utils.get_input_tensor_by_name(request, "HISTORY_INDICES").as_numpy()
-        truncated = bool(pb_utils.get_input_tensor_by_name(request, "TRUNCATED").as_numpy().reshape(-1)[0])
         try:
-            return parse_request(history.reshape(-1).tolist(), json.loads(request.parameters())), truncated
+            if self.catalogue is None:
+                history = pb_utils.get_input_tensor_by_name(request, "HISTORY_INDICES").as_numpy().reshape(-1).tolist()
+                truncated = bool(pb_utils.get_input_tensor_by_name(request, "TRUNCATED").as_numpy().reshape(-1)[0])
+            else:
+                history, truncated = self.catalogue.history_tensor_to_indices(
+                    pb_utils.get_input_tensor_by_name(request, "HISTORY").as_numpy(), self.max_history)
+            return parse_request(history, json.loads(request.parameters())), truncated
         except InvalidRequest as error:
             return error
 
@@ -108,15 +121,18 @@ def close(sender, response):
         else:
             sender.send(response, flags=FINAL)
     except Exception as error:  # noqa: BLE001
-        pb_utils.Logger.log_warn(f"padrec_decode_stream: could not end a stream: {error}")
+        pb_utils.Logger.log_warn(f"recommend_stream: could not end a stream: {error}")
 
 
-def outputs(result, truncated, last_only=False):
-    """The response tensors of a result (batch dimension 1); `last_only`: just its newest item."""
+def outputs(result, truncated, last_only, catalogue):
+    """The response tensors of a result (batch dimension 1); `last_only`: just its newest item.
+    Items as internal indices, or as external IDs when there is a `catalogue` to map them."""
     items, scores = (result.items[-1:], result.scores[-1:]) if last_only else (result.items, result.scores)
+    indices = np.array([items], dtype=np.int64)
     stats = result.stats
     return [
-        pb_utils.Tensor("ITEM_INDICES", np.array([items], dtype=np.int64)),
+        pb_utils.Tensor("ITEM_INDICES", indices) if catalogue is None
+        else pb_utils.Tensor("ITEM_IDS", catalogue.ids_array(indices)),
         pb_utils.Tensor("SCORES", np.array([scores], dtype=np.float32)),
         pb_utils.Tensor("ROUNDS", np.array([[stats.rounds]], dtype=np.int64)),
         pb_utils.Tensor("DRAFTED", np.array([[stats.drafted]], dtype=np.int64)),

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from padrec.serving.catalogue import ItemCatalogue
@@ -16,7 +15,6 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             indices = pb_utils.get_input_tensor_by_name(request, "ITEM_INDICES").as_numpy()
-            ids = [[item.encode() for item in self.catalogue.to_ids(row.tolist())] for row in indices]
             responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("ITEM_IDS", np.array(ids, dtype=np.object_).reshape(indices.shape))]))
+                pb_utils.Tensor("ITEM_IDS", self.catalogue.ids_array(indices))]))
         return responses

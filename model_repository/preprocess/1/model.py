@@ -27,11 +27,8 @@ class TritonPythonModel:
     def _respond(self, request):
         history = pb_utils.get_input_tensor_by_name(request, "HISTORY").as_numpy()
         try:
-            if history.shape[0] != 1:
-                raise InvalidRequest(f"HISTORY must hold one history per request (shape [1, n]), got {list(history.shape)}")
-            items = [item.decode() if isinstance(item, bytes) else str(item) for item in history[0]]
-            indices, truncated = self.catalogue.to_indices(items, self.max_history)
-        except (InvalidRequest, UnicodeDecodeError) as error:
+            indices, truncated = self.catalogue.history_tensor_to_indices(history, self.max_history)
+        except InvalidRequest as error:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
         return pb_utils.InferenceResponse(output_tensors=[
             pb_utils.Tensor("HISTORY_INDICES", np.array([indices], dtype=np.int64)),
