@@ -147,10 +147,12 @@ def test_stream_sends_each_item_as_verified_and_matches_the_list(recommend_serve
     assert rounds == sorted(rounds) and rounds[-1] == whole["ROUNDS"][0, 0]  # running totals
 
 
-def metric_values(server, name: str) -> dict[str, float]:
+def metric_total(server, name: str, **labels: str) -> float:
+    """The sum of counter `name` over its series that carry all of `labels`."""
     text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith(name + "{")}
+    series = (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith(name + "{"))
+    return sum(float(value) for key, value in series
+               if all(f'{label}="{wanted}"' in key for label, wanted in labels.items()))
 
 
 def test_metrics_count_requests_rounds_and_draft_tokens(recommend_server, beauty_histories):
@@ -162,8 +164,7 @@ def test_metrics_count_requests_rounds_and_draft_tokens(recommend_server, beauty
                 ("padrec_draft_depth_total", {**padrec, "depth": "1", "fate": "reached"})]
 
     def snapshot() -> list[float]:
-        return [sum(v for k, v in metric_values(recommend_server, name).items()
-                    if all(f'{key}="{value}"' in k for key, value in labels.items())) for name, labels in counters]
+        return [metric_total(recommend_server, name, **labels) for name, labels in counters]
 
     before = snapshot()
     with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
@@ -176,10 +177,8 @@ def test_metrics_count_requests_rounds_and_draft_tokens(recommend_server, beauty
 def test_a_stream_the_client_cancels_ends_on_the_server(recommend_server, beauty_histories):
     """The cancellation reaches the decoder, which ends the request: counted as cancelled, not
     decoded to its end (an ensemble in between would keep it in flight for good)."""
-    cancelled = ("padrec_requests_total", 'model="recommend_stream",outcome="cancelled"')
-
     def count() -> float:
-        return sum(v for k, v in metric_values(recommend_server, cancelled[0]).items() if cancelled[1] in k)
+        return metric_total(recommend_server, "padrec_requests_total", model="recommend_stream", outcome="cancelled")
 
     before = count()
     responses: queue.Queue = queue.Queue()
