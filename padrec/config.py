@@ -182,8 +182,13 @@ class ServingConfig:
     model_threads: int = 1  # ONNX Runtime intra-op threads of the target and draft models
     # Under load a batched target forward is no longer nearly free for extra tokens, so drafting
     # stops paying: an engine batch of more than `load_threshold` requests decodes with at most
-    # `draft_tokens_under_load` draft tokens each (lossless either way; perf/REPORT.md measures it).
-    load_threshold: int = 8
+    # `draft_tokens_under_load` draft tokens each (lossless either way). Measured on a 2-core CPU
+    # (perf/REPORT.md as of commit c3d2cf0, "Under load", threshold 8): at concurrency 2, 4 and 8
+    # PAD-Rec's engine batches (2.0, 2.7, 4.1 requests) cost 181, 158 and 143 ms per request against
+    # plain's 175, 107 and 105, so only a lone request drafts. On a GPU, where extra verify tokens are
+    # nearly free, raise it to where that table shows speculation stop paying. A deployment sets
+    # both in the decode models' config.pbtxt (padrec.serving.parameters.serving_config).
+    load_threshold: int = 1
     draft_tokens_under_load: int = 0
 
     @property

@@ -29,9 +29,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe(triton_version: str) -> dict:
-    """CPU, cores, memory, versions, the code's commit and the served configuration."""
-    from padrec.config import ServingConfig
+def describe(triton_version: str, decode_model_config: dict) -> dict:
+    """CPU, cores, memory, versions, the code's commit and the served configuration (ServingConfig
+    with the decode model's config.pbtxt `parameters`, as the server reports its config)."""
+    from padrec.serving.parameters import serving_config
 
     memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                      if line.startswith("MemTotal"))
@@ -44,7 +45,7 @@ def describe(triton_version: str) -> dict:
         "versions": {"triton": triton_version, "perf_analyzer": _perf_analyzer_version(),
                      **{name: metadata.version(name) for name in PACKAGES}},
         "git": _git_state(),
-        "serving_config": dataclasses.asdict(ServingConfig()),
+        "serving_config": dataclasses.asdict(serving_config(decode_model_config.get("parameters", {}))),
     }
 
 

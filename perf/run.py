@@ -18,8 +18,9 @@ import tritonclient.grpc as grpcclient
 
 from padrec.server import ServerConfig, TritonServer
 from perf import analyzer, machine, server_stats
+from perf.breakdown import DECODE_MODELS
 from perf.inputs import test_histories, write_input_data
-from perf.plan import RunSpec, Settings, plan, warmups
+from perf.plan import BATCH_MODEL, RunSpec, Settings, plan, warmups
 
 RESULTS_FILE = "results.json"
 # A run's perf_analyzer gets this long per measured request before it counts as hung.
@@ -47,7 +48,8 @@ def benchmark(settings: Settings, endpoints: Endpoints, out_dir: Path, command: 
         "note": note,
         "started": _now(),
         "settings": dataclasses.asdict(settings),
-        "machine": machine.describe(client.get_server_metadata(as_json=True)["version"]),
+        "machine": machine.describe(client.get_server_metadata(as_json=True)["version"],
+                                    client.get_model_config(DECODE_MODELS[BATCH_MODEL], as_json=True)["config"]),
         "load_start": machine.load_average(),
         **(extra or {}),
         "runs": [],

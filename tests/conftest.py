@@ -156,6 +156,7 @@ def exported_tiny(tmp_path_factory: pytest.TempPathFactory) -> Exported:
 # Files `padrec export` writes into a model repository (the rest of model_repository/ is committed).
 EXPORTED_ENTRIES = ("target", "draft_*", "padrec_export.json", "semantic_ids.npz", "item_ids.json")
 SERVED_DATASET = "beauty"
+SERVED_LOAD_THRESHOLD = 8
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +171,11 @@ def served_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     ignore=shutil.ignore_patterns(*EXPORTED_ENTRIES, "__pycache__"))
     assert main(["export", "--dataset", SERVED_DATASET, "--backend", "python", "--out", str(out),
                  "--check-users", "3", "--json"]) == 0
+    # The tests send up to 8 requests at once and check that they were decoded speculatively, so
+    # batches of up to 8 must draft: the deployment setting, in the form a user would write it.
+    for decode_model in ("padrec_decode", "recommend_stream"):
+        with (out / decode_model / "config.pbtxt").open("a") as config:
+            config.write(f'parameters {{ key: "load_threshold" value {{ string_value: "{SERVED_LOAD_THRESHOLD}" }} }}\n')
     return out
 
 

@@ -10,7 +10,7 @@ from padrec.config import REPO_ROOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="folder of eval_*.json, bench_*.json, verify_*.json")
+    parser.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="folder of eval_*.json, bench_*.json, verify_*.json, draft_signals_*.json")
 
 
 def eval_table(reports: list[dict]) -> str:
@@ -85,6 +85,27 @@ def drafter_table(reports: list[dict], first: str = "padrec", second: str = "eag
     return "\n".join(rows) + f"\n\nDatasets where {first}'s tau is higher: {summary}."
 
 
+def signals_table(reports: list[dict]) -> str:
+    """PAD-Rec's position terms beside the fused input they are added to, and tau without them
+    (`padrec draft-signals`)."""
+    rows = ["| dataset | drafter | item coefficient | item term / fused input | step term / fused input (depth 1, 2, ...) | "
+            "embedding norms: item; step (at init) | k | tau | tau without the terms | differing lists |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    span = lambda xs: f"{min(xs):.2f}-{max(xs):.2f}"  # noqa: E731
+    for r in reports:
+        sizes, a = r["sizes"], r["acceptance"]
+        item, step = sizes.get("item"), sizes.get("step")
+        cells = [r["dataset"], r["drafter"],
+                 f"{item['coefficient']:.3f}" if item else "-",
+                 f"{item['share']:.3f}" if item else "-",
+                 " ".join(f"{x:.3f}" for x in step["share_by_depth"]) if step else "-",
+                 f"{span(item['embedding_norms']) if item else '-'}; {span(step['embedding_norms']) if step else '-'} "
+                 f"({sizes['embedding_init_norm']:.2f})",
+                 str(a["k"]), f"{a['tau_with_signals']:.3f}", f"{a['tau_without_signals']:.3f}", str(a["differing_lists"])]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def run(args: argparse.Namespace) -> int:
     evals = [json.loads(p.read_text()) for p in sorted(args.results.glob("eval_*.json"))]
     if evals:
@@ -96,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     verifications = [json.loads(p.read_text()) for p in sorted(args.results.glob("verify_*.json"))]
     if verifications:
         print("### Losslessness on test sets (`padrec verify`)\n\n" + verify_table(verifications) + "\n")
+    signals = [json.loads(p.read_text()) for p in sorted(args.results.glob("draft_signals_*.json"))]
+    if signals:
+        print("### What the PAD-Rec drafts make of their position terms (`padrec draft-signals`)\n\n"
+              + signals_table(signals) + "\n")
     for bench in benches:
         print("### Offline speculative decoding\n\n" + bench_table(bench) + "\n")
     return 0

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
     parser.add_argument("--out", type=Path, help="checkpoint path (default: artifacts/<dataset>/target.pt)")
+    parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
+                        help="start from this target's weights (fresh optimizer and schedule), e.g. to go on "
+                             "with a run that --max-minutes stopped")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch still)")
 
 
@@ -29,7 +32,17 @@ def run(args: argparse.Namespace) -> int:
     data = load_prepared(args.dataset, args.artifacts)
     config = with_overrides(TRAIN_PRESETS[args.preset], epochs=args.epochs, max_minutes=args.max_minutes,
                             threads=args.threads, seed=args.seed)
-    model, log = train_target(data, TARGET_PRESETS[args.preset], config, progress=not args.quiet)
+    init = None
+    if args.init_from is not None:
+        from padrec.models.target import Target
+
+        init = Target.load(args.init_from)
+    model, log = train_target(data, TARGET_PRESETS[args.preset], config, progress=not args.quiet, init=init)
+    if init is not None:
+        # the run that made the starting point, so the saved log tells the whole history
+        earlier = args.init_from.with_name(args.init_from.stem + "_train.json")
+        log["init_from"] = {"path": str(args.init_from),
+                            "log": json.loads(earlier.read_text()) if earlier.is_file() else None}
     out = args.out or data.paths.target
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out, {"dataset": args.dataset, "preset": args.preset})

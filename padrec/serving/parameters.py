@@ -1,8 +1,9 @@
-"""Per-request parameters (Triton request parameters) -> the engine's `DecodeRequest`."""
+"""Per-request parameters (Triton request parameters) -> the engine's `DecodeRequest`; and the
+deployment's load settings from a decode model's config.pbtxt `parameters`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from padrec.config import DecodeConfig, ServingConfig
 from padrec.decoding.interfaces import DecodeRequest, InvalidRequest
@@ -47,3 +48,24 @@ def parse_request(history: list[int], parameters: dict, serving: ServingConfig =
         seed=parameters.get("seed", decode.seed),
     )
     return ServedRequest(request, drafter)
+
+
+# ServingConfig fields a deployment may set in the decode models' config.pbtxt, as
+# `parameters { key: "load_threshold" value: { string_value: "4" } }`
+DEPLOYMENT_SETTINGS = ("load_threshold", "draft_tokens_under_load")
+
+
+def serving_config(model_parameters: dict, defaults: ServingConfig = ServingConfig()) -> ServingConfig:
+    """`defaults` with the load settings a model's config sets (Triton's JSON form of its
+    `parameters`: name -> {"string_value": text}). Anything else, or a value that is not an integer
+    >= 0, is an error: the model should fail to load rather than serve with a setting ignored."""
+    unknown = sorted(set(model_parameters) - set(DEPLOYMENT_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown model parameters {unknown}; known: {list(DEPLOYMENT_SETTINGS)}")
+    values = {}
+    for name, value in model_parameters.items():
+        text = value.get("string_value", "") if isinstance(value, dict) else ""
+        if not text.isdigit():
+            raise ValueError(f"model parameter {name} must be an integer >= 0, got {text!r}")
+        values[name] = int(text)
+    return replace(defaults, **values)

@@ -57,9 +57,11 @@ def validation_nll(model: Target, data: Prepared, max_users: int = 4000, tokens_
 
 
 def train_target(
-    data: Prepared, model_config: ModelConfig, config: TrainConfig, progress: bool = True
+    data: Prepared, model_config: ModelConfig, config: TrainConfig, progress: bool = True,
+    init: Target | None = None,
 ) -> tuple[Target, dict]:
-    """Train, keep the best epoch by validation NLL, return it and a log."""
+    """Train, keep the best epoch by validation NLL, return it and a log. `init`: a trained target to
+    start from instead of random weights (a warm restart: fresh optimizer, fresh schedule)."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
@@ -68,6 +70,11 @@ def train_target(
     if max(lengths) > model_config.max_seq_len:
         raise ValueError(f"training windows of {max(lengths)} tokens exceed max_seq_len {model_config.max_seq_len}")
     model = Target(model_config, data.sids.vocab_size)
+    if init is not None:
+        if init.config != model_config or init.vocab_size != data.sids.vocab_size:
+            raise ValueError(f"the initial checkpoint is a {init.config} model over {init.vocab_size} tokens; "
+                             f"this run trains a {model_config} model over {data.sids.vocab_size}")
+        model.load_state_dict(init.state_dict())
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optim = torch.optim.AdamW(
@@ -78,7 +85,7 @@ def train_target(
     total_steps = steps_per_epoch * config.epochs
     bf16 = use_bf16(config.bf16)
     log = {"model": asdict(model_config), "train": asdict(config), "bf16": bf16, "parameters": model.num_parameters(),
-           "train_tokens_per_epoch": int(sum(lengths)), "epochs": []}
+           "train_tokens_per_epoch": int(sum(lengths)), "warm_start": init is not None, "epochs": []}
     best_state, best_nll, step, started = None, float("inf"), 0, time.time()
     for epoch in range(config.epochs):
         model.train()

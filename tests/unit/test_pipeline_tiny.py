@@ -47,6 +47,14 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     assert log["best_epoch"] in (1, 2)
     capsys.readouterr()
 
+    # a warm restart starts from the checkpoint's weights and keeps the log of the run that made it
+    assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--epochs", "1", "--quiet",
+                 "--artifacts", str(art), "--init-from", str(art / "small" / "target.pt"),
+                 "--out", str(art / "small" / "target_warm.pt")]) == 0
+    warm = json.loads((art / "small" / "target_warm_train.json").read_text())
+    assert warm["warm_start"] and warm["init_from"]["log"]["epochs"] == log["epochs"]
+    assert warm["epochs"][0]["train_loss"] < losses[0]
+
     assert main(["eval", "--dataset", "small", "--json", "--artifacts", str(art), "--beam-users", "20"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["users"] == 60 and report["beam_search"]["users"] == 20
@@ -59,6 +67,14 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     assert main(["train-draft", "--dataset", "small", "--drafter", "padrec", "--users", "60", "--epochs", "1",
                  "--quiet", "--artifacts", str(art), "--cache", str(tmp_path / "distill")]) == 0
     assert Draft.load(art / "small" / "draft_padrec.pt").config == DRAFTERS["padrec"]
+    capsys.readouterr()
+
+    assert main(["draft-signals", "--dataset", "small", "--users", "8", "--k", "2", "--batch-size", "4",
+                 "--json", "--artifacts", str(art)]) == 0
+    signals = json.loads(capsys.readouterr().out)
+    assert signals["sizes"]["item"]["share"] > 0 and len(signals["sizes"]["step"]["share_by_depth"]) == 3
+    # both decoders are lossless, so their lists agree whatever the position terms do to acceptance
+    assert signals["acceptance"]["differing_lists"] == 0 and signals["acceptance"]["users"] == 8
 
     # with a schedule short enough for 60 users, agreement with the target's argmax grows at every depth
     data = load_prepared("small", art)

@@ -13,7 +13,7 @@ from padrec.decoding.onnx_draft import OnnxDraft
 from padrec.decoding.onnx_target import OnnxTarget
 from padrec.serving.catalogue import ItemCatalogue
 from padrec.serving.decoder import ServedDecoder
-from padrec.serving.parameters import ServedRequest, parse_request
+from padrec.serving.parameters import ServedRequest, parse_request, serving_config
 from padrec.serving.services import DraftService, TargetService
 from padrec.serving.slots import PoolFull, SlotPool
 
@@ -43,6 +43,18 @@ def test_parameters_get_defaults_and_reject_unknown_names_and_wrong_types():
                                 ({"drafter": "medusa"}, "drafter must be one of"), ({"seed": -1}, "seed must be")]:
         with pytest.raises(InvalidRequest, match=message):
             parse_request([1], parameters)
+
+
+def test_deployment_load_settings_come_from_the_model_config_parameters():
+    assert serving_config({}) == ServingConfig()
+    serving = serving_config({"load_threshold": {"string_value": "6"}, "draft_tokens_under_load": {"string_value": "2"}})
+    assert (serving.load_threshold, serving.draft_tokens_under_load) == (6, 2)
+    assert serving.batch_slots == ServingConfig().batch_slots
+    for parameters, message in [({"load_treshold": {"string_value": "6"}}, "unknown model parameters"),
+                                ({"load_threshold": {"string_value": "-1"}}, "integer >= 0"),
+                                ({"load_threshold": {"string_value": "four"}}, "integer >= 0")]:
+        with pytest.raises(ValueError, match=message):
+            serving_config(parameters)
 
 
 def test_slot_pool_is_bounded_and_refuses_double_release():
@@ -109,7 +121,8 @@ def test_each_request_fails_alone_and_slots_always_come_back(exported_tiny, serv
             raise RuntimeError("draft_eagle: model unavailable")
         return direct_call(services)(model, inputs, output_names)
 
-    served = ServedDecoder(exported_tiny.repository, failing, range(2))
+    # a threshold of 2: both requests of the batch draft, so the eagle one calls its draft model
+    served = ServedDecoder(exported_tiny.repository, failing, range(2), ServingConfig(load_threshold=2))
     eagle = ServedRequest(DecodeRequest((3,), top_n=3, num_draft_tokens=2), "eagle")
     ok, failed = served.decode([good, eagle])
     assert isinstance(ok, DecodeResult) and isinstance(failed, RuntimeError)

@@ -47,3 +47,17 @@ def test_tables_compare_drafters_and_render_lossless_checks(tmp_path, capsys):
     assert "| a | torch | 4 | 2.600 | 2.500 | yes |" in out and "| b | torch | 4 | 2.900 | 3.000 | no |" in out
     assert "Datasets where padrec's tau is higher: k=4: 1 of 2." in out
     assert "| a | 500 (900) | padrec | 4 | 2.61 | 498 | 2 | 0 |" in out
+
+
+def test_tables_render_what_the_drafts_make_of_their_position_terms(tmp_path, capsys):
+    (tmp_path / "draft_signals_a.json").write_text(json.dumps({
+        "dataset": "a", "drafter": "padrec",
+        "sizes": {"pairs": 10, "fused_input_norm": 6.0, "embedding_init_norm": 0.32,
+                  "item": {"coefficient": 0.11, "norm": 0.036, "share": 0.006, "embedding_norms": [0.31, 0.36]},
+                  "step": {"norm_by_depth": [0.15, 0.16], "share_by_depth": [0.025, 0.027],
+                           "embedding_norms": [0.29, 0.35, 0.3]}},
+        "acceptance": {"k": 4, "users": 200, "tau_with_signals": 3.7, "tau_without_signals": 3.65,
+                       "differing_lists": 0}}))
+    assert main(["tables", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| a | padrec | 0.110 | 0.006 | 0.025 0.027 | 0.31-0.36; 0.29-0.35 (0.32) | 4 | 3.700 | 3.650 | 0 |" in out

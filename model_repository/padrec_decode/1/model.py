@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from padrec.config import ServingConfig, SplitConfig
+from padrec.config import SplitConfig
 from padrec.decoding.interfaces import DecodeResult, InvalidRequest
 from padrec.serving.catalogue import ItemCatalogue
 from padrec.serving.decoder import ServedDecoder
-from padrec.serving.parameters import parse_request
+from padrec.serving.parameters import parse_request, serving_config
 from padrec.serving.slots import PoolFull
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -32,7 +32,7 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.streaming = pb_utils.using_decoupled_model_transaction_policy(config)
-        serving = ServingConfig()
+        serving = serving_config(config.get("parameters", {}))
         # the two decoders share the target's and drafts' caches, so each has its own rows
         rows = range(serving.batch_slots, serving.target_slots) if self.streaming else range(serving.batch_slots)
         repository = Path(args["model_repository"]).parent

@@ -1,0 +1,55 @@
+"""`padrec draft-signals`: how much a trained PAD-Rec draft uses its item- and step-position terms."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from padrec.commands import emit_report, load_drafts
+from padrec.config import ARTIFACTS_DIR
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--drafter", default="padrec", help="a draft with position terms (padrec, item-only, step-only)")
+    parser.add_argument("--users", type=int, default=200, help="first N test users")
+    parser.add_argument("--k", type=int, default=4, help="draft tokens per round of the tau comparison")
+    parser.add_argument("--batch-size", type=int, default=32, help="users per engine batch")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the JSON report here")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from padrec.artifacts import load_prepared
+    from padrec.decoding.constraints import ItemTrie
+    from padrec.draft_signals import signal_sizes, tau_without_signals
+    from padrec.models.target import Target
+
+    torch.set_num_threads(args.threads)
+    data = load_prepared(args.dataset, args.artifacts)
+    drafts = load_drafts(data, args.drafter, args.dataset)
+    if drafts is None:
+        return 2
+    draft, target, trie = drafts[args.drafter], Target.load(data.paths.target), ItemTrie(data.sids)
+    examples = data.split.test[: args.users]
+    try:
+        sizes = signal_sizes(draft, target, trie, examples)
+    except ValueError as error:
+        print(f"error: {args.drafter}: {error}")
+        return 2
+    report = {"dataset": args.dataset, "drafter": args.drafter, "sizes": sizes,
+              "acceptance": tau_without_signals(draft, target, trie, examples, args.k, args.batch_size,
+                                                progress=not args.json)}
+    emit_report(report, args.out, args.json)
+    if not args.json:
+        a = report["acceptance"]
+        shares = [f"item {sizes['item']['share']:.3f}"] if "item" in sizes else []
+        shares += [f"step@{d} {s:.3f}" for d, s in enumerate(sizes.get("step", {}).get("share_by_depth", []), 1)]
+        print(f"{args.dataset} {args.drafter}: share of the fused input: {', '.join(shares)}; "
+              f"tau k={a['k']} with {a['tau_with_signals']:.3f}, without {a['tau_without_signals']:.3f} "
+              f"({a['differing_lists']} differing lists)")
+    return 0
