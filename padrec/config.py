@@ -82,6 +82,11 @@ class DraftConfig:
     step_depths: int = 3
     n_layers: int = 1
     item_coefficient_init: float = 0.1
+    # std of the item- and step-position embeddings at initialisation (every other weight: 0.02).
+    # At 0.02 and a coefficient of 0.1 the two terms start at 0.6% and 3% of the fused input's norm
+    # and stay there; at 0.1 and 1.0 they start at about a quarter and the draft comes to rely on
+    # them, with the same tau (results/README.md, "What the PAD-Rec drafts make of their position terms").
+    position_init_std: float = 0.02
 
 
 DRAFTERS: dict[str, DraftConfig] = {

@@ -27,9 +27,6 @@ from padrec.models.target import Target
 from padrec.semantic_ids import BOS
 from padrec.verification import decode_all
 
-INIT_STD = 0.02  # Draft.__init__ draws every embedding from N(0, INIT_STD^2)
-
-
 def without_position_signals(draft: Draft) -> Draft:
     """The same draft with its item- and step-position terms left out (the EAGLE-style code path)."""
     config = replace(draft.config, item_position=False, step_position=False)
@@ -44,7 +41,7 @@ def signal_sizes(draft: Draft, target: Target, trie: ItemTrie, examples: list[Ex
     """Mean L2 norms, over the depth-1 pairs of the examples' histories, of the fused input
     fc([embed(x); f]) and of each position term added to it (the step term at every trained depth),
     with each term's share of the fused input's norm; and the embeddings' norms beside the norm
-    they had at initialisation (sqrt(d) * INIT_STD), which shows whether training moved them."""
+    they had at initialisation (sqrt(d) * std), which shows whether training moved them."""
     if not (draft.config.item_position or draft.config.step_position):
         raise ValueError("this draft has no position signals (an EAGLE-style draft)")
     next_slot = torch.from_numpy(next_slot_table(trie.sids))
@@ -61,8 +58,10 @@ def signal_sizes(draft: Draft, target: Target, trie: ItemTrie, examples: list[Ex
             for depth in steps:
                 steps[depth].append((gate * draft.step_embedding.weight[depth]).norm(dim=-1))
     base_norm = float(torch.cat(base, dim=1).mean())
-    init_norm = float(np.sqrt(draft.target_config.d_model) * INIT_STD)
+    init_norm = float(np.sqrt(draft.target_config.d_model) * draft.config.position_init_std)
     report = {"pairs": int(sum(b.numel() for b in base)), "fused_input_norm": base_norm,
+              "init": {"item_coefficient": draft.config.item_coefficient_init,
+                       "embedding_std": draft.config.position_init_std},
               "embedding_init_norm": init_norm}
     if draft.config.item_position:
         norm = float(torch.cat(item, dim=1).mean())

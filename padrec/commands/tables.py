@@ -88,14 +88,15 @@ def drafter_table(reports: list[dict], first: str = "padrec", second: str = "eag
 def signals_table(reports: list[dict]) -> str:
     """PAD-Rec's position terms beside the fused input they are added to, and tau without them
     (`padrec draft-signals`)."""
-    rows = ["| dataset | drafter | item coefficient | item term / fused input | step term / fused input (depth 1, 2, ...) | "
+    rows = ["| dataset | drafter | init: coefficient, std | item coefficient | item term / fused input | step term / fused input (depth 1, 2, ...) | "
             "embedding norms: item; step (at init) | k | tau | tau without the terms | differing lists |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     span = lambda xs: f"{min(xs):.2f}-{max(xs):.2f}"  # noqa: E731
     for r in reports:
         sizes, a = r["sizes"], r["acceptance"]
         item, step = sizes.get("item"), sizes.get("step")
-        cells = [r["dataset"], r["drafter"],
+        init = sizes["init"]
+        cells = [r["dataset"], r["drafter"], f"{init['item_coefficient']:g}, {init['embedding_std']:g}",
                  f"{item['coefficient']:.3f}" if item else "-",
                  f"{item['share']:.3f}" if item else "-",
                  " ".join(f"{x:.3f}" for x in step["share_by_depth"]) if step else "-",

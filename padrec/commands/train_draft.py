@@ -18,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--token-weight", type=float,
                         help="weight of the token loss (against the target's distribution) beside the feature loss")
+    parser.add_argument("--item-coefficient-init", type=float,
+                        help="PAD-Rec's item-position coefficient at initialisation (DraftConfig)")
+    parser.add_argument("--position-init-std", type=float,
+                        help="std of the item- and step-position embeddings at initialisation (DraftConfig)")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
     parser.add_argument("--cache", type=Path, default=REPO_ROOT / ".cache" / "distill",
                         help="where the distillation data is kept between runs")
@@ -47,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     feats = target_features(target, seqs)
     names = sorted(DRAFTERS) if args.drafter == "all" else [args.drafter]
     for name in names:
-        draft, log = train_draft(target, data, DRAFTERS[name], config, seqs, feats, progress=not args.quiet)
+        draft_config = with_overrides(DRAFTERS[name], item_coefficient_init=args.item_coefficient_init,
+                                      position_init_std=args.position_init_std)
+        draft, log = train_draft(target, data, draft_config, config, seqs, feats, progress=not args.quiet)
         out = data.paths.draft(name)
         draft.save(out, {"dataset": args.dataset, "drafter": name})
         out.with_name(out.stem + "_train.json").write_text(json.dumps(log, indent=1) + "\n")

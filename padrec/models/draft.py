@@ -61,9 +61,10 @@ class Draft(nn.Module):
         cos, sin = rope_tables(target_config.max_seq_len + 64, target_config.head_dim, target_config.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
-        for module in self.modules():
+        for name, module in self.named_modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=0.02)
+                position = name in ("item_embedding", "step_embedding")
+                nn.init.normal_(module.weight, std=config.position_init_std if position else 0.02)
 
     @classmethod
     def from_target(cls, config: DraftConfig, target: Target, num_slots: int) -> "Draft":

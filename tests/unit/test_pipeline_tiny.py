@@ -2,6 +2,7 @@
 distil a draft from it."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -54,6 +55,7 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     warm = json.loads((art / "small" / "target_warm_train.json").read_text())
     assert warm["warm_start"] and warm["init_from"]["log"]["epochs"] == log["epochs"]
     assert warm["epochs"][0]["train_loss"] < losses[0]
+    capsys.readouterr()
 
     assert main(["eval", "--dataset", "small", "--json", "--artifacts", str(art), "--beam-users", "20"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -65,8 +67,10 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
         assert report[part]["ndcg@10"] <= report[part]["recall@10"]
 
     assert main(["train-draft", "--dataset", "small", "--drafter", "padrec", "--users", "60", "--epochs", "1",
-                 "--quiet", "--artifacts", str(art), "--cache", str(tmp_path / "distill")]) == 0
-    assert Draft.load(art / "small" / "draft_padrec.pt").config == DRAFTERS["padrec"]
+                 "--quiet", "--artifacts", str(art), "--cache", str(tmp_path / "distill"),
+                 "--item-coefficient-init", "1.0", "--position-init-std", "0.1"]) == 0
+    assert Draft.load(art / "small" / "draft_padrec.pt").config == replace(
+        DRAFTERS["padrec"], item_coefficient_init=1.0, position_init_std=0.1)
     capsys.readouterr()
 
     assert main(["draft-signals", "--dataset", "small", "--users", "8", "--k", "2", "--batch-size", "4",

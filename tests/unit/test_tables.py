@@ -53,6 +53,7 @@ def test_tables_render_what_the_drafts_make_of_their_position_terms(tmp_path, ca
     (tmp_path / "draft_signals_a.json").write_text(json.dumps({
         "dataset": "a", "drafter": "padrec",
         "sizes": {"pairs": 10, "fused_input_norm": 6.0, "embedding_init_norm": 0.32,
+                  "init": {"item_coefficient": 0.1, "embedding_std": 0.02},
                   "item": {"coefficient": 0.11, "norm": 0.036, "share": 0.006, "embedding_norms": [0.31, 0.36]},
                   "step": {"norm_by_depth": [0.15, 0.16], "share_by_depth": [0.025, 0.027],
                            "embedding_norms": [0.29, 0.35, 0.3]}},
@@ -60,4 +61,4 @@ def test_tables_render_what_the_drafts_make_of_their_position_terms(tmp_path, ca
                        "differing_lists": 0}}))
     assert main(["tables", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| a | padrec | 0.110 | 0.006 | 0.025 0.027 | 0.31-0.36; 0.29-0.35 (0.32) | 4 | 3.700 | 3.650 | 0 |" in out
+    assert "| a | padrec | 0.1, 0.02 | 0.110 | 0.006 | 0.025 0.027 | 0.31-0.36; 0.29-0.35 (0.32) | 4 | 3.700 | 3.650 | 0 |" in out
