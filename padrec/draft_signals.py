@@ -27,6 +27,7 @@ from padrec.models.target import Target
 from padrec.semantic_ids import BOS
 from padrec.verification import decode_all
 
+
 def without_position_signals(draft: Draft) -> Draft:
     """The same draft with its item- and step-position terms left out (the EAGLE-style code path)."""
     config = replace(draft.config, item_position=False, step_position=False)

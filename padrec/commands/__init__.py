@@ -7,6 +7,16 @@ import sys
 from pathlib import Path
 
 
+def add_report_arguments(parser) -> None:
+    """`--artifacts`, `--json` and `--out`: where a report command reads models, and where its
+    report goes (what `emit_report` takes)."""
+    from padrec.config import ARTIFACTS_DIR
+
+    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the JSON report here")
+
+
 def emit_report(report: dict, out: Path | None, as_json: bool) -> None:
     """Write a command's JSON report to `out` (if given) and print it when asked for JSON."""
     text = json.dumps(report, indent=1)

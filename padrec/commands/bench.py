@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from padrec.commands import emit_report, load_drafts
-from padrec.config import ARTIFACTS_DIR, DRAFTERS, REPO_ROOT
+from padrec.commands import add_report_arguments, emit_report, load_drafts
+from padrec.config import DRAFTERS, REPO_ROOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,9 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (1: batch-1 latency)")
     parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                         help="run target and drafts on torch eager or on their exported ONNX graphs")
-    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--out", type=Path, help="also write the JSON report here")
+    add_report_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

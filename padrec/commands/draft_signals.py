@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from padrec.commands import emit_report, load_drafts
-from padrec.config import ARTIFACTS_DIR
+from padrec.commands import add_report_arguments, emit_report, load_drafts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,9 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=4, help="draft tokens per round of the tau comparison")
     parser.add_argument("--batch-size", type=int, default=32, help="users per engine batch")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--out", type=Path, help="also write the JSON report here")
+    add_report_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
