@@ -118,20 +118,20 @@ def onnx_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: 
     from padrec.decoding.onnx_draft import OnnxDraft
     from padrec.decoding.onnx_target import OnnxTarget
     from padrec.export.graphs import DraftGraph, TargetGraph
-    from padrec.export.onnx_files import export_graph
+    from padrec.export.onnx_files import export_graphs
 
     workdir.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
-    target_path = workdir / "target.onnx"
-    export_graph(TargetGraph(target).eval(), target_path)
+    graphs = {"target": TargetGraph(target).eval()} | {
+        f"draft_{name}_k{k}": DraftGraph(draft, trie, k, forced_room).eval() for name, draft in drafts.items() for k in ks}
+    paths = {name: workdir / f"{name}.onnx" for name in graphs}
+    export_graphs(graphs, paths)
     max_len = target.config.max_seq_len
-    decoders = {("plain", 0): ListDecoder(trie, OnnxTarget(target_path, 1, threads), max_len)}
-    for name, draft in drafts.items():
+    decoders = {("plain", 0): ListDecoder(trie, OnnxTarget(paths["target"], 1, threads), max_len)}
+    for name in drafts:
         for k in ks:
-            path = workdir / f"draft_{name}_k{k}.onnx"
-            export_graph(DraftGraph(draft, trie, k, forced_room).eval(), path)
-            decoders[(name, k)] = ListDecoder(trie, OnnxTarget(target_path, 1, threads), max_len,
-                                              proposer=OnnxDraft(path, 1, threads))
+            decoders[(name, k)] = ListDecoder(trie, OnnxTarget(paths["target"], 1, threads), max_len,
+                                              proposer=OnnxDraft(paths[f"draft_{name}_k{k}"], 1, threads))
     return decoders
 
 

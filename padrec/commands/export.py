@@ -77,7 +77,7 @@ def _export(args: argparse.Namespace, trt) -> int:
     from padrec.decoding.constraints import ItemTrie
     from padrec.export.checks import run_checks
     from padrec.export.graphs import DraftGraph, TargetGraph
-    from padrec.export.onnx_files import OPSET, export_graph
+    from padrec.export.onnx_files import OPSET, export_graphs
     from padrec.export.repository import MANIFEST, TARGET_MODEL, draft_model_name, graph_io, install, staging, write_model
     from padrec.export.tensorrt import build_engine, dim_ranges, profile_shapes
     from padrec.models.draft import Draft
@@ -100,8 +100,7 @@ def _export(args: argparse.Namespace, trt) -> int:
 
     with staging(out) as scratch:
         onnx_files = {name: scratch / f"{name}.onnx" for name in graphs}
-        for name, graph in graphs.items():
-            export_graph(graph, onnx_files[name])
+        export_graphs(graphs, onnx_files)
         checks = {}
         for drafter in args.drafters:
             name = draft_model_name(drafter)
