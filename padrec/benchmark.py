@@ -122,17 +122,16 @@ def onnx_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: 
 
     workdir.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
-    graphs = {"target": TargetGraph(target).eval()} | {
-        f"draft_{name}_k{k}": DraftGraph(draft, trie, k, forced_room).eval() for name, draft in drafts.items() for k in ks}
-    paths = {name: workdir / f"{name}.onnx" for name in graphs}
+    # keyed like the decoders: ("plain", 0) is the target's graph, (drafter, k) a draft graph
+    graphs = {("plain", 0): TargetGraph(target).eval()} | {
+        (name, k): DraftGraph(draft, trie, k, forced_room).eval() for name, draft in drafts.items() for k in ks}
+    paths = {key: workdir / ("target.onnx" if key == ("plain", 0) else f"draft_{key[0]}_k{key[1]}.onnx")
+             for key in graphs}
     export_graphs(graphs, paths)
     max_len = target.config.max_seq_len
-    decoders = {("plain", 0): ListDecoder(trie, OnnxTarget(paths["target"], 1, threads), max_len)}
-    for name in drafts:
-        for k in ks:
-            decoders[(name, k)] = ListDecoder(trie, OnnxTarget(paths["target"], 1, threads), max_len,
-                                              proposer=OnnxDraft(paths[f"draft_{name}_k{k}"], 1, threads))
-    return decoders
+    return {key: ListDecoder(trie, OnnxTarget(paths[("plain", 0)], 1, threads), max_len,
+                             proposer=None if key == ("plain", 0) else OnnxDraft(paths[key], 1, threads))
+            for key in graphs}
 
 
 def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example],

@@ -52,9 +52,10 @@ def export_graph(graph: TargetGraph | DraftGraph, path: Path) -> None:
     program.save(str(path))
 
 
-def export_graphs(graphs: dict[str, TargetGraph | DraftGraph], paths: dict[str, Path], workers: int | None = None) -> None:
-    """`export_graph` for each graph, in up to `workers` processes (default: one per CPU core this
-    process may use).
+def export_graphs(graphs: dict[object, TargetGraph | DraftGraph], paths: dict[object, Path],
+                  workers: int | None = None) -> None:
+    """`export_graph` for each graph, to the path under the same key, in up to `workers` processes
+    (default: one per CPU core this process may use).
 
     Exporting is mostly single-threaded Python (tracing, decomposition, the ONNX optimizer), so
     graphs exported side by side take about the time of the slowest one instead of their sum.
