@@ -28,14 +28,16 @@ NEAR_TIE_GAP = 1e-4
 
 @torch.inference_mode()
 def divergence_gap(target: Target, trie: ItemTrie, history: list[int], plain: list[int], other: list[int]) -> float:
-    """Top-2 logit gap (among allowed tokens) at the first step where two token lists differ."""
+    """Top-2 gap of the scores greedy decoding compares (allowed tokens' logits, plus the trie's prior)
+    at the first step where two token lists differ."""
     step = next(i for i, (a, b) in enumerate(zip(plain, other)) if a != b)
     constraint = ListConstraint(trie, history)
     for token in plain[:step]:
         constraint.advance(token)
     context = [BOS] + trie.sids.encode_items(history) + plain[:step]
     logits = target(torch.tensor([context])).logits[0, -1].numpy()[constraint.allowed()]
-    top2 = np.sort(logits)[-2:]
+    prior = constraint.prior()
+    top2 = np.sort(logits if prior is None else logits + prior)[-2:]
     return float(top2[1] - top2[0]) if len(top2) == 2 else float("inf")
 
 

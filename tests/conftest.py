@@ -104,6 +104,9 @@ class Exported:
 # The draft graph of `exported_tiny` has room for every forced run of its catalogue's items (4 after
 # a first code), so its proposals equal TorchDraft's in every round.
 EXPORT_DRAFT_TOKENS, EXPORT_FORCED_ROOM = 3, 4
+# The tiny export decodes with a prefix-size prior (the served Beauty repository without one), so
+# graphs, engine and served decoder are tested both ways.
+EXPORT_PREFIX_SIZE_PENALTY = 0.5
 
 
 @pytest.fixture(scope="session")
@@ -146,11 +149,12 @@ def exported_tiny(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     repository = root / "repository"
     status = main(["export", "--dataset", "tiny", "--backend", "python", "--artifacts", str(art), "--out",
                    str(repository), "--check-users", "10", "--draft-tokens", str(EXPORT_DRAFT_TOKENS),
-                   "--forced-room", str(EXPORT_FORCED_ROOM), "--json"])
+                   "--forced-room", str(EXPORT_FORCED_ROOM), "--prefix-size-penalty", str(EXPORT_PREFIX_SIZE_PENALTY),
+                   "--json"])
     assert status == 0
     return Exported(art, repository, json.loads((repository / "padrec_export.json").read_text()),
                     Target.load(art / "tiny" / "target.pt"), Draft.load(art / "tiny" / "draft_padrec.pt"),
-                    ItemTrie(sids))
+                    ItemTrie(sids, EXPORT_PREFIX_SIZE_PENALTY))
 
 
 # Files `padrec export` writes into a model repository (the rest of model_repository/ is committed).

@@ -17,6 +17,15 @@ def add_report_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
 
 
+def add_prior_argument(parser) -> None:
+    """`--prefix-size-penalty`: the beta of the trie's prefix-size prior (`DecodeConfig`)."""
+    from padrec.config import DecodeConfig
+
+    parser.add_argument("--prefix-size-penalty", type=float, default=DecodeConfig.prefix_size_penalty,
+                        metavar="BETA", help="lower each code token's score by BETA x log(items below its prefix) "
+                                             "(default %(default)s; 0 = the target's own distribution)")
+
+
 def emit_report(report: dict, out: Path | None, as_json: bool) -> None:
     """Write a command's JSON report to `out` (if given) and print it when asked for JSON."""
     text = json.dumps(report, indent=1)

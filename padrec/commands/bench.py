@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from padrec.commands import add_report_arguments, emit_report, load_drafts
+from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_drafts
 from padrec.config import DRAFTERS, REPO_ROOT
 
 
@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (1: batch-1 latency)")
     parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                         help="run target and drafts on torch eager or on their exported ONNX graphs")
+    add_prior_argument(parser)
     add_report_arguments(parser)
 
 
@@ -33,10 +34,11 @@ def run(args: argparse.Namespace) -> int:
     if drafts is None:
         return 2
     ks = [int(k) for k in args.k.split(",")]
-    report = run_benchmark(Target.load(data.paths.target), drafts, ItemTrie(data.sids),
+    report = run_benchmark(Target.load(data.paths.target), drafts, ItemTrie(data.sids, args.prefix_size_penalty),
                            data.split.test[: args.users], ks, progress=not args.json, runtime=args.runtime,
                            workdir=REPO_ROOT / ".cache" / "bench" / args.dataset)
     report["dataset"] = args.dataset
+    report["prefix_size_penalty"] = args.prefix_size_penalty
     emit_report(report, args.out, args.json)
     if not args.json:
         p = report["plain"]

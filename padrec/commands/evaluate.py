@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from padrec.commands import emit_report
+from padrec.commands import add_prior_argument, emit_report
 from padrec.config import ARTIFACTS_DIR
 
 
@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--include-history", action="store_true", help="allow items from the user's history")
+    add_prior_argument(parser)
     parser.add_argument("--checkpoint", type=Path, help="default: artifacts/<dataset>/target.pt")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
     parser.add_argument("--threads", type=int, default=2)
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     model = Target.load(checkpoint)
-    trie = ItemTrie(data.sids)
+    trie = ItemTrie(data.sids, args.prefix_size_penalty)
     examples = getattr(data.split, args.split)[: args.users]
     targets = [e.target for e in examples]
     exclude = not args.include_history
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = {"dataset": args.dataset, "split": args.split, "users": len(examples), "top_n": args.top_n,
               "checkpoint": str(checkpoint), "decoding": {"temperature": args.temperature, "top_p": args.top_p,
-                                                          "seed": args.seed, "exclude_history": exclude}}
+                                                          "seed": args.seed, "exclude_history": exclude,
+                                                          "prefix_size_penalty": args.prefix_size_penalty}}
     started = time.time()
     lists = generated_lists(model, trie, examples, args.top_n, progress=progress, exclude_history=exclude,
                             temperature=args.temperature, top_p=args.top_p, seed=args.seed)

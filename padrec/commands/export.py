@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from padrec.commands import emit_report
+from padrec.commands import add_prior_argument, emit_report
 from padrec.config import ARTIFACTS_DIR, DRAFTERS, REPO_ROOT, ServingConfig
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (checks and models)")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
     parser.add_argument("--json", action="store_true", help="print the manifest (with the check report) as JSON")
+    add_prior_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +92,7 @@ def _export(args: argparse.Namespace, trt) -> int:
             print(f"error: no {name} checkpoint at {path} (run `padrec {command} --dataset {args.dataset}`)",
                   file=sys.stderr)
             return 2
-    trie = ItemTrie(data.sids)
+    trie = ItemTrie(data.sids, args.prefix_size_penalty)
     target = Target.load(sources[TARGET_MODEL])
     graphs = {TARGET_MODEL: TargetGraph(target).eval()} | {
         draft_model_name(d): DraftGraph(Draft.load(sources[draft_model_name(d)]), trie, args.draft_tokens,
@@ -111,7 +112,8 @@ def _export(args: argparse.Namespace, trt) -> int:
             "dataset": args.dataset, "drafters": args.drafters, "backend": args.backend, "fp16": args.fp16,
             "sources": {name: {"path": str(path), "sha256": _sha256(path)} for name, path in sources.items()},
             "graphs": {"opset": OPSET, "max_seq_len": target.config.max_seq_len,
-                       "draft_tokens": args.draft_tokens, "forced_room": args.forced_room},
+                       "draft_tokens": args.draft_tokens, "forced_room": args.forced_room,
+                       "prefix_size_penalty": args.prefix_size_penalty},
             "checks": {drafter: report.as_dict() for drafter, report in checks.items()},
         }
         failures = [f"{drafter}: {failure}" for drafter, report in checks.items() for failure in report.failures]

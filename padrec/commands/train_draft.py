@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from padrec.commands import add_prior_argument
 from padrec.config import ARTIFACTS_DIR, DRAFTERS, REPO_ROOT
 
 
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=REPO_ROOT / ".cache" / "distill",
                         help="where the distillation data is kept between runs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch still)")
+    add_prior_argument(parser)  # the lists the draft learns from are decoded with it
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,11 +43,13 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(config.threads)
     data = load_prepared(args.dataset, args.artifacts)
     target = Target.load(data.paths.target)
-    cache = args.cache / f"{args.dataset}_{config.distill_users}_{config.seed}.pt"
+    prior = f"_prior{args.prefix_size_penalty:g}" if args.prefix_size_penalty else ""
+    cache = args.cache / f"{args.dataset}_{config.distill_users}_{config.seed}{prior}.pt"
     if cache.is_file() and cache.stat().st_mtime > data.paths.target.stat().st_mtime:
         seqs = [s.numpy() for s in torch.load(cache, weights_only=True)]
     else:
-        seqs = distillation_sequences(target, data, config.distill_users, seed=config.seed, progress=not args.quiet)
+        seqs = distillation_sequences(target, data, config.distill_users, seed=config.seed, progress=not args.quiet,
+                                      prefix_size_penalty=args.prefix_size_penalty)
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save([torch.from_numpy(s) for s in seqs], cache)
     feats = target_features(target, seqs)
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         draft, log = train_draft(target, data, draft_config, config, seqs, feats, progress=not args.quiet)
         out = data.paths.draft(name)
         draft.save(out, {"dataset": args.dataset, "drafter": name})
+        log["distilled_with_prefix_size_penalty"] = args.prefix_size_penalty
         out.with_name(out.stem + "_train.json").write_text(json.dumps(log, indent=1) + "\n")
         print(f"saved {out}: next-token accuracy by unrolled step {log['epochs'][-1]['accuracy_by_step']}")
     return 0

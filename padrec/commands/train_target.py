@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--shuffle-tail-items", type=int, metavar="N",
+                        help="each epoch, shuffle the last N items of every training window (TrainConfig)")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
     parser.add_argument("--out", type=Path, help="checkpoint path (default: artifacts/<dataset>/target.pt)")
     parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     data = load_prepared(args.dataset, args.artifacts)
     config = with_overrides(TRAIN_PRESETS[args.preset], epochs=args.epochs, max_minutes=args.max_minutes,
-                            threads=args.threads, seed=args.seed)
+                            threads=args.threads, seed=args.seed, shuffle_tail_items=args.shuffle_tail_items)
     init = None
     if args.init_from is not None:
         from padrec.models.target import Target

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from padrec.commands import add_report_arguments, emit_report, load_drafts
+from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_drafts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drafters", default="eagle,padrec", help="comma-separated")
     parser.add_argument("--batch-size", type=int, default=32, help="users per engine batch")
     parser.add_argument("--threads", type=int, default=2)
+    add_prior_argument(parser)
     add_report_arguments(parser)
 
 
@@ -32,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
     if drafts is None:
         return 2
     target = Target.load(data.paths.target)
-    trie = ItemTrie(data.sids)
+    trie = ItemTrie(data.sids, args.prefix_size_penalty)
     decoders = torch_decoders(target, drafts, trie, [int(k) for k in args.k.split(",")], rows=args.batch_size)
     examples = data.split.test[: args.users]
-    report = {"dataset": args.dataset, "test_users": len(data.split.test),
+    report = {"dataset": args.dataset, "test_users": len(data.split.test), "prefix_size_penalty": args.prefix_size_penalty,
               **check_lossless(target, decoders, trie, examples, args.batch_size, progress=not args.json)}
     emit_report(report, args.out, args.json)
     failed = sum(c["mismatches"] for c in report["checks"])

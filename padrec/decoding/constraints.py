@@ -4,13 +4,15 @@
 `ListConstraint` walks it for one list: it knows which tokens may come next given the tokens so far,
 bans items already in the list (and, optionally, the user's history), and forces the separator.
 A prefix stays allowed only while some item below it is not banned, so generation can never walk
-into a dead end.
+into a dead end. With a prefix-size penalty (`DecodeConfig.prefix_size_penalty`) it also gives each
+allowed token a prior, added to the model's log-probabilities wherever a token is chosen.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from padrec.config import DecodeConfig
 from padrec.semantic_ids import PAD, SEP, SemanticIds
 
 
@@ -21,10 +23,16 @@ class ItemTrie:
     Worked example, items (3, 7) and (3, 8) and (4, 7) of two levels: the root is 0, the first
     level's nodes 1 (prefix 3) and 2 (prefix 4), the second level's 3 (3, 7), 4 (3, 8), 5 (4, 7);
     node 1's children are nodes 3..4 (first_child 3, num_children 2).
+
+    `prefix_size_penalty` beta gives every node the prior -beta * log(items below it) (the catalogue's
+    items, bans aside: a fixed table, the same for every list and for the draft graph).
     """
 
-    def __init__(self, sids: SemanticIds):
+    def __init__(self, sids: SemanticIds, prefix_size_penalty: float = DecodeConfig.prefix_size_penalty):
+        if prefix_size_penalty < 0:
+            raise ValueError(f"prefix_size_penalty must be >= 0, got {prefix_size_penalty}")
         self.sids = sids
+        self.prefix_size_penalty = prefix_size_penalty
         tokens = sids.item_tokens  # [N, L]
         paths = np.zeros(tokens.shape, dtype=np.int64)
         node_token, parent, depth = [np.array([PAD])], [np.array([0])], [np.array([0])]
@@ -50,6 +58,8 @@ class ItemTrie:
         np.add.at(self.leaves_under, paths.reshape(-1), 1)
         self.leaves_under[0] = sids.num_items
         self.item_of_leaf = {int(leaf): item for item, leaf in enumerate(paths[:, -1])}
+        self.node_prior = (-prefix_size_penalty * np.log(self.leaves_under)).astype(np.float32)  # [nodes]
+        self.node_prior.setflags(write=False)
         # the same tables as Python ints: what the per-token walk reads (numpy scalars cost more)
         self._first, self._count = self.first_child.tolist(), self.num_children.tolist()
         self._parent, self._leaves = self.parent.tolist(), self.leaves_under.tolist()
@@ -120,6 +130,17 @@ class ListConstraint:
             return _SEPARATOR_ONLY
         pruned = self.pruned.get(self.node)
         return self.trie.child_tokens(self.node) if pruned is None else pruned
+
+    def prior(self) -> np.ndarray | None:
+        """The prior of each token allowed() returns, in the same order (a read-only array), or None
+        where there is none to add: the trie has no prefix-size penalty, or the separator is due."""
+        trie = self.trie
+        if trie.prefix_size_penalty == 0 or self.awaiting_separator:
+            return None
+        first, pruned = trie._first[self.node], self.pruned.get(self.node)
+        if pruned is None:
+            return trie.node_prior[first : first + trie._count[self.node]]
+        return trie.node_prior[first + trie.child_tokens(self.node).searchsorted(pruned)]
 
     def exhausted(self) -> bool:
         """True when every item is banned: no further item can be generated."""

@@ -173,14 +173,14 @@ class ListDecoder:
         accepted = 0
         bonus = None
         for j, guess in enumerate(guesses):
-            allowed = row.constraint.allowed()
+            allowed, prior = row.constraint.allowed(), row.constraint.prior()
             slot = int(self.sids.token_slot[guess])
             if row.rng is None:
-                token, logp = choose_token(logits[p - 1 + j], allowed, 0.0, 1.0, None)
+                token, logp = choose_token(logits[p - 1 + j], allowed, 0.0, 1.0, None, prior)
                 ok = greedy_accepts(token, guess)
             else:
                 target_p = constrained_distribution(logits[p - 1 + j], allowed, row.request.temperature,
-                                                    row.request.top_p)
+                                                    row.request.top_p, prior)
                 ok, token = rejection_step(target_p, q[j].astype(np.float64), guess, row.rng)
                 logp = _log_prob(logits[p - 1 + j], allowed, token)
             stats.count_verified(j, slot, ok)
@@ -202,7 +202,7 @@ class ListDecoder:
             row.fresh_tokens.extend(fed[1 : p + accepted])
         if bonus is None:
             bonus = choose_token(logits[p - 1 + accepted], row.constraint.allowed(), row.request.temperature,
-                                 row.request.top_p, row.rng)
+                                 row.request.top_p, row.rng, row.constraint.prior())
         stats.chosen_tokens += 1
         self._accept(row, *bonus)
         if drafting:

@@ -93,14 +93,15 @@ class TorchDraft:
                 index: int) -> int | None:
         """Row r's next proposal from its draft logits, walking its constraint (None when its list is
         complete); a sampled one records the distribution it was drawn from in probs[r, index]."""
-        allowed = walking.allowed()
+        allowed, prior = walking.allowed(), walking.prior()
         if len(allowed) == 0 or walking.exhausted():
             return None
         if batch.temperatures[r] > 0:
-            q = constrained_distribution(logits, allowed, float(batch.temperatures[r]))
+            q = constrained_distribution(logits, allowed, float(batch.temperatures[r]), prior=prior)
             token = int(batch.rngs[r].choice(len(q), p=q))
             probs[r, index] = q
         else:
-            token = int(allowed[np.argmax(logits[allowed])])
+            scores = logits[allowed] if prior is None else logits[allowed] + prior
+            token = int(allowed[np.argmax(scores)])
         walking.advance(token)
         return token

@@ -59,6 +59,10 @@ class GraphConstraint(nn.Module):
         }
         for name, table in tables.items():
             self.register_buffer(name, torch.from_numpy(np.asarray(table, dtype=np.int64)), persistent=False)
+        # the trie's prefix-size prior (virtual nodes: 0); None without a penalty, so such graphs keep
+        # no table and no op for it
+        prior = np.append(trie.node_prior, [0.0, 0.0]).astype(np.float32) if trie.prefix_size_penalty > 0 else None
+        self.register_buffer("node_prior", None if prior is None else torch.from_numpy(prior), persistent=False)
 
     def initial(self, node: torch.Tensor, awaiting_separator: torch.Tensor, banned: torch.Tensor):
         """The state of `ListConstraint`s given as their node, whether the separator is due, and
@@ -83,6 +87,16 @@ class GraphConstraint(nn.Module):
         # children's tokens are distinct: the scatter writes each live one once; the rest write 0 at PAD
         index = torch.where(live, tokens, torch.full_like(tokens, PAD))
         return torch.zeros(nodes.shape[0], self.vocab_size).scatter(1, index, live.float()) > 0
+
+    def prior(self, children: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor | None:
+        """[B, V] float: each child token's prior (0 elsewhere), what `ListConstraint.prior` gives
+        the allowed tokens; None where the trie has no prior."""
+        if self.node_prior is None:
+            return None
+        nodes, valid, tokens = children
+        index = torch.where(valid, tokens, torch.full_like(tokens, PAD))
+        values = torch.where(valid, self.node_prior[nodes], torch.zeros_like(self.node_prior[nodes]))
+        return torch.zeros(nodes.shape[0], self.vocab_size).scatter(1, index, values)
 
     def advance(self, node: torch.Tensor, banned_nodes: torch.Tensor,
                 children: tuple[torch.Tensor, torch.Tensor, torch.Tensor], token: torch.Tensor,

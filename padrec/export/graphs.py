@@ -136,7 +136,9 @@ class DraftGraph(nn.Module):
             proposing = step >= forced_counts  # [B]
             children = self.constraint.child_nodes(node)
             allowed = self.constraint.allowed(banned_nodes, children)  # [B, V]
-            scaled = torch.where(allowed, logits / temperature, NOT_ALLOWED)
+            prior = self.constraint.prior(children)
+            scores = logits if prior is None else logits + prior
+            scaled = torch.where(allowed, scores / temperature, NOT_ALLOWED)
             token = torch.where(sampling, (scaled + gumbel[:, step]).argmax(-1), scaled.argmax(-1))
             if step < self.forced_room:
                 token = torch.where(proposing, token, forced[:, step])

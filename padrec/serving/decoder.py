@@ -35,13 +35,19 @@ def draft_layout(repository: Path, drafter: str) -> DraftGraphLayout:
     return DraftGraphLayout.from_shapes({spec.name: list(spec.dims) for spec in (*inputs, *outputs)})
 
 
+def repository_trie(repository: Path, manifest: dict) -> ItemTrie:
+    """The served catalogue's trie, with the prefix-size prior its draft graphs were exported with (a
+    repository exported before the prior existed has none)."""
+    return ItemTrie(SemanticIds.load(repository / "semantic_ids.npz"), manifest["graphs"].get("prefix_size_penalty", 0.0))
+
+
 class ServedDecoder:
     """Decodes batches of served requests in cache rows `rows` of the target and draft models."""
 
     def __init__(self, repository: Path, call: ModelCall, rows: range, serving: ServingConfig = ServingConfig(),
                  decode: DecodeConfig = DecodeConfig()):
         manifest = json.loads((repository / MANIFEST).read_text())
-        trie = ItemTrie(SemanticIds.load(repository / "semantic_ids.npz"))
+        trie = repository_trie(repository, manifest)
         target = RemoteTarget(lambda inputs, outputs: call(TARGET_MODEL, inputs, outputs))
         self.decoders = {}
         for drafter in serving.drafters:

@@ -26,6 +26,13 @@ def item_windows(sequences, window: int, stride: int) -> list[list[int]]:
     return out
 
 
+def shuffle_tails(windows: list[list[int]], n: int, rng: np.random.Generator) -> list[list[int]]:
+    """Each window with its last `n` items (all of a shorter one) in a random order."""
+    if n < 0:
+        raise ValueError(f"shuffle_tail_items must be >= 0, got {n}")
+    return [w[:-n] + rng.permutation(w[-n:]).tolist() for w in windows] if n > 0 else windows
+
+
 def to_tokens(sids: SemanticIds, item_lists) -> list[np.ndarray]:
     """BOS followed by every item's tokens."""
     return [np.asarray([BOS] + sids.encode_items(items), dtype=np.int64) for items in item_lists]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from padrec.artifacts import Prepared
-from padrec.config import DraftConfig, DraftTrainConfig, SplitConfig
+from padrec.config import DecodeConfig, DraftConfig, DraftTrainConfig, SplitConfig
 from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeRequest
@@ -40,12 +40,15 @@ from padrec.training.precision import use_bf16
 @torch.inference_mode()
 def distillation_sequences(target: Target, data: Prepared, users: int, top_n: int = 10, batch_size: int = 64,
                            seed: int = 0, progress: bool = True,
-                           max_history: int = SplitConfig().max_history) -> list[np.ndarray]:
-    """BOS + history + the target's greedy list, for a random sample of training users."""
+                           max_history: int = SplitConfig().max_history,
+                           prefix_size_penalty: float = DecodeConfig.prefix_size_penalty) -> list[np.ndarray]:
+    """BOS + history + the target's greedy list (decoded with the given prefix-size prior), for a
+    random sample of training users."""
     rng = np.random.default_rng(seed)
     histories = [seq[-max_history:] for seq in data.split.train.values() if seq]
     chosen = rng.choice(len(histories), size=min(users, len(histories)), replace=False)
-    decoder = ListDecoder(ItemTrie(data.sids), TorchTarget(target, batch_size), target.config.max_seq_len)
+    decoder = ListDecoder(ItemTrie(data.sids, prefix_size_penalty), TorchTarget(target, batch_size),
+                          target.config.max_seq_len)
     seqs = []
     for start in tqdm(range(0, len(chosen), batch_size), desc="distill lists", disable=not progress):
         batch = [histories[i] for i in chosen[start : start + batch_size]]

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from padrec.artifacts import Prepared
 from padrec.config import ModelConfig, TrainConfig
 from padrec.models.target import Target
-from padrec.training.batching import item_windows, length_buckets, pad, to_tokens
+from padrec.training.batching import item_windows, length_buckets, pad, shuffle_tails, to_tokens
 from padrec.training.precision import use_bf16
 from padrec.semantic_ids import PAD
 
@@ -65,7 +65,8 @@ def train_target(
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
-    seqs = to_tokens(data.sids, item_windows(data.split.train.values(), config.window_items, config.window_stride_items))
+    windows = item_windows(data.split.train.values(), config.window_items, config.window_stride_items)
+    seqs = to_tokens(data.sids, windows)
     lengths = [len(s) for s in seqs]
     if max(lengths) > model_config.max_seq_len:
         raise ValueError(f"training windows of {max(lengths)} tokens exceed max_seq_len {model_config.max_seq_len}")
@@ -91,6 +92,8 @@ def train_target(
         model.train()
         epoch_start, tokens_seen, loss_sum = time.time(), 0, 0.0
         batches = length_buckets(lengths, config.tokens_per_batch, rng)
+        if config.shuffle_tail_items:  # same windows, same lengths: the buckets still hold
+            seqs = to_tokens(data.sids, shuffle_tails(windows, config.shuffle_tail_items, rng))
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
         for idx in bar:
             tokens = pad([seqs[i] for i in idx])

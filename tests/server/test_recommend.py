@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeRequest
 from padrec.decoding.onnx_draft import OnnxDraft
 from padrec.decoding.onnx_target import OnnxTarget
-from padrec.semantic_ids import SemanticIds
 from padrec.server import live_processes_in_group
+from padrec.serving.decoder import repository_trie
 
 pytestmark = pytest.mark.server
 
@@ -46,8 +45,8 @@ def recommend(client, history, model="recommend", **parameters) -> dict:
 
 def offline_lists(repository: Path, histories: list[list[int]], drafter: str | None, k: int) -> list[list[int]]:
     """The engine in this process on the served graphs, 25 users per batch."""
-    trie = ItemTrie(SemanticIds.load(repository / "semantic_ids.npz"))
     manifest = json.loads((repository / "padrec_export.json").read_text())
+    trie = repository_trie(repository, manifest)
     batch = 25
     proposer = OnnxDraft(repository / f"draft_{drafter}" / "1" / "model.onnx", batch) if drafter else None
     decoder = ListDecoder(trie, OnnxTarget(repository / "target" / "1" / "model.onnx", batch),

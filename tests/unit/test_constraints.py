@@ -122,3 +122,33 @@ def test_trie_child_finds_the_node_a_token_leads_into():
         assert node == trie.item_path[5, level]
     assert trie.child(0, int(sids.item_tokens[0][1])) is None  # a level-1 token at the root
     assert trie.child(node, 3) is None  # a leaf has no children
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n_banned=st.integers(0, 20))
+def test_prior_is_minus_beta_log_items_below_each_allowed_token(seed, n_banned):
+    sids = small_catalogue()
+    rows = sids.item_tokens.tolist()
+    rng = np.random.default_rng(seed)
+    banned = rng.choice(sids.num_items, size=n_banned, replace=False)
+    c = ListConstraint(ItemTrie(sids, prefix_size_penalty=0.7), banned)
+    plain = ListConstraint(ItemTrie(sids), banned)
+    prefix: list[int] = []  # code tokens of the current item so far
+    while not c.exhausted():
+        allowed, prior = c.allowed(), c.prior()
+        assert plain.prior() is None  # no penalty, no prior
+        if c.awaiting_separator:
+            assert prior is None
+        else:
+            # items below each allowed token's prefix, counted in the catalogue (bans aside)
+            below = [sum(row[: len(prefix) + 1] == prefix + [t] for row in rows) for t in allowed.tolist()]
+            np.testing.assert_allclose(prior, -0.7 * np.log(below), rtol=1e-6)
+        token = int(rng.choice(allowed))
+        item = c.advance(token)
+        plain.advance(token)
+        prefix = [] if item is not None or token == SEP else prefix + [token]
+
+
+def test_negative_penalty_is_rejected():
+    with pytest.raises(ValueError, match="prefix_size_penalty"):
+        ItemTrie(small_catalogue(), prefix_size_penalty=-0.1)

@@ -32,16 +32,17 @@ def naive_greedy(model, trie, history, top_n):
     context = [BOS] + trie.sids.encode_items(history)
     c = ListConstraint(trie, history)
     while len(c.items) < top_n:
-        allowed = c.allowed()
         logits = model(torch.tensor([context])).logits[0, -1].numpy()
-        token, _ = choose_token(logits, allowed, 0.0, 1.0, None)
+        token, _ = choose_token(logits, c.allowed(), 0.0, 1.0, None, c.prior())
         context.append(token)
         c.advance(token)
     return c.items
 
 
-def test_batched_cached_decoding_equals_naive_greedy(setup):
-    sids, trie, model = setup
+@pytest.mark.parametrize("penalty", [0.0, 0.8])
+def test_batched_cached_decoding_equals_naive_greedy(setup, penalty):
+    sids, _, model = setup
+    trie = ItemTrie(sids, penalty)
     rng = np.random.default_rng(1)
     histories = [rng.choice(60, size=int(n), replace=False).tolist() for n in rng.integers(1, 8, size=6)]
     decoder = ListDecoder(trie, TorchTarget(model, 8), CONFIG.max_seq_len)

@@ -135,7 +135,7 @@ def test_sampling_on_onnxruntime_gives_valid_lists(exported_tiny):
 def test_graph_constraint_walks_like_list_constraint(seed, use_separator):
     rng = np.random.default_rng(seed)
     codes = disambiguate(rng.integers(0, [4, 3, 2], size=(30, 3)))
-    trie = ItemTrie(SemanticIds(codes, [4, 3, 2, int(codes[:, -1].max()) + 1], use_separator))
+    trie = ItemTrie(SemanticIds(codes, [4, 3, 2, int(codes[:, -1].max()) + 1], use_separator), prefix_size_penalty=0.6)
     graph = GraphConstraint(trie)
     constraints = [ListConstraint(trie, rng.choice(30, size=int(n), replace=False)) for n in (0, 3, 9)]
     width = max(1, *(len(c.banned_items) for c in constraints))
@@ -145,9 +145,12 @@ def test_graph_constraint_walks_like_list_constraint(seed, use_separator):
     for _ in range(40):
         children = graph.child_nodes(node)
         allowed = graph.allowed(banned_nodes, children)
+        prior = graph.prior(children)
         tokens = []
         for r, c in enumerate(constraints):
             assert torch.nonzero(allowed[r])[:, 0].tolist() == sorted(c.allowed().tolist())
+            expected_prior = c.prior() if c.prior() is not None else np.zeros(1)  # the separator's: none
+            np.testing.assert_allclose(prior[r, c.allowed().tolist()].numpy(), expected_prior, rtol=1e-6)
             tokens.append(int(rng.choice(c.allowed())))
             c.advance(tokens[-1])
         node, banned_nodes = graph.advance(node, banned_nodes, children, torch.tensor(tokens), ~no)

@@ -51,9 +51,10 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     # a warm restart starts from the checkpoint's weights and keeps the log of the run that made it
     assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--epochs", "1", "--quiet",
                  "--artifacts", str(art), "--init-from", str(art / "small" / "target.pt"),
-                 "--out", str(art / "small" / "target_warm.pt")]) == 0
+                 "--out", str(art / "small" / "target_warm.pt"), "--shuffle-tail-items", "3"]) == 0
     warm = json.loads((art / "small" / "target_warm_train.json").read_text())
     assert warm["warm_start"] and warm["init_from"]["log"]["epochs"] == log["epochs"]
+    assert warm["train"]["shuffle_tail_items"] == 3 and log["train"]["shuffle_tail_items"] == 0
     assert warm["epochs"][0]["train_loss"] < losses[0]
     capsys.readouterr()
 
@@ -65,12 +66,22 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
             assert 0.0 <= report[part][key] <= 1.0
         assert report[part]["recall@5"] <= report[part]["recall@10"]
         assert report[part]["ndcg@10"] <= report[part]["recall@10"]
+    assert report["decoding"]["prefix_size_penalty"] == 0.0
+
+    # with the prefix-size prior the lists change, the popularity baseline does not
+    assert main(["eval", "--dataset", "small", "--json", "--artifacts", str(art), "--no-beam",
+                 "--prefix-size-penalty", "2.0"]) == 0
+    prior = json.loads(capsys.readouterr().out)
+    assert prior["decoding"]["prefix_size_penalty"] == 2.0 and prior["popularity"] == report["popularity"]
+    assert 0.0 <= prior["target"]["recall@10"] <= 1.0
 
     assert main(["train-draft", "--dataset", "small", "--drafter", "padrec", "--users", "60", "--epochs", "1",
                  "--quiet", "--artifacts", str(art), "--cache", str(tmp_path / "distill"),
-                 "--item-coefficient-init", "1.0", "--position-init-std", "0.1"]) == 0
+                 "--item-coefficient-init", "1.0", "--position-init-std", "0.1", "--prefix-size-penalty", "0.5"]) == 0
     assert Draft.load(art / "small" / "draft_padrec.pt").config == replace(
         DRAFTERS["padrec"], item_coefficient_init=1.0, position_init_std=0.1)
+    assert json.loads((art / "small" / "draft_padrec_train.json").read_text())["distilled_with_prefix_size_penalty"] == 0.5
+    assert (tmp_path / "distill" / "small_60_0_prior0.5.pt").is_file()  # not the cache of BETA-0 lists
     capsys.readouterr()
 
     assert main(["draft-signals", "--dataset", "small", "--users", "8", "--k", "2", "--batch-size", "4",

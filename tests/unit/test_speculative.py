@@ -33,23 +33,24 @@ def models(sids, seed, drafter="padrec"):
     return target, draft
 
 
-def decode(sids, target, draft, requests, rows=8):
-    decoder = ListDecoder(ItemTrie(sids), TorchTarget(target, rows), CONFIG.max_seq_len,
+def decode(sids, target, draft, requests, rows=8, penalty=0.0):
+    decoder = ListDecoder(ItemTrie(sids, penalty), TorchTarget(target, rows), CONFIG.max_seq_len,
                           proposer=TorchDraft(draft, sids, rows) if draft is not None else None)
     return decoder.generate(requests, list(range(len(requests))))
 
 
 @settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 1000), drafter=st.sampled_from(sorted(DRAFTERS)))
-def test_greedy_speculative_equals_plain_greedy(seed, drafter):
+@given(seed=st.integers(0, 1000), drafter=st.sampled_from(sorted(DRAFTERS)), penalty=st.sampled_from([0.0, 0.5]))
+def test_greedy_speculative_equals_plain_greedy(seed, drafter, penalty):
     sids = catalogue(60, (6, 4, 3), seed)
     target, draft = models(sids, seed, drafter)
     rng = np.random.default_rng(seed)
     histories = [tuple(rng.choice(60, size=int(n), replace=False).tolist()) for n in rng.integers(1, 8, size=6)]
-    plain = decode(sids, target, None, [DecodeRequest(h, top_n=6) for h in histories])
+    plain = decode(sids, target, None, [DecodeRequest(h, top_n=6) for h in histories], penalty=penalty)
     # every row its own number of draft tokens, 0 (plain) included, in one batch
     ks = [0, 1, 2, 3, 5, 8]
-    spec = decode(sids, target, draft, [DecodeRequest(h, top_n=6, num_draft_tokens=k) for h, k in zip(histories, ks)])
+    spec = decode(sids, target, draft, [DecodeRequest(h, top_n=6, num_draft_tokens=k) for h, k in zip(histories, ks)],
+                  penalty=penalty)
     for a, b, k in zip(plain, spec, ks):
         assert a.items == b.items and a.tokens == b.tokens
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
@@ -120,9 +121,10 @@ def test_next_slot_table():
 
 
 @torch.inference_mode()
-def exact_pair_distribution(sids, target, history, temperature):
-    """P(first item, second item) under the constrained target, by enumerating the trie."""
-    trie = ItemTrie(sids)
+def exact_pair_distribution(sids, target, history, temperature, penalty):
+    """P(first item, second item) under the constrained target (with the trie's prior), by
+    enumerating the trie."""
+    trie = ItemTrie(sids, penalty)
     probs = {}
 
     def walk(context, constraint, logp, items):
@@ -130,7 +132,8 @@ def exact_pair_distribution(sids, target, history, temperature):
             probs[tuple(items)] = np.exp(logp)
             return
         allowed = constraint.allowed()
-        dist = constrained_distribution(target(torch.tensor([context])).logits[0, -1].numpy(), allowed, temperature)
+        dist = constrained_distribution(target(torch.tensor([context])).logits[0, -1].numpy(), allowed, temperature,
+                                        prior=constraint.prior())
         for token in allowed.tolist():
             c = constraint.copy()
             item = c.advance(token)
@@ -144,16 +147,17 @@ def exact_pair_distribution(sids, target, history, temperature):
 
 
 @pytest.mark.slow
-def test_speculative_sampling_keeps_the_target_distribution():
+@pytest.mark.parametrize("penalty", [0.0, 1.0])
+def test_speculative_sampling_keeps_the_target_distribution(penalty):
     sids = catalogue(10, (3, 2, 2), seed=3)
     target, draft = models(sids, 5)
     history, temperature, n = (0,), 1.3, 3000
-    exact = exact_pair_distribution(sids, target, history, temperature)
+    exact = exact_pair_distribution(sids, target, history, temperature, penalty)
     assert sum(exact.values()) == pytest.approx(1.0)
     requests = [DecodeRequest(history, top_n=2, num_draft_tokens=3, temperature=temperature, seed=s) for s in range(n)]
     counts = {}
     for start in range(0, n, 250):
-        for r in decode(sids, target, draft, requests[start : start + 250], rows=250):
+        for r in decode(sids, target, draft, requests[start : start + 250], rows=250, penalty=penalty):
             counts[tuple(r.items)] = counts.get(tuple(r.items), 0) + 1
     assert set(counts) <= set(exact)
     # chi-square over pairs with enough expected mass; the rest pooled
