@@ -20,6 +20,7 @@ from padrec.data.split import Example
 from padrec.decoding.constraints import ItemTrie, ListConstraint
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeRequest, DecodeResult
+from padrec.decoding.sampling import greedy_scores
 from padrec.models.target import Target
 from padrec.semantic_ids import BOS
 
@@ -35,9 +36,8 @@ def divergence_gap(target: Target, trie: ItemTrie, history: list[int], plain: li
     for token in plain[:step]:
         constraint.advance(token)
     context = [BOS] + trie.sids.encode_items(history) + plain[:step]
-    logits = target(torch.tensor([context])).logits[0, -1].numpy()[constraint.allowed()]
-    prior = constraint.prior()
-    top2 = np.sort(logits if prior is None else logits + prior)[-2:]
+    logits = target(torch.tensor([context])).logits[0, -1].numpy()
+    top2 = np.sort(greedy_scores(logits, constraint.allowed(), constraint.prior()))[-2:]
     return float(top2[1] - top2[0]) if len(top2) == 2 else float("inf")
 
 

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     trie = ItemTrie(data.sids, args.prefix_size_penalty)
     decoders = torch_decoders(target, drafts, trie, [int(k) for k in args.k.split(",")], rows=args.batch_size)
     examples = data.split.test[: args.users]
-    report = {"dataset": args.dataset, "test_users": len(data.split.test), "prefix_size_penalty": args.prefix_size_penalty,
+    report = {"dataset": args.dataset, "test_users": len(data.split.test),
+              "prefix_size_penalty": args.prefix_size_penalty,
               **check_lossless(target, decoders, trie, examples, args.batch_size, progress=not args.json)}
     emit_report(report, args.out, args.json)
     failed = sum(c["mismatches"] for c in report["checks"])

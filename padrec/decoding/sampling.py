@@ -41,6 +41,11 @@ def constrained_distribution(logits: np.ndarray, allowed: np.ndarray, temperatur
     return probs / probs.sum()
 
 
+def greedy_scores(logits: np.ndarray, allowed: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+    """What greedy decoding compares among the allowed tokens: their logits, plus the prior."""
+    return logits[allowed] if prior is None else logits[allowed] + prior
+
+
 def choose_token(
     logits: np.ndarray, allowed: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator | None,
     prior: np.ndarray | None = None,
@@ -53,7 +58,7 @@ def choose_token(
     """
     scores = constrained_log_probs(logits, allowed)
     if temperature <= 0.0:
-        pick = int(np.argmax(scores if prior is None else constrained_log_probs(logits, allowed, prior=prior)))
+        pick = int(np.argmax(greedy_scores(logits, allowed, prior)))
     else:
         probs = constrained_distribution(logits, allowed, temperature, top_p, prior)[allowed]
         pick = int(rng.choice(len(allowed), p=probs))

@@ -7,7 +7,7 @@ import torch
 
 from padrec.decoding.constraints import ListConstraint
 from padrec.decoding.interfaces import DraftBatch, Proposal
-from padrec.decoding.sampling import constrained_distribution
+from padrec.decoding.sampling import constrained_distribution, greedy_scores
 from padrec.models.draft import Draft, DraftOutput
 from padrec.models.inference import for_inference
 from padrec.models.layers import attention_mask
@@ -101,7 +101,6 @@ class TorchDraft:
             token = int(batch.rngs[r].choice(len(q), p=q))
             probs[r, index] = q
         else:
-            scores = logits[allowed] if prior is None else logits[allowed] + prior
-            token = int(allowed[np.argmax(scores)])
+            token = int(allowed[np.argmax(greedy_scores(logits, allowed, prior))])
         walking.advance(token)
         return token

@@ -93,10 +93,9 @@ class GraphConstraint(nn.Module):
         the allowed tokens; None where the trie has no prior."""
         if self.node_prior is None:
             return None
-        nodes, valid, tokens = children
-        index = torch.where(valid, tokens, torch.full_like(tokens, PAD))
-        values = torch.where(valid, self.node_prior[nodes], torch.zeros_like(self.node_prior[nodes]))
-        return torch.zeros(nodes.shape[0], self.vocab_size).scatter(1, index, values)
+        nodes, valid, tokens = children  # a missing child is the root, whose token is PAD
+        prior = self.node_prior[nodes]
+        return torch.zeros(nodes.shape[0], self.vocab_size).scatter(1, tokens, torch.where(valid, prior, 0.0))
 
     def advance(self, node: torch.Tensor, banned_nodes: torch.Tensor,
                 children: tuple[torch.Tensor, torch.Tensor, torch.Tensor], token: torch.Tensor,

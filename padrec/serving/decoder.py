@@ -38,7 +38,8 @@ def draft_layout(repository: Path, drafter: str) -> DraftGraphLayout:
 def repository_trie(repository: Path, manifest: dict) -> ItemTrie:
     """The served catalogue's trie, with the prefix-size prior its draft graphs were exported with (a
     repository exported before the prior existed has none)."""
-    return ItemTrie(SemanticIds.load(repository / "semantic_ids.npz"), manifest["graphs"].get("prefix_size_penalty", 0.0))
+    return ItemTrie(SemanticIds.load(repository / "semantic_ids.npz"),
+                    manifest["graphs"].get("prefix_size_penalty", 0.0))
 
 
 class ServedDecoder:

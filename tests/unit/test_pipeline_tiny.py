@@ -80,7 +80,8 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
                  "--item-coefficient-init", "1.0", "--position-init-std", "0.1", "--prefix-size-penalty", "0.5"]) == 0
     assert Draft.load(art / "small" / "draft_padrec.pt").config == replace(
         DRAFTERS["padrec"], item_coefficient_init=1.0, position_init_std=0.1)
-    assert json.loads((art / "small" / "draft_padrec_train.json").read_text())["distilled_with_prefix_size_penalty"] == 0.5
+    draft_log = json.loads((art / "small" / "draft_padrec_train.json").read_text())
+    assert draft_log["distilled_with_prefix_size_penalty"] == 0.5
     assert (tmp_path / "distill" / "small_60_0_prior0.5.pt").is_file()  # not the cache of BETA-0 lists
     capsys.readouterr()
 
