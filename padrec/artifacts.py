@@ -8,15 +8,19 @@
         target.pt           the trained target (fp16 weights + config)
         target_train.json   training log of the committed target
         draft_<name>.pt     a trained draft (eagle, padrec, item-only, step-only) + its _train.json
+        decoding.json       optional: the dataset's decoding defaults, chosen on validation lists
+                            (`padrec tune-prior`), with the evidence they were chosen on
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from padrec.config import ARTIFACTS_DIR, SplitConfig
+from padrec.config import ARTIFACTS_DIR, DecodeConfig, SplitConfig
 from padrec.data.datasets import Dataset, DatasetError, load_builtin, load_generic
 from padrec.data.split import Split, leave_one_out
 from padrec.semantic_ids import SemanticIds
@@ -54,6 +58,10 @@ class ArtifactPaths:
     def target_log(self) -> Path:
         return self.root / "target_train.json"
 
+    @property
+    def decoding(self) -> Path:
+        return self.root / "decoding.json"
+
     def draft(self, name: str) -> Path:
         return self.root / f"draft_{name}.pt"
 
@@ -66,6 +74,38 @@ class Prepared:
     split: Split
     sids: SemanticIds
     paths: ArtifactPaths
+    decode: DecodeConfig  # DecodeConfig with the dataset's decoding.json applied
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def decode_defaults(paths: ArtifactPaths) -> DecodeConfig:
+    """`DecodeConfig` with the defaults a dataset's decoding.json chose (none: the class defaults).
+
+    Warns when the target was replaced after the choice: the defaults were chosen for another model.
+    """
+    if not paths.decoding.is_file():
+        return DecodeConfig()
+    saved = json.loads(paths.decoding.read_text())
+    known = {f.name for f in fields(DecodeConfig)}
+    unknown = set(saved["defaults"]) - known
+    if unknown:
+        raise DatasetError(f"{paths.decoding}: unknown decoding settings {sorted(unknown)}")
+    if paths.target.is_file() and saved.get("target_sha256") not in (None, file_sha256(paths.target)):
+        warnings.warn(f"{paths.decoding} was chosen for another {paths.target.name}; "
+                      f"choose again with `padrec tune-prior`", stacklevel=2)
+    return replace(DecodeConfig(), **saved["defaults"])
+
+
+def save_decode_defaults(paths: ArtifactPaths, defaults: dict, evidence: dict) -> None:
+    """Write decoding.json: the chosen settings, the target they were chosen for, and the evidence."""
+    unknown = set(defaults) - {f.name for f in fields(DecodeConfig)}
+    if unknown:
+        raise ValueError(f"unknown decoding settings {sorted(unknown)}")
+    record = {"defaults": defaults, "target_sha256": file_sha256(paths.target), "chosen_on": evidence}
+    paths.decoding.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def dataset_source(paths: ArtifactPaths) -> dict:
@@ -90,4 +130,4 @@ def load_prepared(name: str, base: Path = ARTIFACTS_DIR, split_config: SplitConf
     saved_ids = json.loads(paths.item_ids.read_text())
     if saved_ids != split.item_ids:
         raise DatasetError(f"{paths.item_ids} does not match the raw data; run `padrec prepare` again")
-    return Prepared(name, split, SemanticIds.load(paths.semantic_ids), paths)
+    return Prepared(name, split, SemanticIds.load(paths.semantic_ids), paths, decode_defaults(paths))

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("padrec.commands.prepare", "build a dataset's split and semantic IDs"),
     "train-target": ("padrec.commands.train_target", "train the target recommender"),
     "eval": ("padrec.commands.evaluate", "Recall/NDCG of the target's generated lists"),
+    "tune-prior": ("padrec.commands.tune_prior", "choose a dataset's prefix-size prior on validation lists"),
     "train-draft": ("padrec.commands.train_draft", "train drafts (EAGLE-style, PAD-Rec, ablations) by self-distillation"),
     "bench": ("padrec.commands.bench", "offline speed and acceptance: plain vs speculative decoding"),
     "verify": ("padrec.commands.verify", "greedy speculative lists against plain greedy lists on a whole test set"),

@@ -57,3 +57,10 @@ def beam_lists(
         chunk = examples[start : start + users_per_batch]
         lists.extend(beam_search(model, trie, [e.history for e in chunk], width, top_n))
     return lists
+
+
+def best_setting(metrics: dict[float, dict[str, float]], key: str = "recall@10",
+                 tiebreak: str = "ndcg@10") -> float:
+    """The setting (e.g. a prior's BETA) whose lists score highest on `key`, then on `tiebreak`;
+    among exact ties the smallest, the one that changes the target's own decoding least."""
+    return max(sorted(metrics), key=lambda s: (metrics[s][key], metrics[s][tiebreak], -s))

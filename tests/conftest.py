@@ -105,7 +105,8 @@ class Exported:
 # a first code), so its proposals equal TorchDraft's in every round.
 EXPORT_DRAFT_TOKENS, EXPORT_FORCED_ROOM = 3, 4
 # The tiny export decodes with a prefix-size prior (the served Beauty repository without one), so
-# graphs, engine and served decoder are tested both ways.
+# graphs, engine and served decoder are tested both ways. It comes from the dataset's decoding.json,
+# as `padrec tune-prior` would leave it, so export is also tested reading the dataset's default.
 EXPORT_PREFIX_SIZE_PENALTY = 0.5
 
 
@@ -117,6 +118,7 @@ def exported_tiny(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     """
     import torch
 
+    from padrec.artifacts import ArtifactPaths, save_decode_defaults
     from padrec.cli import main
     from padrec.config import DRAFTERS, ModelConfig
     from padrec.data.datasets import load_generic
@@ -146,11 +148,13 @@ def exported_tiny(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     for drafter in ("padrec", "eagle"):
         Draft.from_target(DRAFTERS[drafter], target, sids.num_slots).save(art / "tiny" / f"draft_{drafter}.pt")
 
+    save_decode_defaults(ArtifactPaths(art / "tiny"), {"prefix_size_penalty": EXPORT_PREFIX_SIZE_PENALTY},
+                         {"split": "none: set by the test fixture"})
+
     repository = root / "repository"
     status = main(["export", "--dataset", "tiny", "--backend", "python", "--artifacts", str(art), "--out",
                    str(repository), "--check-users", "10", "--draft-tokens", str(EXPORT_DRAFT_TOKENS),
-                   "--forced-room", str(EXPORT_FORCED_ROOM), "--prefix-size-penalty", str(EXPORT_PREFIX_SIZE_PENALTY),
-                   "--json"])
+                   "--forced-room", str(EXPORT_FORCED_ROOM), "--json"])
     assert status == 0
     return Exported(art, repository, json.loads((repository / "padrec_export.json").read_text()),
                     Target.load(art / "tiny" / "target.pt"), Draft.load(art / "tiny" / "draft_padrec.pt"),

@@ -18,12 +18,16 @@ def add_report_arguments(parser) -> None:
 
 
 def add_prior_argument(parser) -> None:
-    """`--prefix-size-penalty`: the beta of the trie's prefix-size prior (`DecodeConfig`)."""
-    from padrec.config import DecodeConfig
+    """`--prefix-size-penalty`: the beta of the trie's prefix-size prior (`DecodeConfig`); read it
+    with `prefix_size_penalty(args, data)`."""
+    parser.add_argument("--prefix-size-penalty", type=float, metavar="BETA",
+                        help="lower each code token's score by BETA x log(items below its prefix) (default: the "
+                             "dataset's decoding.json from `padrec tune-prior`, else 0 = the target's own distribution)")
 
-    parser.add_argument("--prefix-size-penalty", type=float, default=DecodeConfig.prefix_size_penalty,
-                        metavar="BETA", help="lower each code token's score by BETA x log(items below its prefix) "
-                                             "(default %(default)s; 0 = the target's own distribution)")
+
+def prefix_size_penalty(args, data) -> float:
+    """The BETA a command decodes with: `--prefix-size-penalty` if given, else the dataset's default."""
+    return data.decode.prefix_size_penalty if args.prefix_size_penalty is None else args.prefix_size_penalty
 
 
 def emit_report(report: dict, out: Path | None, as_json: bool) -> None:

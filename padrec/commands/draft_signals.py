@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from padrec.commands import add_report_arguments, emit_report, load_drafts
+from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_drafts, prefix_size_penalty
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=4, help="draft tokens per round of the tau comparison")
     parser.add_argument("--batch-size", type=int, default=32, help="users per engine batch")
     parser.add_argument("--threads", type=int, default=2)
+    add_prior_argument(parser)
     add_report_arguments(parser)
 
 
@@ -30,14 +31,15 @@ def run(args: argparse.Namespace) -> int:
     drafts = load_drafts(data, args.drafter, args.dataset)
     if drafts is None:
         return 2
-    draft, target, trie = drafts[args.drafter], Target.load(data.paths.target), ItemTrie(data.sids)
+    draft, target = drafts[args.drafter], Target.load(data.paths.target)
+    trie = ItemTrie(data.sids, prefix_size_penalty(args, data))
     examples = data.split.test[: args.users]
     try:
         sizes = signal_sizes(draft, target, trie, examples)
     except ValueError as error:
         print(f"error: {args.drafter}: {error}")
         return 2
-    report = {"dataset": args.dataset, "drafter": args.drafter, "sizes": sizes,
+    report = {"dataset": args.dataset, "drafter": args.drafter, "prefix_size_penalty": trie.prefix_size_penalty, "sizes": sizes,
               "acceptance": tau_without_signals(draft, target, trie, examples, args.k, args.batch_size,
                                                 progress=not args.json)}
     emit_report(report, args.out, args.json)

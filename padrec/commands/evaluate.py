@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from padrec.commands import add_prior_argument, emit_report
+from padrec.commands import add_prior_argument, emit_report, prefix_size_penalty
 from padrec.config import ARTIFACTS_DIR
 
 
@@ -40,13 +40,14 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     data = load_prepared(args.dataset, args.artifacts)
+    beta = prefix_size_penalty(args, data)
     checkpoint = args.checkpoint or data.paths.target
     if not checkpoint.is_file():
         print(f"error: no target checkpoint at {checkpoint} (run `padrec train-target --dataset {args.dataset}`)",
               file=sys.stderr)
         return 2
     model = Target.load(checkpoint)
-    trie = ItemTrie(data.sids, args.prefix_size_penalty)
+    trie = ItemTrie(data.sids, beta)
     examples = getattr(data.split, args.split)[: args.users]
     targets = [e.target for e in examples]
     exclude = not args.include_history
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     report = {"dataset": args.dataset, "split": args.split, "users": len(examples), "top_n": args.top_n,
               "checkpoint": str(checkpoint), "decoding": {"temperature": args.temperature, "top_p": args.top_p,
                                                           "seed": args.seed, "exclude_history": exclude,
-                                                          "prefix_size_penalty": args.prefix_size_penalty}}
+                                                          "prefix_size_penalty": beta}}
     started = time.time()
     lists = generated_lists(model, trie, examples, args.top_n, progress=progress, exclude_history=exclude,
                             temperature=args.temperature, top_p=args.top_p, seed=args.seed)

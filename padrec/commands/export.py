@@ -8,13 +8,12 @@ models and files are left alone. `export/README.md` describes the graphs and the
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
 
-from padrec.commands import add_prior_argument, emit_report
+from padrec.commands import add_prior_argument, emit_report, prefix_size_penalty
 from padrec.config import ARTIFACTS_DIR, DRAFTERS, REPO_ROOT, ServingConfig
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace, trt) -> int:
     import torch
 
-    from padrec.artifacts import load_prepared
+    from padrec.artifacts import file_sha256, load_prepared
     from padrec.decoding.constraints import ItemTrie
     from padrec.export.checks import run_checks
     from padrec.export.graphs import DraftGraph, TargetGraph
@@ -86,13 +85,14 @@ def _export(args: argparse.Namespace, trt) -> int:
 
     torch.set_num_threads(args.threads)
     data = load_prepared(args.dataset, args.artifacts)
+    beta = prefix_size_penalty(args, data)
     sources = {TARGET_MODEL: data.paths.target} | {draft_model_name(d): data.paths.draft(d) for d in args.drafters}
     for (name, path), command in zip(sources.items(), ["train-target", *(f"train-draft --drafter {d}" for d in args.drafters)]):
         if not path.is_file():
             print(f"error: no {name} checkpoint at {path} (run `padrec {command} --dataset {args.dataset}`)",
                   file=sys.stderr)
             return 2
-    trie = ItemTrie(data.sids, args.prefix_size_penalty)
+    trie = ItemTrie(data.sids, beta)
     target = Target.load(sources[TARGET_MODEL])
     graphs = {TARGET_MODEL: TargetGraph(target).eval()} | {
         draft_model_name(d): DraftGraph(Draft.load(sources[draft_model_name(d)]), trie, args.draft_tokens,
@@ -110,10 +110,10 @@ def _export(args: argparse.Namespace, trt) -> int:
                                          trie, data.split.test[: args.check_users])
         manifest = {
             "dataset": args.dataset, "drafters": args.drafters, "backend": args.backend, "fp16": args.fp16,
-            "sources": {name: {"path": str(path), "sha256": _sha256(path)} for name, path in sources.items()},
+            "sources": {name: {"path": str(path), "sha256": file_sha256(path)} for name, path in sources.items()},
             "graphs": {"opset": OPSET, "max_seq_len": target.config.max_seq_len,
                        "draft_tokens": args.draft_tokens, "forced_room": args.forced_room,
-                       "prefix_size_penalty": args.prefix_size_penalty},
+                       "prefix_size_penalty": beta},
             "checks": {drafter: report.as_dict() for drafter, report in checks.items()},
         }
         failures = [f"{drafter}: {failure}" for drafter, report in checks.items() for failure in report.failures]
@@ -144,10 +144,6 @@ def _export(args: argparse.Namespace, trt) -> int:
             _print_summary(report.as_dict())
         print("installed " + ", ".join(str(p) for p in installed))
     return 0
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _print_summary(checks: dict) -> None:

@@ -10,20 +10,35 @@ from padrec.config import REPO_ROOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="folder of eval_*.json, bench_*.json, verify_*.json, draft_signals_*.json")
+    parser.add_argument("--results", type=Path, default=REPO_ROOT / "results",
+                        help="folder of eval_*.json, tune_prior_*.json, bench_*.json, verify_*.json, draft_signals_*.json")
 
 
 def eval_table(reports: list[dict]) -> str:
-    rows = ["| dataset | test users | target R@5 | target R@10 | target N@5 | target N@10 | popularity R@10 | "
+    rows = ["| dataset | test users | prior BETA | target R@5 | target R@10 | target N@5 | target N@10 | popularity R@10 | "
             "popularity N@10 | R@10 / popularity | beam-20 R@10 | beam-20 N@10 (users) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
         t, p, b = r["target"], r["popularity"], r.get("beam_search", {})
         ratio = t["recall@10"] / p["recall@10"] if p["recall@10"] else float("inf")
         beam = f"{b['recall@10']:.4f} | {b['ndcg@10']:.4f} ({b['users']})" if b else "- | -"
-        rows.append(f"| {r['dataset']} | {r['users']} | {t['recall@5']:.4f} | {t['recall@10']:.4f} | "
-                    f"{t['ndcg@5']:.4f} | {t['ndcg@10']:.4f} | {p['recall@10']:.4f} | {p['ndcg@10']:.4f} | "
-                    f"{ratio:.2f}x | {beam} |")
+        rows.append(f"| {r['dataset']} | {r['users']} | {_beta(r.get('decoding', {}))} | {t['recall@5']:.4f} | "
+                    f"{t['recall@10']:.4f} | {t['ndcg@5']:.4f} | {t['ndcg@10']:.4f} | {p['recall@10']:.4f} | "
+                    f"{p['ndcg@10']:.4f} | {ratio:.2f}x | {beam} |")
+    return "\n".join(rows)
+
+
+def _beta(report: dict) -> str:
+    """The prefix-size prior a report decoded with (reports from before it existed decoded without)."""
+    return f"{report.get('prefix_size_penalty', 0.0):g}"
+
+
+def prior_table(reports: list[dict]) -> str:
+    """Each dataset's prefix-size prior as `padrec tune-prior` chose it on validation lists."""
+    rows = ["| dataset | validation users | BETA: R@10 (N@10) | chosen |", "|---|---|---|---|"]
+    for r in reports:
+        cells = "; ".join(f"{b}: {m['recall@10']:.4f} ({m['ndcg@10']:.4f})" for b, m in r["metrics"].items())
+        rows.append(f"| {r['dataset']} | {r['users']} | {cells} | {r['prefix_size_penalty']:g} |")
     return "\n".join(rows)
 
 
@@ -39,7 +54,7 @@ def bench_table(report: dict) -> str:
     split = (f"; mean ms per list in target calls {p['time_split_ms']['target']:.1f}, elsewhere "
              f"{p['time_split_ms']['host']:.1f}" if "time_split_ms" in p else "")
     rows = [f"{report['dataset']} ({report.get('runtime', 'torch')}): {report['users']} test users, batch 1, "
-            f"{report['threads']} thread(s); plain decoding "
+            f"{report['threads']} thread(s), prior BETA {_beta(report)}; plain decoding "
             f"{p['median_ms']:.1f} ms per list (median){cpu}, {p['target_calls_per_list']:.1f} target forwards per "
             f"list{split}.",
             "", "| drafter | k | median ms | speed-up | CPU ms | CPU speed-up | tau | target forwards | acceptance | "
@@ -56,12 +71,12 @@ def bench_table(report: dict) -> str:
 
 def verify_table(reports: list[dict]) -> str:
     """Greedy speculative vs plain greedy lists per dataset and drafter (`padrec verify`)."""
-    rows = ["| dataset | users checked (of test users) | drafter | k | tau | identical lists | near-ties | mismatches |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| dataset | users checked (of test users) | prior BETA | drafter | k | tau | identical lists | near-ties | "
+            "mismatches |", "|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
         for c in r["checks"]:
             same = r["users"] - c["near_ties"] - c["mismatches"]
-            rows.append(f"| {r['dataset']} | {r['users']} ({r['test_users']}) | {c['drafter']} | {c['k']} | "
+            rows.append(f"| {r['dataset']} | {r['users']} ({r['test_users']}) | {_beta(r)} | {c['drafter']} | {c['k']} | "
                         f"{c['tau']:.2f} | {same} | {c['near_ties']} | {c['mismatches']} |")
     return "\n".join(rows)
 
@@ -111,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
     evals = [json.loads(p.read_text()) for p in sorted(args.results.glob("eval_*.json"))]
     if evals:
         print("### Recommendation quality\n\n" + eval_table(evals) + "\n")
+    priors = [json.loads(p.read_text()) for p in sorted(args.results.glob("tune_prior_*.json"))]
+    if priors:
+        print("### The prefix-size prior, chosen on validation lists (`padrec tune-prior`)\n\n"
+              + prior_table(priors) + "\n")
     benches = [json.loads(path.read_text()) for path in sorted(args.results.glob("bench*.json"))]
     torch_benches = [b for b in benches if b.get("runtime", "torch") == "torch"]
     if torch_benches:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from padrec.commands import add_prior_argument
+from padrec.commands import add_prior_argument, prefix_size_penalty
 from padrec.config import ARTIFACTS_DIR, DRAFTERS, REPO_ROOT
 
 
@@ -42,14 +42,15 @@ def run(args: argparse.Namespace) -> int:
                             token_weight=args.token_weight)
     torch.set_num_threads(config.threads)
     data = load_prepared(args.dataset, args.artifacts)
+    beta = prefix_size_penalty(args, data)
     target = Target.load(data.paths.target)
-    prior = f"_prior{args.prefix_size_penalty:g}" if args.prefix_size_penalty else ""
+    prior = f"_prior{beta:g}" if beta else ""
     cache = args.cache / f"{args.dataset}_{config.distill_users}_{config.seed}{prior}.pt"
     if cache.is_file() and cache.stat().st_mtime > data.paths.target.stat().st_mtime:
         seqs = [s.numpy() for s in torch.load(cache, weights_only=True)]
     else:
         seqs = distillation_sequences(target, data, config.distill_users, seed=config.seed, progress=not args.quiet,
-                                      prefix_size_penalty=args.prefix_size_penalty)
+                                      prefix_size_penalty=beta)
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save([torch.from_numpy(s) for s in seqs], cache)
     feats = target_features(target, seqs)
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         draft, log = train_draft(target, data, draft_config, config, seqs, feats, progress=not args.quiet)
         out = data.paths.draft(name)
         draft.save(out, {"dataset": args.dataset, "drafter": name})
-        log["distilled_with_prefix_size_penalty"] = args.prefix_size_penalty
+        log["distilled_with_prefix_size_penalty"] = beta
         out.with_name(out.stem + "_train.json").write_text(json.dumps(log, indent=1) + "\n")
         print(f"saved {out}: next-token accuracy by unrolled step {log['epochs'][-1]['accuracy_by_step']}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_drafts
+from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_drafts, prefix_size_penalty
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +29,16 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     data = load_prepared(args.dataset, args.artifacts)
+    beta = prefix_size_penalty(args, data)
     drafts = load_drafts(data, args.drafters, args.dataset)
     if drafts is None:
         return 2
     target = Target.load(data.paths.target)
-    trie = ItemTrie(data.sids, args.prefix_size_penalty)
+    trie = ItemTrie(data.sids, beta)
     decoders = torch_decoders(target, drafts, trie, [int(k) for k in args.k.split(",")], rows=args.batch_size)
     examples = data.split.test[: args.users]
     report = {"dataset": args.dataset, "test_users": len(data.split.test),
-              "prefix_size_penalty": args.prefix_size_penalty,
+              "prefix_size_penalty": beta,
               **check_lossless(target, decoders, trie, examples, args.batch_size, progress=not args.json)}
     emit_report(report, args.out, args.json)
     failed = sum(c["mismatches"] for c in report["checks"])

@@ -58,6 +58,8 @@ class Recording:
 
 
 def test_export_passed_its_checks_and_wrote_the_repository(exported_tiny):
+    # the BETA of the dataset's decoding.json (no flag given), the one the fixture's trie holds
+    assert exported_tiny.manifest["graphs"]["prefix_size_penalty"] == exported_tiny.trie.prefix_size_penalty > 0
     assert exported_tiny.manifest["checks"].keys() == {"padrec", "eagle"}
     for checks in exported_tiny.manifest["checks"].values():
         assert checks["passed"], checks["failures"]

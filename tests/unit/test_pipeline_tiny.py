@@ -11,6 +11,7 @@ from padrec.artifacts import load_prepared
 from padrec.cli import main
 from padrec.config import DRAFTERS, DraftTrainConfig
 from padrec.data.datasets import load_builtin
+from padrec.evaluation import best_setting
 from padrec.models.draft import Draft
 from padrec.models.target import Target
 from padrec.training.draft import distillation_sequences, target_features, train_draft
@@ -74,6 +75,19 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     prior = json.loads(capsys.readouterr().out)
     assert prior["decoding"]["prefix_size_penalty"] == 2.0 and prior["popularity"] == report["popularity"]
     assert 0.0 <= prior["target"]["recall@10"] <= 1.0
+
+    # BETA chosen on validation lists becomes the dataset's default; a flag still overrides it
+    assert main(["tune-prior", "--dataset", "small", "--betas", "0,2", "--json", "--artifacts", str(art)]) == 0
+    tuned = json.loads(capsys.readouterr().out)
+    assert tuned["split"] == "valid" and tuned["users"] == 60 and set(tuned["metrics"]) == {"0", "2"}
+    assert tuned["prefix_size_penalty"] == best_setting({float(b): m for b, m in tuned["metrics"].items()})
+    saved = json.loads((art / "small" / "decoding.json").read_text())
+    assert saved["defaults"] == {"prefix_size_penalty": tuned["prefix_size_penalty"]}
+    assert main(["eval", "--dataset", "small", "--json", "--artifacts", str(art), "--no-beam"]) == 0
+    assert json.loads(capsys.readouterr().out)["decoding"]["prefix_size_penalty"] == tuned["prefix_size_penalty"]
+    assert main(["eval", "--dataset", "small", "--json", "--artifacts", str(art), "--no-beam",
+                 "--prefix-size-penalty", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["target"] == report["target"]
 
     assert main(["train-draft", "--dataset", "small", "--drafter", "padrec", "--users", "60", "--epochs", "1",
                  "--quiet", "--artifacts", str(art), "--cache", str(tmp_path / "distill"),

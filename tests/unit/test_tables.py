@@ -8,7 +8,7 @@ from padrec.cli import main
 def test_tables_render_eval_and_bench(tmp_path, capsys):
     metrics = {"recall@5": 0.02, "recall@10": 0.04, "ndcg@5": 0.01, "ndcg@10": 0.02}
     (tmp_path / "eval_x.json").write_text(json.dumps({
-        "dataset": "x", "users": 10, "target": metrics,
+        "dataset": "x", "users": 10, "target": metrics, "decoding": {"prefix_size_penalty": 0.5},
         "popularity": {**metrics, "recall@10": 0.01}, "beam_search": {**metrics, "users": 5}}))
     (tmp_path / "bench_x.json").write_text(json.dumps({
         "dataset": "x", "users": 3, "threads": 1,
@@ -21,10 +21,10 @@ def test_tables_render_eval_and_bench(tmp_path, capsys):
                          "mismatches": 0, "near_ties": 1}]}))
     assert main(["tables", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| x | 10 | 0.0200 | 0.0400 |" in out and "4.00x" in out and "0.0400 | 0.0200 (5)" in out
+    assert "| x | 10 | 0.5 | 0.0200 | 0.0400 |" in out and "4.00x" in out and "0.0400 | 0.0200 (5)" in out
     assert ("| padrec | 3 | 50.0 | 2.00x | 60.0 | 1.50x | 2.50 | 14.5 | 0.50 | 0.60 - | 0.10 | 30.0 / 15.2 / 4.8 | 0 | 1 |"
             in out)
-    assert "100.0 ms per list (median) (CPU time 90.0 ms)" in out
+    assert "1 thread(s), prior BETA 0; plain decoding 100.0 ms per list (median) (CPU time 90.0 ms)" in out
     assert "mean ms per list in target calls 95.0, elsewhere 5.5." in out
 
 
@@ -40,13 +40,22 @@ def test_tables_compare_drafters_and_render_lossless_checks(tmp_path, capsys):
     (tmp_path / "bench_a.json").write_text(json.dumps(_bench("a", {"eagle": 2.5, "padrec": 2.6})))
     (tmp_path / "bench_b.json").write_text(json.dumps(_bench("b", {"eagle": 3.0, "padrec": 2.9})))
     (tmp_path / "verify_a.json").write_text(json.dumps({
-        "dataset": "a", "users": 500, "test_users": 900,
+        "dataset": "a", "users": 500, "test_users": 900, "prefix_size_penalty": 0.25,
         "checks": [{"drafter": "padrec", "k": 4, "tau": 2.61, "near_ties": 2, "mismatches": 0}]}))
     assert main(["tables", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| a | torch | 4 | 2.600 | 2.500 | yes |" in out and "| b | torch | 4 | 2.900 | 3.000 | no |" in out
     assert "Datasets where padrec's tau is higher: k=4: 1 of 2." in out
-    assert "| a | 500 (900) | padrec | 4 | 2.61 | 498 | 2 | 0 |" in out
+    assert "| a | 500 (900) | 0.25 | padrec | 4 | 2.61 | 498 | 2 | 0 |" in out
+
+
+def test_tables_render_the_prior_each_dataset_chose(tmp_path, capsys):
+    m = lambda r, n: {"recall@10": r, "ndcg@10": n}  # noqa: E731
+    (tmp_path / "tune_prior_a.json").write_text(json.dumps({
+        "dataset": "a", "users": 300, "prefix_size_penalty": 0.5,
+        "metrics": {"0": m(0.01, 0.005), "0.5": m(0.02, 0.01)}}))
+    assert main(["tables", "--results", str(tmp_path)]) == 0
+    assert "| a | 300 | 0: 0.0100 (0.0050); 0.5: 0.0200 (0.0100) | 0.5 |" in capsys.readouterr().out
 
 
 def test_tables_render_what_the_drafts_make_of_their_position_terms(tmp_path, capsys):
