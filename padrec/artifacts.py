@@ -81,6 +81,10 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _unknown_settings(defaults: dict) -> list[str]:
+    return sorted(set(defaults) - {f.name for f in fields(DecodeConfig)})
+
+
 def decode_defaults(paths: ArtifactPaths) -> DecodeConfig:
     """`DecodeConfig` with the defaults a dataset's decoding.json chose (none: the class defaults).
 
@@ -89,10 +93,8 @@ def decode_defaults(paths: ArtifactPaths) -> DecodeConfig:
     if not paths.decoding.is_file():
         return DecodeConfig()
     saved = json.loads(paths.decoding.read_text())
-    known = {f.name for f in fields(DecodeConfig)}
-    unknown = set(saved["defaults"]) - known
-    if unknown:
-        raise DatasetError(f"{paths.decoding}: unknown decoding settings {sorted(unknown)}")
+    if unknown := _unknown_settings(saved["defaults"]):
+        raise DatasetError(f"{paths.decoding}: unknown decoding settings {unknown}")
     if paths.target.is_file() and saved.get("target_sha256") not in (None, file_sha256(paths.target)):
         warnings.warn(f"{paths.decoding} was chosen for another {paths.target.name}; "
                       f"choose again with `padrec tune-prior`", stacklevel=2)
@@ -101,9 +103,8 @@ def decode_defaults(paths: ArtifactPaths) -> DecodeConfig:
 
 def save_decode_defaults(paths: ArtifactPaths, defaults: dict, evidence: dict) -> None:
     """Write decoding.json: the chosen settings, the target they were chosen for, and the evidence."""
-    unknown = set(defaults) - {f.name for f in fields(DecodeConfig)}
-    if unknown:
-        raise ValueError(f"unknown decoding settings {sorted(unknown)}")
+    if unknown := _unknown_settings(defaults):
+        raise ValueError(f"unknown decoding settings {unknown}")
     record = {"defaults": defaults, "target_sha256": file_sha256(paths.target), "chosen_on": evidence}
     paths.decoding.write_text(json.dumps(record, indent=1) + "\n")
 
