@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 
 def add_report_arguments(parser) -> None:
@@ -40,18 +41,35 @@ def emit_report(report: dict, out: Path | None, as_json: bool) -> None:
         print(text)
 
 
-def load_drafts(data, names: str, dataset: str) -> dict | None:
-    """The trained drafts named (comma-separated) for a prepared dataset, or None after printing
-    which one is missing and the command that trains it."""
-    from padrec.config import DRAFTERS
-    from padrec.models.draft import Draft
+class Models(NamedTuple):
+    """What a decoding report command works with: the prepared dataset, its target, the drafts asked
+    for, and the trie at the BETA the command decodes with."""
 
+    data: object  # padrec.artifacts.Prepared
+    target: object  # padrec.models.target.Target
+    drafts: dict  # drafter name -> padrec.models.draft.Draft
+    trie: object  # padrec.decoding.constraints.ItemTrie
+
+
+def load_models(args, drafter_names: str) -> Models | None:
+    """Set torch's threads to `args.threads` and load `args.dataset`'s target and the drafts named
+    (comma-separated); None after printing which draft is missing and the command that trains it."""
+    import torch
+
+    from padrec.artifacts import load_prepared
+    from padrec.config import DRAFTERS
+    from padrec.decoding.constraints import ItemTrie
+    from padrec.models.draft import Draft
+    from padrec.models.target import Target
+
+    torch.set_num_threads(args.threads)
+    data = load_prepared(args.dataset, args.artifacts)
     drafts = {}
-    for name in names.split(","):
+    for name in drafter_names.split(","):
         path = data.paths.draft(name)
         if name not in DRAFTERS or not path.is_file():
-            print(f"error: no {name!r} draft at {path} (run `padrec train-draft --dataset {dataset} "
+            print(f"error: no {name!r} draft at {path} (run `padrec train-draft --dataset {args.dataset} "
                   f"--drafter {name}`)", file=sys.stderr)
             return None
         drafts[name] = Draft.load(path)
-    return drafts
+    return Models(data, Target.load(data.paths.target), drafts, ItemTrie(data.sids, prefix_size_penalty(args, data)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_drafts, prefix_size_penalty
+from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_models
 from padrec.config import DRAFTERS, REPO_ROOT
 
 
@@ -21,25 +21,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from padrec.artifacts import load_prepared
     from padrec.benchmark import run_benchmark
-    from padrec.decoding.constraints import ItemTrie
-    from padrec.models.target import Target
 
-    torch.set_num_threads(args.threads)
-    data = load_prepared(args.dataset, args.artifacts)
-    beta = prefix_size_penalty(args, data)
-    drafts = load_drafts(data, args.drafters, args.dataset)
-    if drafts is None:
+    models = load_models(args, args.drafters)
+    if models is None:
         return 2
     ks = [int(k) for k in args.k.split(",")]
-    report = run_benchmark(Target.load(data.paths.target), drafts, ItemTrie(data.sids, beta),
-                           data.split.test[: args.users], ks, progress=not args.json, runtime=args.runtime,
+    report = run_benchmark(models.target, models.drafts, models.trie, models.data.split.test[: args.users], ks,
+                           progress=not args.json, runtime=args.runtime,
                            workdir=REPO_ROOT / ".cache" / "bench" / args.dataset)
     report["dataset"] = args.dataset
-    report["prefix_size_penalty"] = beta
+    report["prefix_size_penalty"] = models.trie.prefix_size_penalty
     emit_report(report, args.out, args.json)
     if not args.json:
         p = report["plain"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_drafts, prefix_size_penalty
+from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_models
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,21 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from padrec.artifacts import load_prepared
-    from padrec.decoding.constraints import ItemTrie
     from padrec.draft_signals import signal_sizes, tau_without_signals
-    from padrec.models.target import Target
 
-    torch.set_num_threads(args.threads)
-    data = load_prepared(args.dataset, args.artifacts)
-    drafts = load_drafts(data, args.drafter, args.dataset)
-    if drafts is None:
+    models = load_models(args, args.drafter)
+    if models is None:
         return 2
-    draft, target = drafts[args.drafter], Target.load(data.paths.target)
-    trie = ItemTrie(data.sids, prefix_size_penalty(args, data))
-    examples = data.split.test[: args.users]
+    draft, target, trie = models.drafts[args.drafter], models.target, models.trie
+    examples = models.data.split.test[: args.users]
     try:
         sizes = signal_sizes(draft, target, trie, examples)
     except ValueError as error:

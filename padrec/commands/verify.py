@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_drafts, prefix_size_penalty
+from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_models
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,27 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from padrec.artifacts import load_prepared
     from padrec.benchmark import torch_decoders
-    from padrec.decoding.constraints import ItemTrie
-    from padrec.models.target import Target
     from padrec.verification import check_lossless
 
-    torch.set_num_threads(args.threads)
-    data = load_prepared(args.dataset, args.artifacts)
-    beta = prefix_size_penalty(args, data)
-    drafts = load_drafts(data, args.drafters, args.dataset)
-    if drafts is None:
+    models = load_models(args, args.drafters)
+    if models is None:
         return 2
-    target = Target.load(data.paths.target)
-    trie = ItemTrie(data.sids, beta)
-    decoders = torch_decoders(target, drafts, trie, [int(k) for k in args.k.split(",")], rows=args.batch_size)
-    examples = data.split.test[: args.users]
-    report = {"dataset": args.dataset, "test_users": len(data.split.test),
-              "prefix_size_penalty": beta,
-              **check_lossless(target, decoders, trie, examples, args.batch_size, progress=not args.json)}
+    decoders = torch_decoders(models.target, models.drafts, models.trie, [int(k) for k in args.k.split(",")],
+                              rows=args.batch_size)
+    test = models.data.split.test
+    report = {"dataset": args.dataset, "test_users": len(test), "prefix_size_penalty": models.trie.prefix_size_penalty,
+              **check_lossless(models.target, decoders, models.trie, test[: args.users], args.batch_size,
+                               progress=not args.json)}
     emit_report(report, args.out, args.json)
     failed = sum(c["mismatches"] for c in report["checks"])
     if not args.json:

@@ -106,6 +106,16 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     # both decoders are lossless, so their lists agree whatever the position terms do to acceptance
     assert signals["acceptance"]["differing_lists"] == 0 and signals["acceptance"]["users"] == 8
 
+    # verify decodes with the dataset's BETA; a drafter that was never trained is named with its command
+    assert main(["verify", "--dataset", "small", "--users", "6", "--k", "2", "--drafters", "padrec",
+                 "--batch-size", "3", "--json", "--artifacts", str(art)]) == 0
+    verified = json.loads(capsys.readouterr().out)
+    assert verified["prefix_size_penalty"] == tuned["prefix_size_penalty"] and verified["users"] == 6
+    assert [c["mismatches"] for c in verified["checks"]] == [0]
+    assert main(["bench", "--dataset", "small", "--users", "2", "--k", "2", "--drafters", "padrec,eagle",
+                 "--json", "--artifacts", str(art)]) == 2
+    assert "padrec train-draft --dataset small --drafter eagle" in capsys.readouterr().err
+
     # with a schedule short enough for 60 users, agreement with the target's argmax grows at every depth
     data = load_prepared("small", art)
     target = Target.load(data.paths.target)
