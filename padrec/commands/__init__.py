@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from padrec.artifacts import Prepared
+    from padrec.decoding.constraints import ItemTrie
+    from padrec.models.draft import Draft
+    from padrec.models.target import Target
 
 
 def add_report_arguments(parser) -> None:
@@ -45,15 +51,15 @@ class Models(NamedTuple):
     """What a decoding report command works with: the prepared dataset, its target, the drafts asked
     for, and the trie at the BETA the command decodes with."""
 
-    data: object  # padrec.artifacts.Prepared
-    target: object  # padrec.models.target.Target
-    drafts: dict  # drafter name -> padrec.models.draft.Draft
-    trie: object  # padrec.decoding.constraints.ItemTrie
+    data: Prepared
+    target: Target
+    drafts: dict[str, Draft]  # by drafter name
+    trie: ItemTrie
 
 
 def load_models(args, drafter_names: str) -> Models | None:
     """Set torch's threads to `args.threads` and load `args.dataset`'s target and the drafts named
-    (comma-separated); None after printing which draft is missing and the command that trains it."""
+    (comma-separated); None after printing which model is missing and the command that trains it."""
     import torch
 
     from padrec.artifacts import load_prepared
@@ -64,6 +70,10 @@ def load_models(args, drafter_names: str) -> Models | None:
 
     torch.set_num_threads(args.threads)
     data = load_prepared(args.dataset, args.artifacts)
+    if not data.paths.target.is_file():
+        print(f"error: no target at {data.paths.target} (run `padrec train-target --dataset {args.dataset}`)",
+              file=sys.stderr)
+        return None
     drafts = {}
     for name in drafter_names.split(","):
         path = data.paths.draft(name)

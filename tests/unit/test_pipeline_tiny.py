@@ -137,3 +137,5 @@ def test_eval_without_checkpoint_says_what_to_run(tmp_path, capsys):
     SemanticIds(np.arange(1682)[:, None], [1682]).save(art / "x" / "semantic_ids.npz")
     assert main(["eval", "--dataset", "x", "--artifacts", str(art)]) == 2
     assert "padrec train-target --dataset x" in capsys.readouterr().err
+    assert main(["verify", "--dataset", "x", "--artifacts", str(art)]) == 2
+    assert "padrec train-target --dataset x" in capsys.readouterr().err
