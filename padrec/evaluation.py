@@ -63,4 +63,4 @@ def best_setting(metrics: dict[float, dict[str, float]], key: str = "recall@10",
                  tiebreak: str = "ndcg@10") -> float:
     """The setting (e.g. a prior's BETA) whose lists score highest on `key`, then on `tiebreak`;
     among exact ties the smallest, the one that changes the target's own decoding least."""
-    return max(sorted(metrics), key=lambda s: (metrics[s][key], metrics[s][tiebreak], -s))
+    return max(metrics, key=lambda s: (metrics[s][key], metrics[s][tiebreak], -s))

@@ -47,6 +47,14 @@ def emit_report(report: dict, out: Path | None, as_json: bool) -> None:
         print(text)
 
 
+def has_target(data: Prepared) -> bool:
+    """Whether the prepared dataset has a trained target; if not, say so with the command that trains it."""
+    if data.paths.target.is_file():
+        return True
+    print(f"error: no target at {data.paths.target} (run `padrec train-target --dataset {data.name}`)", file=sys.stderr)
+    return False
+
+
 class Models(NamedTuple):
     """What a decoding report command works with: the prepared dataset, its target, the drafts asked
     for, and the trie at the BETA the command decodes with."""
@@ -70,9 +78,7 @@ def load_models(args, drafter_names: str) -> Models | None:
 
     torch.set_num_threads(args.threads)
     data = load_prepared(args.dataset, args.artifacts)
-    if not data.paths.target.is_file():
-        print(f"error: no target at {data.paths.target} (run `padrec train-target --dataset {args.dataset}`)",
-              file=sys.stderr)
+    if not has_target(data):
         return None
     drafts = {}
     for name in drafter_names.split(","):

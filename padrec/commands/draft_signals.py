@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {args.drafter}: {error}")
         return 2
-    report = {"dataset": args.dataset, "drafter": args.drafter, "prefix_size_penalty": trie.prefix_size_penalty, "sizes": sizes,
+    report = {"dataset": args.dataset, "drafter": args.drafter, "prefix_size_penalty": trie.prefix_size_penalty,
+              "sizes": sizes,
               "acceptance": tau_without_signals(draft, target, trie, examples, args.k, args.batch_size,
                                                 progress=not args.json)}
     emit_report(report, args.out, args.json)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from padrec.commands import add_report_arguments, emit_report
+from padrec.commands import add_report_arguments, emit_report, has_target
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     torch.set_num_threads(args.threads)
     data = load_prepared(args.dataset, args.artifacts)
-    if not data.paths.target.is_file():
-        print(f"error: no target at {data.paths.target} (run `padrec train-target --dataset {args.dataset}`)",
-              file=sys.stderr)
+    if not has_target(data):
         return 2
     target = Target.load(data.paths.target)
     examples = data.split.valid[: args.users]
