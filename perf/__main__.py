@@ -117,6 +117,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**chosen)
 
 
+def command_line(argv: list[str] | None) -> str:
+    """The command that was run, as a shell line results files record."""
+    return shlex.join(["python", "-m", "perf", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command in ("datasets", "datasets-report"):
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out / 'REPORT.md'}" + (f" and {args.out / comparison.DATASETS_REPORT}" if found else ""))
         return 0
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
-    command = shlex.join(["python", "-m", "perf", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line(argv)
     try:
         settings = settings_from(args)
     except ValueError as error:
@@ -162,7 +167,7 @@ def datasets_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         print("wrote " + " and ".join(map(str, written)))
         return 0
     out = args.out or (DATASETS_QUICK_OUT if args.quick else DEFAULT_OUT)
-    command = shlex.join(["python", "-m", "perf", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line(argv)
     try:
         plan = plan_from(args)
     except ValueError as error:

@@ -15,13 +15,16 @@ if TYPE_CHECKING:
 
 
 def add_report_arguments(parser) -> None:
-    """`--artifacts`, `--json` and `--out`: where a report command reads models, and where its
-    report goes (what `emit_report` takes)."""
+    """`--artifacts`, `--json`, `--out` and `--quiet`: where a report command reads models, where its
+    report goes (what `emit_report` takes), and whether it shows progress bars."""
     from padrec.config import ARTIFACTS_DIR
 
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
+    # Bars go to stderr, so they stay on with --json: the report on stdout is unaffected, and a
+    # half-hour run is not silent.
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def add_prior_argument(parser) -> None:

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     ks = [int(k) for k in args.k.split(",")]
     report = run_benchmark(models.target, models.drafts, models.trie, models.data.split.test[: args.users], ks,
-                           progress=not args.json, runtime=args.runtime,
+                           progress=not args.quiet, runtime=args.runtime,
                            workdir=REPO_ROOT / ".cache" / "bench" / args.dataset)
     report["dataset"] = args.dataset
     report["prefix_size_penalty"] = models.trie.prefix_size_penalty

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     report = {"dataset": args.dataset, "drafter": args.drafter, "prefix_size_penalty": trie.prefix_size_penalty,
               "sizes": sizes,
               "acceptance": tau_without_signals(draft, target, trie, examples, args.k, args.batch_size,
-                                                progress=not args.json)}
+                                                progress=not args.quiet)}
     emit_report(report, args.out, args.json)
     if not args.json:
         a = report["acceptance"]

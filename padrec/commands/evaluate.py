@@ -7,8 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from padrec.commands import add_prior_argument, emit_report, prefix_size_penalty
-from padrec.config import ARTIFACTS_DIR
+from padrec.commands import add_prior_argument, add_report_arguments, emit_report, prefix_size_penalty
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-history", action="store_true", help="allow items from the user's history")
     add_prior_argument(parser)
     parser.add_argument("--checkpoint", type=Path, help="default: artifacts/<dataset>/target.pt")
-    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    parser.add_argument("--out", type=Path, help="also write the JSON report here")
+    add_report_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     examples = getattr(data.split, args.split)[: args.users]
     targets = [e.target for e in examples]
     exclude = not args.include_history
-    progress = not args.json
+    progress = not args.quiet
 
     report = {"dataset": args.dataset, "split": args.split, "users": len(examples), "top_n": args.top_n,
               "checkpoint": str(checkpoint), "decoding": {"temperature": args.temperature, "top_p": args.top_p,

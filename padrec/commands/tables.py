@@ -122,25 +122,28 @@ def signals_table(reports: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def load_reports(results: Path, pattern: str) -> list[dict]:
+    """The JSON reports in `results` whose names match `pattern`, in name order."""
+    return [json.loads(path.read_text()) for path in sorted(results.glob(pattern))]
+
+
+def print_section(title: str, reports: list[dict], render) -> None:
+    """A markdown section of `render(reports)` under `title`; nothing when there are no reports."""
+    if reports:
+        print(f"### {title}\n\n{render(reports)}\n")
+
+
 def run(args: argparse.Namespace) -> int:
-    evals = [json.loads(p.read_text()) for p in sorted(args.results.glob("eval_*.json"))]
-    if evals:
-        print("### Recommendation quality\n\n" + eval_table(evals) + "\n")
-    priors = [json.loads(p.read_text()) for p in sorted(args.results.glob("tune_prior_*.json"))]
-    if priors:
-        print("### The prefix-size prior, chosen on validation lists (`padrec tune-prior`)\n\n"
-              + prior_table(priors) + "\n")
-    benches = [json.loads(path.read_text()) for path in sorted(args.results.glob("bench*.json"))]
-    torch_benches = [b for b in benches if b.get("runtime", "torch") == "torch"]
-    if torch_benches:
-        print("### PAD-Rec against the EAGLE-style draft (tau at equal k)\n\n" + drafter_table(torch_benches) + "\n")
-    verifications = [json.loads(p.read_text()) for p in sorted(args.results.glob("verify_*.json"))]
-    if verifications:
-        print("### Losslessness on test sets (`padrec verify`)\n\n" + verify_table(verifications) + "\n")
-    signals = [json.loads(p.read_text()) for p in sorted(args.results.glob("draft_signals_*.json"))]
-    if signals:
-        print("### What the PAD-Rec drafts make of their position terms (`padrec draft-signals`)\n\n"
-              + signals_table(signals) + "\n")
+    benches = load_reports(args.results, "bench*.json")
+    print_section("Recommendation quality", load_reports(args.results, "eval_*.json"), eval_table)
+    print_section("The prefix-size prior, chosen on validation lists (`padrec tune-prior`)",
+                  load_reports(args.results, "tune_prior_*.json"), prior_table)
+    print_section("PAD-Rec against the EAGLE-style draft (tau at equal k)",
+                  [b for b in benches if b.get("runtime", "torch") == "torch"], drafter_table)
+    print_section("Losslessness on test sets (`padrec verify`)", load_reports(args.results, "verify_*.json"),
+                  verify_table)
+    print_section("What the PAD-Rec drafts make of their position terms (`padrec draft-signals`)",
+                  load_reports(args.results, "draft_signals_*.json"), signals_table)
     for bench in benches:
-        print("### Offline speculative decoding\n\n" + bench_table(bench) + "\n")
+        print_section("Offline speculative decoding", [bench], lambda reports: bench_table(reports[0]))
     return 0

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     examples = data.split.valid[: args.users]
     metrics = {}
     for beta in betas:
-        lists = generated_lists(target, ItemTrie(data.sids, beta), examples, progress=not args.json)
+        lists = generated_lists(target, ItemTrie(data.sids, beta), examples, progress=not args.quiet)
         metrics[beta] = ranking_metrics(lists, [e.target for e in examples])
         if not args.json:
             print(f"BETA {beta:g}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics[beta].items()))

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     test = models.data.split.test
     report = {"dataset": args.dataset, "test_users": len(test), "prefix_size_penalty": models.trie.prefix_size_penalty,
               **check_lossless(models.target, decoders, models.trie, test[: args.users], args.batch_size,
-                               progress=not args.json)}
+                               progress=not args.quiet)}
     emit_report(report, args.out, args.json)
     failed = sum(c["mismatches"] for c in report["checks"])
     if not args.json:

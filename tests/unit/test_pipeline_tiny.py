@@ -60,7 +60,9 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     capsys.readouterr()
 
     assert main(["eval", "--dataset", "small", "--json", "--artifacts", str(art), "--beam-users", "20"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr()
+    report = json.loads(out.out)  # progress bars stay on stderr, so stdout is the report alone
+    assert "generate" in out.err and "beam" in out.err
     assert report["users"] == 60 and report["beam_search"]["users"] == 20
     for part in ("target", "popularity", "beam_search"):
         for key in ("recall@5", "recall@10", "ndcg@5", "ndcg@10"):
@@ -71,8 +73,10 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
 
     # with the prefix-size prior the lists change, the popularity baseline does not
     assert main(["eval", "--dataset", "small", "--json", "--artifacts", str(art), "--no-beam",
-                 "--prefix-size-penalty", "2.0"]) == 0
-    prior = json.loads(capsys.readouterr().out)
+                 "--prefix-size-penalty", "2.0", "--quiet"]) == 0
+    out = capsys.readouterr()
+    prior = json.loads(out.out)
+    assert "generate" not in out.err
     assert prior["decoding"]["prefix_size_penalty"] == 2.0 and prior["popularity"] == report["popularity"]
     assert 0.0 <= prior["target"]["recall@10"] <= 1.0
 
