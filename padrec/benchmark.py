@@ -112,7 +112,7 @@ def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks:
 
 
 def onnx_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int], workdir: Path,
-                  forced_room: int = 2) -> dict:
+                  forced_room: int) -> dict:
     """The same decoders on ONNX Runtime: the graphs are exported into `workdir` (one draft graph
     per k, since a draft graph always runs its fixed number of steps)."""
     from padrec.decoding.onnx_draft import OnnxDraft
@@ -136,12 +136,16 @@ def onnx_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: 
 
 def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example],
                   ks: list[int], top_n: int = 10, progress: bool = True, runtime: str = "torch",
-                  workdir: Path | None = None) -> dict:
-    """Decode every example with every configuration on one runtime; returns the report dict."""
+                  workdir: Path | None = None, forced_room: int | None = None) -> dict:
+    """Decode every example with every configuration on one runtime; returns the report dict.
+    onnxruntime needs the draft graphs' `forced_room` (`padrec.export.forced_room`)."""
     if runtime == "torch":
         decoders = torch_decoders(target, drafts, trie, ks)
     else:
-        decoders = onnx_decoders(target, drafts, trie, ks, workdir or Path(tempfile.mkdtemp(prefix="padrec_bench_")))
+        if forced_room is None:
+            raise ValueError("the onnxruntime benchmark needs the draft graphs' forced_room")
+        decoders = onnx_decoders(target, drafts, trie, ks, workdir or Path(tempfile.mkdtemp(prefix="padrec_bench_")),
+                                 forced_room)
     report = compare_decoders(target, decoders, trie, examples, top_n, progress)
     report["runtime"] = runtime
     return report

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (1: batch-1 latency)")
     parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                         help="run target and drafts on torch eager or on their exported ONNX graphs")
+    parser.add_argument("--forced-room", type=int, help="onnxruntime: forced tokens a draft graph round can take "
+                                                         "before proposing (default: as `padrec export` measures it)")
     add_prior_argument(parser)
     add_report_arguments(parser)
 
@@ -27,10 +29,18 @@ def run(args: argparse.Namespace) -> int:
     if models is None:
         return 2
     ks = [int(k) for k in args.k.split(",")]
+    forced_room = None
+    if args.runtime == "onnxruntime":
+        from padrec.export.forced_room import ROOM_USERS, measured_room
+
+        test = models.data.split.test
+        forced_room = args.forced_room or measured_room(models.target, models.trie, test[:ROOM_USERS])
     report = run_benchmark(models.target, models.drafts, models.trie, models.data.split.test[: args.users], ks,
                            progress=not args.quiet, runtime=args.runtime,
-                           workdir=REPO_ROOT / ".cache" / "bench" / args.dataset)
+                           workdir=REPO_ROOT / ".cache" / "bench" / args.dataset, forced_room=forced_room)
     report["dataset"] = args.dataset
+    if forced_room is not None:
+        report["forced_room"] = forced_room
     report["prefix_size_penalty"] = models.trie.prefix_size_penalty
     emit_report(report, args.out, args.json)
     if not args.json:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from padrec.commands import add_prior_argument, emit_report, prefix_size_penalty
 from padrec.config import ARTIFACTS_DIR, DRAFTERS, REPO_ROOT, ServingConfig
+from padrec.export.forced_room import COVERAGE, ROOM_USERS, measured_room
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
 # The Python backend is what this project's server runs, so its repository is the one `make serve`
@@ -23,9 +24,6 @@ DEFAULT_OUT = {"python": REPO_ROOT / "model_repository",
                "onnxruntime": REPO_ROOT / "build" / "model_repository-onnxruntime",
                "tensorrt": REPO_ROOT / "build" / "model_repository-tensorrt"}
 DEFAULT_DRAFT_TOKENS = 4  # proposals per round in the draft graph: the engine's k_max on this graph
-# Forced tokens (after the bonus) a round can start with: 0-2 in 98% of rounds on Beauty; a row
-# with more proposes nothing that round.
-DEFAULT_FORCED_ROOM = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                  "build/model_repository-<backend>/ otherwise)")
     parser.add_argument("--fp16", action="store_true", help="TensorRT engines with fp16 kernels allowed")
     parser.add_argument("--draft-tokens", type=int, default=DEFAULT_DRAFT_TOKENS, help="proposals per draft round")
-    parser.add_argument("--forced-room", type=int, default=DEFAULT_FORCED_ROOM,
-                        help="forced tokens a draft round can take before proposing")
+    parser.add_argument("--forced-room", type=int,
+                        help="forced tokens a draft round can take before proposing (default: the fewest that "
+                             f"hold the forced runs after {COVERAGE * 100:.0f}%% of the chosen tokens of {ROOM_USERS} test users' "
+                             "greedy lists)")
     parser.add_argument("--check-users", type=int, default=100, help="test users whose greedy lists are compared")
     parser.add_argument("--max-batch", type=int, default=8, help="largest batch of the TensorRT profile")
     parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (checks and models)")
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not args.drafters:
         print(f"error: --drafters takes names from {sorted(DRAFTERS)}, got {unknown or 'none'}", file=sys.stderr)
         return 2
-    if min(args.draft_tokens, args.forced_room, args.check_users, args.max_batch, args.threads) < 1:
+    if min(args.draft_tokens, args.forced_room or 1, args.check_users, args.max_batch, args.threads) < 1:
         print("error: --draft-tokens, --forced-room, --check-users, --max-batch and --threads must be >= 1",
               file=sys.stderr)
         return 2
@@ -94,9 +94,10 @@ def _export(args: argparse.Namespace, trt) -> int:
             return 2
     trie = ItemTrie(data.sids, beta)
     target = Target.load(sources[TARGET_MODEL])
+    forced_room = args.forced_room or measured_room(target, trie, data.split.test[:ROOM_USERS])
     graphs = {TARGET_MODEL: TargetGraph(target).eval()} | {
         draft_model_name(d): DraftGraph(Draft.load(sources[draft_model_name(d)]), trie, args.draft_tokens,
-                                        args.forced_room).eval() for d in args.drafters}
+                                        forced_room).eval() for d in args.drafters}
     out = args.out or DEFAULT_OUT[args.backend]
 
     with staging(out) as scratch:
@@ -112,7 +113,7 @@ def _export(args: argparse.Namespace, trt) -> int:
             "dataset": args.dataset, "drafters": args.drafters, "backend": args.backend, "fp16": args.fp16,
             "sources": {name: {"path": str(path), "sha256": file_sha256(path)} for name, path in sources.items()},
             "graphs": {"opset": OPSET, "max_seq_len": target.config.max_seq_len,
-                       "draft_tokens": args.draft_tokens, "forced_room": args.forced_room,
+                       "draft_tokens": args.draft_tokens, "forced_room": forced_room,
                        "prefix_size_penalty": beta},
             "checks": {drafter: report.as_dict() for drafter, report in checks.items()},
         }

@@ -53,8 +53,9 @@ def bench_table(report: dict) -> str:
     cpu = f" (CPU time {p['median_cpu_ms']:.1f} ms)" if "median_cpu_ms" in p else ""
     split = (f"; mean ms per list in target calls {p['time_split_ms']['target']:.1f}, elsewhere "
              f"{p['time_split_ms']['host']:.1f}" if "time_split_ms" in p else "")
+    room = f", draft graphs' forced room {report['forced_room']}" if "forced_room" in report else ""
     rows = [f"{report['dataset']} ({report.get('runtime', 'torch')}): {report['users']} test users, batch 1, "
-            f"{report['threads']} thread(s), prior BETA {_beta(report)}; plain decoding "
+            f"{report['threads']} thread(s), prior BETA {_beta(report)}{room}; plain decoding "
             f"{p['median_ms']:.1f} ms per list (median){cpu}, {p['target_calls_per_list']:.1f} target forwards per "
             f"list{split}.",
             "", "| drafter | k | median ms | speed-up | CPU ms | CPU speed-up | tau | target forwards | acceptance | "
