@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from padrec.commands import add_prior_argument, add_report_arguments, emit_report, load_models
 from padrec.config import DRAFTERS, REPO_ROOT
@@ -25,16 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from padrec.benchmark import run_benchmark
 
+    if args.forced_room is not None and (args.runtime != "onnxruntime" or args.forced_room < 1):
+        # torch drafts take their forced tokens one step each: only the exported graph has a room to size
+        print("error: --forced-room takes a number >= 1, and only with --runtime onnxruntime", file=sys.stderr)
+        return 2
     models = load_models(args, args.drafters)
     if models is None:
         return 2
     ks = [int(k) for k in args.k.split(",")]
-    forced_room = None
-    if args.runtime == "onnxruntime":
+    forced_room = args.forced_room
+    if args.runtime == "onnxruntime" and forced_room is None:
         from padrec.export.forced_room import ROOM_USERS, measured_room
 
-        test = models.data.split.test
-        forced_room = args.forced_room or measured_room(models.target, models.trie, test[:ROOM_USERS])
+        forced_room = measured_room(models.target, models.trie, models.data.split.test[:ROOM_USERS])
     report = run_benchmark(models.target, models.drafts, models.trie, models.data.split.test[: args.users], ks,
                            progress=not args.quiet, runtime=args.runtime,
                            workdir=REPO_ROOT / ".cache" / "bench" / args.dataset, forced_room=forced_room)

@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draft-tokens", type=int, default=DEFAULT_DRAFT_TOKENS, help="proposals per draft round")
     parser.add_argument("--forced-room", type=int,
                         help="forced tokens a draft round can take before proposing (default: the fewest that "
-                             f"hold the forced runs after {COVERAGE * 100:.0f}%% of the chosen tokens of {ROOM_USERS} test users' "
-                             "greedy lists)")
+                             f"hold the forced runs after {COVERAGE * 100:.0f}%% of the chosen tokens of "
+                             f"{ROOM_USERS} test users' greedy lists)")
     parser.add_argument("--check-users", type=int, default=100, help="test users whose greedy lists are compared")
     parser.add_argument("--max-batch", type=int, default=8, help="largest batch of the TensorRT profile")
     parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (checks and models)")
@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not args.drafters:
         print(f"error: --drafters takes names from {sorted(DRAFTERS)}, got {unknown or 'none'}", file=sys.stderr)
         return 2
-    if min(args.draft_tokens, args.forced_room or 1, args.check_users, args.max_batch, args.threads) < 1:
+    if min(args.draft_tokens, 1 if args.forced_room is None else args.forced_room, args.check_users, args.max_batch,
+           args.threads) < 1:
         print("error: --draft-tokens, --forced-room, --check-users, --max-batch and --threads must be >= 1",
               file=sys.stderr)
         return 2
@@ -94,7 +95,8 @@ def _export(args: argparse.Namespace, trt) -> int:
             return 2
     trie = ItemTrie(data.sids, beta)
     target = Target.load(sources[TARGET_MODEL])
-    forced_room = args.forced_room or measured_room(target, trie, data.split.test[:ROOM_USERS])
+    forced_room = (measured_room(target, trie, data.split.test[:ROOM_USERS]) if args.forced_room is None
+                   else args.forced_room)
     graphs = {TARGET_MODEL: TargetGraph(target).eval()} | {
         draft_model_name(d): DraftGraph(Draft.load(sources[draft_model_name(d)]), trie, args.draft_tokens,
                                         forced_room).eval() for d in args.drafters}

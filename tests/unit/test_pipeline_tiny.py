@@ -119,6 +119,10 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     assert main(["bench", "--dataset", "small", "--users", "2", "--k", "2", "--drafters", "padrec,eagle",
                  "--json", "--artifacts", str(art)]) == 2
     assert "padrec train-draft --dataset small --drafter eagle" in capsys.readouterr().err
+    # only the exported draft graph has a forced room; torch drafts step through forced tokens
+    assert main(["bench", "--dataset", "small", "--users", "2", "--k", "2", "--drafters", "padrec",
+                 "--forced-room", "3", "--artifacts", str(art)]) == 2
+    assert "--forced-room" in capsys.readouterr().err
 
     # with a schedule short enough for 60 users, agreement with the target's argmax grows at every depth
     data = load_prepared("small", art)
