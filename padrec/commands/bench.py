@@ -36,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     ks = [int(k) for k in args.k.split(",")]
     forced_room = args.forced_room
     if args.runtime == "onnxruntime" and forced_room is None:
-        from padrec.export.forced_room import ROOM_USERS, measured_room
+        from padrec.export.forced_room import measured_room
 
-        forced_room = measured_room(models.target, models.trie, models.data.split.test[:ROOM_USERS])
+        forced_room = measured_room(models.target, models.trie, models.data.split.test)
     report = run_benchmark(models.target, models.drafts, models.trie, models.data.split.test[: args.users], ks,
                            progress=not args.quiet, runtime=args.runtime,
                            workdir=REPO_ROOT / ".cache" / "bench" / args.dataset, forced_room=forced_room)

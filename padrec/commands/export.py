@@ -95,8 +95,7 @@ def _export(args: argparse.Namespace, trt) -> int:
             return 2
     trie = ItemTrie(data.sids, beta)
     target = Target.load(sources[TARGET_MODEL])
-    forced_room = (measured_room(target, trie, data.split.test[:ROOM_USERS]) if args.forced_room is None
-                   else args.forced_room)
+    forced_room = measured_room(target, trie, data.split.test) if args.forced_room is None else args.forced_room
     graphs = {TARGET_MODEL: TargetGraph(target).eval()} | {
         draft_model_name(d): DraftGraph(Draft.load(sources[draft_model_name(d)]), trie, args.draft_tokens,
                                         forced_room).eval() for d in args.drafters}

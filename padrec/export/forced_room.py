@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-
 from typing import TYPE_CHECKING
 
 from padrec.decoding.constraints import ItemTrie, ListConstraint
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
     from padrec.models.target import Target
 
 COVERAGE = 0.9  # share of chosen tokens whose forced run must fit in the room
-ROOM_USERS = 50  # test users whose greedy lists `measured_room` reads, where export and bench call it
+ROOM_USERS = 50  # test users whose greedy lists `measured_room` reads
 
 
 def forced_runs(trie: ItemTrie, history: Sequence[int], items: Sequence[int]) -> list[int]:
@@ -55,9 +54,12 @@ def room_for(runs: Iterable[int], coverage: float = COVERAGE) -> int:
     return max(1, ordered[max(0, math.ceil(coverage * len(ordered)) - 1)])
 
 
-def measured_room(target: Target, trie: ItemTrie, examples: list[Example], coverage: float = COVERAGE) -> int:
-    """`room_for` the forced runs of the target's greedy lists for `examples` (decoded with `trie`)."""
+def measured_room(target: Target, trie: ItemTrie, examples: list[Example], users: int = ROOM_USERS,
+                  coverage: float = COVERAGE) -> int:
+    """`room_for` the forced runs of the target's greedy lists (decoded with `trie`) for the first
+    `users` examples."""
     from padrec.evaluation import generated_lists
 
+    examples = examples[:users]
     lists = generated_lists(target, trie, examples, progress=False)
     return room_for((run for e, items in zip(examples, lists) for run in forced_runs(trie, e.history, items)), coverage)
