@@ -177,12 +177,32 @@ def write_index(index: dict, out_dir: Path) -> None:
     (folder / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n")
 
 
+def starting_index(plan: Plan, out_dir: Path, command: str, note: str = "") -> dict:
+    """The index this run starts from: its datasets pending, after the entries of an earlier run in
+    out_dir for datasets this one does not measure (same ks), so that measuring one dataset again keeps
+    the others in DATASETS.md. The kept run's command stays the index's; the note says what was redone."""
+    fresh = {"command": command, "note": note, "datasets": list(plan.datasets), "ks": list(plan.ks),
+             "status": {dataset: {"state": "pending"} for dataset in plan.datasets}}
+    path = out_dir / DATASETS_DIR / INDEX_FILE
+    earlier = json.loads(path.read_text()) if path.is_file() else None
+    if earlier is None or earlier.get("ks") != list(plan.ks):
+        return fresh
+    kept = [dataset for dataset in earlier["datasets"] if dataset not in plan.datasets]
+    if not kept:
+        return fresh
+    redone = f"{', '.join(plan.datasets)} measured again by `{command}`" + (f" ({note})" if note else "")
+    return {"command": earlier["command"],
+            "note": "; ".join(part for part in (earlier.get("note", ""), redone) if part),
+            "datasets": kept + list(plan.datasets), "ks": list(plan.ks),
+            "status": {**{dataset: earlier["status"][dataset] for dataset in kept}, **fresh["status"]}}
+
+
 def measure(plan: Plan, out_dir: Path, command: str, note: str = "", build_dir: Path = BUILD_DIR,
             log: Callable[[str], None] = print) -> dict:
     """Every dataset of the plan in turn; the index (each dataset's state: measured, skipped or failed,
-    with the reason). Results: out_dir/datasets/<dataset>/results.json."""
-    index = {"command": command, "note": note, "datasets": list(plan.datasets), "ks": list(plan.ks),
-             "status": {dataset: {"state": "pending"} for dataset in plan.datasets}}
+    with the reason; `starting_index` keeps an earlier run's other datasets). Results:
+    out_dir/datasets/<dataset>/results.json."""
+    index = starting_index(plan, out_dir, command, note)
     write_index(index, out_dir)
     for dataset in plan.datasets:
         started = time.monotonic()

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--dropout", type=float,
+                        help="override the model's dropout (attention weights and both residual branches), 0 <= p < 1")
     parser.add_argument("--shuffle-tail-items", type=int, metavar="N",
                         help="each epoch, shuffle the last N items of every training window (TrainConfig)")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
@@ -27,10 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from padrec.artifacts import load_prepared
     from padrec.config import with_overrides
     from padrec.training.target import train_target
 
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        print(f"error: --dropout must be in [0, 1), got {args.dropout}", file=sys.stderr)
+        return 2
     data = load_prepared(args.dataset, args.artifacts)
     config = with_overrides(TRAIN_PRESETS[args.preset], epochs=args.epochs, max_minutes=args.max_minutes,
                             threads=args.threads, seed=args.seed, shuffle_tail_items=args.shuffle_tail_items)
@@ -39,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         from padrec.models.target import Target
 
         init = Target.load(args.init_from)
-    model, log = train_target(data, TARGET_PRESETS[args.preset], config, progress=not args.quiet, init=init)
+    model_config = with_overrides(TARGET_PRESETS[args.preset], dropout=args.dropout)
+    model, log = train_target(data, model_config, config, progress=not args.quiet, init=init)
     if init is not None:
         # the run that made the starting point, so the saved log tells the whole history
         earlier = args.init_from.with_name(args.init_from.stem + "_train.json")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from perf.comparison import DATASETS_DIR, INDEX_FILE, compare, criterion, dataset_rows, load
-from perf.datasets import Plan, missing
+from perf.datasets import Plan, missing, starting_index, write_index
 from perf.plan import plan
 from perf.report import criteria_section, render_datasets, Runs
 
@@ -144,3 +144,17 @@ def test_one_repeat_is_never_clearly_apart():
     once = results({(None, 0): [100], ("eagle", 2): [90], ("padrec", 2): [50]})
     (row,) = dataset_rows("a", once, (2,))
     assert row.padrec_faster and row.repeats == 1 and not row.separated
+
+
+def test_measuring_some_datasets_again_keeps_the_earlier_runs_other_datasets(tmp_path: Path):
+    write_index(INDEX, tmp_path)
+    index = starting_index(Plan(datasets=("c", "e"), ks=KS), tmp_path, "python -m perf datasets --datasets c,e")
+    assert index["datasets"] == ["a", "b", "d", "c", "e"]
+    assert index["status"]["a"] == {"state": "measured"} and index["status"]["d"]["state"] == "skipped"
+    assert index["status"]["c"] == index["status"]["e"] == {"state": "pending"}
+    assert index["command"] == INDEX["command"]
+    assert index["note"] == "c, e measured again by `python -m perf datasets --datasets c,e`"
+    # other ks, or nothing left to keep: the run's own index
+    assert starting_index(Plan(datasets=("c",), ks=(2, 3, 4)), tmp_path, "x")["datasets"] == ["c"]
+    every = starting_index(Plan(datasets=("a", "b", "c", "d"), ks=KS), tmp_path, "y", "note")
+    assert (every["command"], every["note"], every["datasets"]) == ("y", "note", ["a", "b", "c", "d"])
