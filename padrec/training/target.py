@@ -11,7 +11,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -72,7 +72,9 @@ def train_target(
         raise ValueError(f"training windows of {max(lengths)} tokens exceed max_seq_len {model_config.max_seq_len}")
     model = Target(model_config, data.sids.vocab_size)
     if init is not None:
-        if init.config != model_config or init.vocab_size != data.sids.vocab_size:
+        # dropout is a training setting, not part of what the weights are: a warm restart may change it
+        same_weights = replace(init.config, dropout=model_config.dropout) == model_config
+        if not same_weights or init.vocab_size != data.sids.vocab_size:
             raise ValueError(f"the initial checkpoint is a {init.config} model over {init.vocab_size} tokens; "
                              f"this run trains a {model_config} model over {data.sids.vocab_size}")
         model.load_state_dict(init.state_dict())

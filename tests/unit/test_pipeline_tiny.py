@@ -52,11 +52,15 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     # a warm restart starts from the checkpoint's weights and keeps the log of the run that made it
     assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--epochs", "1", "--quiet",
                  "--artifacts", str(art), "--init-from", str(art / "small" / "target.pt"),
-                 "--out", str(art / "small" / "target_warm.pt"), "--shuffle-tail-items", "3"]) == 0
+                 "--out", str(art / "small" / "target_warm.pt"), "--shuffle-tail-items", "3", "--dropout", "0.1"]) == 0
     warm = json.loads((art / "small" / "target_warm_train.json").read_text())
     assert warm["warm_start"] and warm["init_from"]["log"]["epochs"] == log["epochs"]
     assert warm["train"]["shuffle_tail_items"] == 3 and log["train"]["shuffle_tail_items"] == 0
     assert warm["epochs"][0]["train_loss"] < losses[0]
+    assert warm["model"]["dropout"] == 0.1 and log["model"]["dropout"] == 0.0
+    assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--artifacts", str(art),
+                 "--dropout", "1"]) == 2
+    assert "--dropout must be in [0, 1)" in capsys.readouterr().err
     capsys.readouterr()
 
     assert main(["eval", "--dataset", "small", "--json", "--artifacts", str(art), "--beam-users", "20"]) == 0
