@@ -3,8 +3,9 @@
 Presets (`TARGET_PRESETS`) name the model sizes the project ships: `tiny` trains in seconds for the
 tests, `default` is the served model (8 layers against the draft's 1; trainable on a 2-core CPU in
 about 45 minutes per dataset), `large` is for GPU hosts. At batch 1 on CPU both models are bound by
-reading their weights and per-op overhead, so a default target forward measures only ~6x a draft
-step here (results/README.md), not the 10x the layer counts suggest.
+reading their weights and per-op overhead, so a default target forward measures only ~8x a draft
+step here (~6x inside the engine; `padrec forward-costs`, results/README.md), not the 10x issue #3
+asks for; 12 layers at d_model 256, or 14 at 192, would clear it.
 """
 
 from __future__ import annotations
