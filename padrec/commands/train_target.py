@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--layers", type=int, help="override the preset's number of decoder layers (a deeper target "
+                                                   "makes a draft step cheaper beside it: `padrec forward-costs`)")
     parser.add_argument("--dropout", type=float,
                         help="override the model's dropout (attention weights and both residual branches), 0 <= p < 1")
     parser.add_argument("--shuffle-tail-items", type=int, metavar="N",
@@ -38,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dropout is not None and not 0 <= args.dropout < 1:
         print(f"error: --dropout must be in [0, 1), got {args.dropout}", file=sys.stderr)
         return 2
+    if args.layers is not None and args.layers < 1:
+        print(f"error: --layers must be >= 1, got {args.layers}", file=sys.stderr)
+        return 2
     data = load_prepared(args.dataset, args.artifacts)
     config = with_overrides(TRAIN_PRESETS[args.preset], epochs=args.epochs, max_minutes=args.max_minutes,
                             threads=args.threads, seed=args.seed, shuffle_tail_items=args.shuffle_tail_items)
@@ -46,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
         from padrec.models.target import Target
 
         init = Target.load(args.init_from)
-    model_config = with_overrides(TARGET_PRESETS[args.preset], dropout=args.dropout)
+    # a warm restart trains the checkpoint's shape; the preset's shape applies to a fresh model
+    base = init.config if init is not None else TARGET_PRESETS[args.preset]
+    model_config = with_overrides(base, dropout=args.dropout, n_layers=args.layers)
     model, log = train_target(data, model_config, config, progress=not args.quiet, init=init)
     if init is not None:
         # the run that made the starting point, so the saved log tells the whole history

@@ -42,7 +42,7 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
         assert json.loads(str(saved["config"]))["interaction_weight"] == 1.0
 
     assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--epochs", "2", "--quiet",
-                 "--artifacts", str(art)]) == 0
+                 "--artifacts", str(art), "--layers", "3"]) == 0
     log = json.loads((art / "small" / "target_train.json").read_text())
     losses = [e["train_loss"] for e in log["epochs"]]
     assert len(losses) == 2 and losses[-1] < losses[0]
@@ -58,6 +58,10 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     assert warm["train"]["shuffle_tail_items"] == 3 and log["train"]["shuffle_tail_items"] == 0
     assert warm["epochs"][0]["train_loss"] < losses[0]
     assert warm["model"]["dropout"] == 0.1 and log["model"]["dropout"] == 0.0
+    # the warm restart took the checkpoint's depth, not the preset's
+    assert warm["model"]["n_layers"] == log["model"]["n_layers"] == 3
+    assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--artifacts", str(art),
+                 "--layers", "0"]) == 2
     assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--artifacts", str(art),
                  "--dropout", "1"]) == 2
     assert "--dropout must be in [0, 1)" in capsys.readouterr().err
