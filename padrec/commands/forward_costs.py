@@ -8,7 +8,7 @@ import sys
 
 from padrec.commands import add_report_arguments, emit_report
 
-DEFAULT_SHAPES = "256x8,192x14,256x14"
+DEFAULT_SHAPES = "256x8,256x12,192x14"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from padrec.config import ARTIFACTS_DIR, TARGET_PRESETS, TRAIN_PRESETS
@@ -31,8 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     from padrec.artifacts import load_prepared
     from padrec.config import with_overrides
     from padrec.training.target import train_target
