@@ -45,16 +45,18 @@ def _median_ms(call: Callable[[], object], calls: int) -> float:
 
 
 def _timed_calls(config: ModelConfig, vocab_size: int, num_slots: int, past: int,
-                 verify_tokens: int) -> dict[str, Callable[[], object]]:
-    """The three calls to time for one shape, each on a cache holding `past` positions."""
-    target = for_inference(Target(config, vocab_size))
+                 verify_tokens: int) -> tuple[int, dict[str, Callable[[], object]]]:
+    """The target's parameter count, and the three calls to time for its shape, each on a cache
+    holding `past` positions."""
+    model = Target(config, vocab_size)
+    target = for_inference(model)
     draft = for_inference(Draft.from_target(DraftConfig(), target, num_slots))
     lengths = torch.tensor([past])
     target_kv = [torch.randn(config.n_layers, 1, config.n_heads, past, config.head_dim) for _ in range(2)]
     draft_kv = [torch.randn(1, 1, config.n_heads, past, config.head_dim) for _ in range(2)]
     one, verify = torch.tensor([[5]]), torch.arange(5, 5 + verify_tokens)[None]
     feature, slot, depth = torch.randn(1, 1, config.d_model), torch.tensor([[1]]), torch.tensor([[1]])
-    return {
+    return model.num_parameters(), {
         "target_ms": lambda: target(one, *target_kv, lengths),
         "verify_ms": lambda: target(verify, *target_kv, lengths),
         "draft_step_ms": lambda: draft(feature, one, slot, depth, *draft_kv, lengths),
@@ -68,7 +70,7 @@ def forward_costs(shapes: list[ModelConfig], vocab_size: int, num_slots: int = 5
     of `verify_tokens`, of a draft step, and target / draft. The shapes take turns `repeats` times
     (`calls` calls per turn), so a busy moment of the machine hits them all; a turn's median counts,
     and the median over turns is reported."""
-    calls_by_shape = [_timed_calls(c, vocab_size, num_slots, past, verify_tokens) for c in shapes]
+    parameters, calls_by_shape = zip(*(_timed_calls(c, vocab_size, num_slots, past, verify_tokens) for c in shapes))
     for timed in calls_by_shape:  # warm-up: first calls allocate and pick kernels
         for call in timed.values():
             _median_ms(call, 3)
@@ -78,9 +80,9 @@ def forward_costs(shapes: list[ModelConfig], vocab_size: int, num_slots: int = 5
             for name, call in timed.items():
                 measured[name].append(_median_ms(call, calls))
     rows = []
-    for config, measured in zip(shapes, turns):
+    for config, count, measured in zip(shapes, parameters, turns):
         row = {"shape": f"{config.d_model}x{config.n_layers}", "d_model": config.d_model,
-               "n_layers": config.n_layers, "parameters": sum(p.numel() for p in Target(config, vocab_size).parameters()),
+               "n_layers": config.n_layers, "parameters": count,
                **{name: statistics.median(values) for name, values in measured.items()}}
         row["target_over_draft"] = row["target_ms"] / row["draft_step_ms"]
         rows.append(row)
