@@ -139,6 +139,10 @@ class TrainConfig:
     threads: int = 2
     bf16: bool | None = None  # bf16 autocast; None = where the CPU does bf16 in hardware (training/precision.py)
     max_minutes: float | None = None  # stop early (after the current epoch's evaluation)
+    # Refit: train on each user's training items followed by the validation item, for a fixed number
+    # of epochs chosen beforehand on validation (a run without refit), and keep the last epoch. The
+    # test item stays held out; the validation NLL it logs is no longer a held-out measure.
+    refit_with_valid: bool = False
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the model's dropout (attention weights and both residual branches), 0 <= p < 1")
     parser.add_argument("--shuffle-tail-items", type=int, metavar="N",
                         help="each epoch, shuffle the last N items of every training window (TrainConfig)")
+    parser.add_argument("--refit-with-valid", action="store_true",
+                        help="also train on every user's validation item and keep the last epoch; choose "
+                             "--epochs beforehand from a run without it (its best validation epoch)")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
     parser.add_argument("--out", type=Path, help="checkpoint path (default: artifacts/<dataset>/target.pt)")
     parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
@@ -42,9 +45,13 @@ def run(args: argparse.Namespace) -> int:
     if args.layers is not None and args.layers < 1:
         print(f"error: --layers must be >= 1, got {args.layers}", file=sys.stderr)
         return 2
+    if args.refit_with_valid and args.epochs is None:
+        print("error: --refit-with-valid needs --epochs (the best epoch of a run without it)", file=sys.stderr)
+        return 2
     data = load_prepared(args.dataset, args.artifacts)
     config = with_overrides(TRAIN_PRESETS[args.preset], epochs=args.epochs, max_minutes=args.max_minutes,
-                            threads=args.threads, seed=args.seed, shuffle_tail_items=args.shuffle_tail_items)
+                            threads=args.threads, seed=args.seed, shuffle_tail_items=args.shuffle_tail_items,
+                            refit_with_valid=args.refit_with_valid or None)
     init = None
     if args.init_from is not None:
         from padrec.models.target import Target
@@ -64,5 +71,6 @@ def run(args: argparse.Namespace) -> int:
     model.save(out, {"dataset": args.dataset, "preset": args.preset})
     log_path = out.with_name(out.stem + "_train.json")
     log_path.write_text(json.dumps(log, indent=1) + "\n")
-    print(f"saved {out} (best epoch {log['best_epoch']}, valid NLL {log['best_valid_nll']:.4f}); log {log_path}")
+    kept = "last epoch (refit)" if config.refit_with_valid else f"best epoch {log['best_epoch']}"
+    print(f"saved {out} ({kept}, valid NLL {log['best_valid_nll']:.4f}); log {log_path}")
     return 0

@@ -2,7 +2,8 @@
 
 Model selection uses the validation item only: after each epoch, the mean negative log-likelihood
 of each validation user's held-out item (its code tokens, given the history) decides which
-checkpoint is kept.
+checkpoint is kept. A refit (`TrainConfig.refit_with_valid`) also trains on the validation items, so
+it keeps its last epoch; its epoch count comes from an earlier run's validation curve.
 """
 
 from __future__ import annotations
@@ -56,16 +57,25 @@ def validation_nll(model: Target, data: Prepared, max_users: int = 4000, tokens_
     return total / count
 
 
+def training_sequences(data: Prepared, with_valid: bool) -> list[list[int]]:
+    """Each user's training items, followed by the validation item for a refit."""
+    if not with_valid:
+        return list(data.split.train.values())
+    valid_item = {ex.user: ex.target for ex in data.split.valid}
+    return [seq + [valid_item[user]] for user, seq in data.split.train.items()]
+
+
 def train_target(
     data: Prepared, model_config: ModelConfig, config: TrainConfig, progress: bool = True,
     init: Target | None = None,
 ) -> tuple[Target, dict]:
-    """Train, keep the best epoch by validation NLL, return it and a log. `init`: a trained target to
+    """Train, keep the best epoch by validation NLL (a refit: the last epoch), return it and a log. `init`: a trained target to
     start from instead of random weights (a warm restart: fresh optimizer, fresh schedule)."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
-    windows = item_windows(data.split.train.values(), config.window_items, config.window_stride_items)
+    windows = item_windows(training_sequences(data, config.refit_with_valid), config.window_items,
+                           config.window_stride_items)
     seqs = to_tokens(data.sids, windows)
     lengths = [len(s) for s in seqs]
     if max(lengths) > model_config.max_seq_len:
@@ -121,7 +131,7 @@ def train_target(
         # one line per epoch even without progress bars: a run in the background can be followed
         tqdm.write(json.dumps(entry))
         sys.stdout.flush()
-        if nll < best_nll:
+        if nll < best_nll or config.refit_with_valid:
             best_nll, log["best_epoch"] = nll, epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if config.max_minutes is not None and (time.time() - started) / 60 > config.max_minutes:

@@ -15,6 +15,7 @@ from padrec.evaluation import best_setting
 from padrec.models.draft import Draft
 from padrec.models.target import Target
 from padrec.training.draft import distillation_sequences, target_features, train_draft
+from padrec.training.target import training_sequences
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,24 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
                  "--dropout", "1"]) == 2
     assert "--dropout must be in [0, 1)" in capsys.readouterr().err
     capsys.readouterr()
+
+    # a refit trains on every user's items but the test item, for the epochs it is told, keeping the last
+    data = load_prepared("small", art)
+    lines = (small_dataset / "inter.txt").read_text().splitlines()
+    everything_but_test = {u: [data.split.item_ids.index(i) for i in rest[:-1]]
+                           for u, *rest in (line.split() for line in lines)}
+    assert dict(zip(data.split.train, training_sequences(data, with_valid=True))) == everything_but_test
+    assert training_sequences(data, with_valid=False) == list(data.split.train.values())
+    assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--artifacts", str(art),
+                 "--refit-with-valid"]) == 2
+    assert "--refit-with-valid needs --epochs" in capsys.readouterr().err
+    assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--epochs", "2", "--quiet",
+                 "--artifacts", str(art), "--layers", "3", "--refit-with-valid",
+                 "--out", str(art / "small" / "target_refit.pt")]) == 0
+    refit = json.loads((art / "small" / "target_refit_train.json").read_text())
+    assert refit["train"]["refit_with_valid"] and not log["train"]["refit_with_valid"]
+    assert refit["train_tokens_per_epoch"] > log["train_tokens_per_epoch"]
+    assert refit["best_epoch"] == 2 and "last epoch (refit)" in capsys.readouterr().out
 
     assert main(["eval", "--dataset", "small", "--json", "--artifacts", str(art), "--beam-users", "20"]) == 0
     out = capsys.readouterr()
