@@ -46,6 +46,9 @@ class SemanticIdConfig:
     encoder_batch_size: int = 256
 
 
+WIDTH_STEP = 64  # head dimension of the shipped targets; other widths keep it (ModelConfig.with_width)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """A Llama-style decoder: RMSNorm, rotary positions, SwiGLU, tied input/output embedding."""
@@ -62,6 +65,13 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    def with_width(self, d_model: int) -> "ModelConfig":
+        """This config at another width, shaped as the default target is: heads of WIDTH_STEP
+        dimensions and a 3 x d_model FFN."""
+        if d_model < WIDTH_STEP or d_model % WIDTH_STEP:
+            raise ValueError(f"d_model must be a positive multiple of {WIDTH_STEP}, got {d_model}")
+        return replace(self, d_model=d_model, n_heads=d_model // WIDTH_STEP, d_ff=3 * d_model)
 
 
 TARGET_PRESETS: dict[str, ModelConfig] = {

@@ -16,13 +16,10 @@ from collections.abc import Callable
 
 import torch
 
-from padrec.config import DraftConfig, ModelConfig
+from padrec.config import WIDTH_STEP, DraftConfig, ModelConfig
 from padrec.models.draft import Draft
 from padrec.models.inference import for_inference
 from padrec.models.target import Target
-
-HEAD_DIM = 64  # shapes get d_model / 64 heads and a 3 x d_model FFN, as the default target has
-
 
 def parse_shape(text: str) -> ModelConfig:
     """A target shape written `<d_model>x<n_layers>`, e.g. `256x8` (the default target)."""
@@ -30,9 +27,9 @@ def parse_shape(text: str) -> ModelConfig:
         d_model, n_layers = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise ValueError(f"a shape is <d_model>x<n_layers>, e.g. 256x8; got {text!r}") from None
-    if d_model < HEAD_DIM or d_model % HEAD_DIM or n_layers < 1:
-        raise ValueError(f"d_model must be a multiple of {HEAD_DIM} and n_layers >= 1; got {text!r}")
-    return ModelConfig(d_model=d_model, n_layers=n_layers, n_heads=d_model // HEAD_DIM, d_ff=3 * d_model)
+    if d_model < WIDTH_STEP or d_model % WIDTH_STEP or n_layers < 1:
+        raise ValueError(f"d_model must be a multiple of {WIDTH_STEP} and n_layers >= 1; got {text!r}")
+    return ModelConfig(n_layers=n_layers).with_width(d_model)
 
 
 def _median_ms(call: Callable[[], object], calls: int) -> float:

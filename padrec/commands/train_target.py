@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--layers", type=int, help="override the preset's number of decoder layers (a deeper target "
                                                    "makes a draft step cheaper beside it: `padrec forward-costs`)")
+    parser.add_argument("--d-model", type=int, metavar="N",
+                        help="override the preset's width (a multiple of 64: heads of 64 dimensions and a 3N FFN, "
+                             "as `padrec forward-costs` shapes)")
     parser.add_argument("--dropout", type=float,
                         help="override the model's dropout (attention weights and both residual branches), 0 <= p < 1")
     parser.add_argument("--shuffle-tail-items", type=int, metavar="N",
@@ -48,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     if args.refit_with_valid and args.epochs is None:
         print("error: --refit-with-valid needs --epochs (the best epoch of a run without it)", file=sys.stderr)
         return 2
+    if args.d_model is not None:
+        try:
+            TARGET_PRESETS[args.preset].with_width(args.d_model)
+        except ValueError as error:
+            print(f"error: --d-model: {error}", file=sys.stderr)
+            return 2
     data = load_prepared(args.dataset, args.artifacts)
     config = with_overrides(TRAIN_PRESETS[args.preset], epochs=args.epochs, max_minutes=args.max_minutes,
                             threads=args.threads, seed=args.seed, shuffle_tail_items=args.shuffle_tail_items,
@@ -60,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     # a warm restart trains the checkpoint's shape; the preset's shape applies to a fresh model
     base = init.config if init is not None else TARGET_PRESETS[args.preset]
     model_config = with_overrides(base, dropout=args.dropout, n_layers=args.layers)
+    if args.d_model is not None:
+        model_config = model_config.with_width(args.d_model)
     model, log = train_target(data, model_config, config, progress=not args.quiet, init=init)
     if init is not None:
         # the run that made the starting point, so the saved log tells the whole history

@@ -66,6 +66,9 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--artifacts", str(art),
                  "--dropout", "1"]) == 2
     assert "--dropout must be in [0, 1)" in capsys.readouterr().err
+    assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--artifacts", str(art),
+                 "--d-model", "96"]) == 2
+    assert "positive multiple of 64, got 96" in capsys.readouterr().err
     capsys.readouterr()
 
     # a refit trains on every user's items but the test item, for the epochs it is told, keeping the last
@@ -79,10 +82,11 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
                  "--refit-with-valid"]) == 2
     assert "--refit-with-valid needs --epochs" in capsys.readouterr().err
     assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--epochs", "2", "--quiet",
-                 "--artifacts", str(art), "--layers", "3", "--refit-with-valid",
+                 "--artifacts", str(art), "--layers", "3", "--d-model", "128", "--refit-with-valid",
                  "--out", str(art / "small" / "target_refit.pt")]) == 0
     refit = json.loads((art / "small" / "target_refit_train.json").read_text())
     assert refit["train"]["refit_with_valid"] and not log["train"]["refit_with_valid"]
+    assert (refit["model"]["d_model"], refit["model"]["n_heads"], refit["model"]["d_ff"]) == (128, 2, 384)
     assert refit["train_tokens_per_epoch"] > log["train_tokens_per_epoch"]
     assert refit["best_epoch"] == 2 and "last epoch (refit)" in capsys.readouterr().out
 
