@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from padrec.config import WIDTH_STEP, DraftConfig, ModelConfig
+from padrec.config import DraftConfig, ModelConfig
 from padrec.models.draft import Draft
 from padrec.models.inference import for_inference
 from padrec.models.target import Target
@@ -27,9 +27,12 @@ def parse_shape(text: str) -> ModelConfig:
         d_model, n_layers = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise ValueError(f"a shape is <d_model>x<n_layers>, e.g. 256x8; got {text!r}") from None
-    if d_model < WIDTH_STEP or d_model % WIDTH_STEP or n_layers < 1:
-        raise ValueError(f"d_model must be a multiple of {WIDTH_STEP} and n_layers >= 1; got {text!r}")
-    return ModelConfig(n_layers=n_layers).with_width(d_model)
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be >= 1; got {text!r}")
+    try:
+        return ModelConfig(n_layers=n_layers).with_width(d_model)
+    except ValueError as error:
+        raise ValueError(f"{error} (shape {text!r})") from None
 
 
 def _median_ms(call: Callable[[], object], calls: int) -> float:

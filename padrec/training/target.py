@@ -69,8 +69,9 @@ def train_target(
     data: Prepared, model_config: ModelConfig, config: TrainConfig, progress: bool = True,
     init: Target | None = None,
 ) -> tuple[Target, dict]:
-    """Train, keep the best epoch by validation NLL (a refit: the last epoch), return it and a log. `init`: a trained target to
-    start from instead of random weights (a warm restart: fresh optimizer, fresh schedule)."""
+    """Train, keep the best epoch by validation NLL (a refit: the last epoch), return it and a log.
+    `init`: a trained target to start from instead of random weights (a warm restart: fresh
+    optimizer, fresh schedule)."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
