@@ -21,10 +21,11 @@ from tqdm import tqdm
 
 from padrec.artifacts import Prepared
 from padrec.config import ModelConfig, TrainConfig
+from padrec.data.split import Example
 from padrec.models.target import Target
 from padrec.training.batching import item_windows, length_buckets, pad, shuffle_tails, to_tokens
 from padrec.training.precision import use_bf16
-from padrec.semantic_ids import PAD
+from padrec.semantic_ids import PAD, SemanticIds
 
 
 def lr_at(step: int, total: int, config: TrainConfig) -> float:
@@ -36,14 +37,14 @@ def lr_at(step: int, total: int, config: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def validation_nll(model: Target, data: Prepared, max_users: int = 4000, tokens_per_batch: int = 16384) -> float:
-    """Mean NLL per code token of the validation item given the user's history."""
-    sids = data.sids
-    examples = data.split.valid[:max_users]
+def heldout_nll_by_level(model: Target, sids: SemanticIds, examples: list[Example],
+                         tokens_per_batch: int = 16384) -> np.ndarray:
+    """[code levels] mean NLL of each code token of the examples' held-out items given their
+    histories (over the whole vocabulary: no catalogue constraint)."""
     seqs = to_tokens(sids, [ex.history + [ex.target] for ex in examples])
     n_codes = sids.num_levels
     model.eval()
-    total, count = 0.0, 0
+    total = np.zeros(n_codes)
     for idx in length_buckets([len(s) for s in seqs], tokens_per_batch, None):
         batch = [seqs[i] for i in idx]
         tokens = pad(batch)
@@ -52,9 +53,13 @@ def validation_nll(model: Target, data: Prepared, max_users: int = 4000, tokens_
             # the target item's code tokens sit just before its separator (or at the very end)
             end = len(seq) - int(sids.use_separator)
             positions = torch.arange(end - n_codes, end)
-            total -= logp[row, positions - 1, torch.from_numpy(seq[end - n_codes : end])].sum().item()
-            count += n_codes
-    return total / count
+            total -= logp[row, positions - 1, torch.from_numpy(seq[end - n_codes : end])].numpy()
+    return total / len(examples)
+
+
+def validation_nll(model: Target, data: Prepared, max_users: int = 4000, tokens_per_batch: int = 16384) -> float:
+    """Mean NLL per code token of the validation item given the user's history."""
+    return float(heldout_nll_by_level(model, data.sids, data.split.valid[:max_users], tokens_per_batch).mean())
 
 
 def training_sequences(data: Prepared, with_valid: bool) -> list[list[int]]:

@@ -4,8 +4,8 @@ Usage (from the repository root):
     python results/experiments/level_nll.py --dataset beauty --split valid --users 2000 \
         --out results/experiments/level_nll_beauty_valid_2000users.json
 
-For each held-out item, the target's NLL of its code tokens given the history (unconstrained, as
-`validation_nll` in padrec/training/target.py computes it, split by level), and the NLL of the same
+For each held-out item, the target's NLL of its code tokens given the history (unconstrained:
+`heldout_nll_by_level`, what model selection averages), and the NLL of the same
 codes under item popularity walked down the trie (level l: the popularity mass of the item's prefix
 of l + 1 codes over that of its prefix of l codes). Also how often the item's first code is the
 first code of some history item, and of the last one. Written for results/README.md ("Beauty refit
@@ -23,22 +23,7 @@ import torch
 
 from padrec.artifacts import load_prepared
 from padrec.models.target import Target
-from padrec.training.batching import length_buckets, pad, to_tokens
-
-
-@torch.no_grad()
-def target_level_nll(model: Target, sids, examples) -> np.ndarray:
-    """[levels] mean NLL of each code level of the held-out items."""
-    seqs = to_tokens(sids, [ex.history + [ex.target] for ex in examples])
-    levels, total = sids.num_levels, np.zeros(sids.num_levels)
-    for idx in length_buckets([len(s) for s in seqs], 16384, None):
-        batch = [seqs[i] for i in idx]
-        logp = model(pad(batch)).logits.log_softmax(-1)
-        for row, seq in enumerate(batch):
-            end = len(seq) - int(sids.use_separator)
-            positions = torch.arange(end - levels, end)
-            total -= logp[row, positions - 1, torch.from_numpy(seq[end - levels : end])].numpy()
-    return total / len(examples)
+from padrec.training.target import heldout_nll_by_level
 
 
 def popularity_level_nll(popularity: np.ndarray, codes: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -69,7 +54,7 @@ def main() -> None:
     report = {
         "dataset": args.dataset, "split": args.split, "users": len(examples),
         "checkpoint": str(args.checkpoint or data.paths.target),
-        "target_nll_by_level": target_level_nll(model, data.sids, examples).round(4).tolist(),
+        "target_nll_by_level": heldout_nll_by_level(model, data.sids, examples).round(4).tolist(),
         "popularity_nll_by_level": popularity_level_nll(
             data.split.item_popularity(), codes, np.array([ex.target for ex in examples])).round(4).tolist(),
         "first_code_in_history": float(np.mean([first[ex.target] in set(first[ex.history]) for ex in examples])),
