@@ -51,16 +51,6 @@ def run(args: argparse.Namespace) -> int:
     if args.refit_with_valid and args.epochs is None:
         print("error: --refit-with-valid needs --epochs (the best epoch of a run without it)", file=sys.stderr)
         return 2
-    if args.d_model is not None:
-        try:
-            TARGET_PRESETS[args.preset].with_width(args.d_model)
-        except ValueError as error:
-            print(f"error: --d-model: {error}", file=sys.stderr)
-            return 2
-    data = load_prepared(args.dataset, args.artifacts)
-    config = with_overrides(TRAIN_PRESETS[args.preset], epochs=args.epochs, max_minutes=args.max_minutes,
-                            threads=args.threads, seed=args.seed, shuffle_tail_items=args.shuffle_tail_items,
-                            refit_with_valid=args.refit_with_valid or None)
     init = None
     if args.init_from is not None:
         from padrec.models.target import Target
@@ -70,7 +60,15 @@ def run(args: argparse.Namespace) -> int:
     base = init.config if init is not None else TARGET_PRESETS[args.preset]
     model_config = with_overrides(base, dropout=args.dropout, n_layers=args.layers)
     if args.d_model is not None:
-        model_config = model_config.with_width(args.d_model)
+        try:
+            model_config = model_config.with_width(args.d_model)
+        except ValueError as error:
+            print(f"error: --d-model: {error}", file=sys.stderr)
+            return 2
+    data = load_prepared(args.dataset, args.artifacts)
+    config = with_overrides(TRAIN_PRESETS[args.preset], epochs=args.epochs, max_minutes=args.max_minutes,
+                            threads=args.threads, seed=args.seed, shuffle_tail_items=args.shuffle_tail_items,
+                            refit_with_valid=args.refit_with_valid or None)
     model, log = train_target(data, model_config, config, progress=not args.quiet, init=init)
     if init is not None:
         # the run that made the starting point, so the saved log tells the whole history
