@@ -104,8 +104,8 @@ def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks:
     inference copy of each model."""
     max_len = target.config.max_seq_len
     target, drafts = for_inference(target), {name: for_inference(d) for name, d in drafts.items()}
-    decoders = {("plain", 0): ListDecoder(trie, TorchTarget(target, rows), max_len)}
-    decoders.update({(name, k): ListDecoder(trie, TorchTarget(target, rows), max_len,
+    decoders = {("plain", 0): ListDecoder(trie, TorchTarget(target, rows, trie.sids), max_len)}
+    decoders.update({(name, k): ListDecoder(trie, TorchTarget(target, rows, trie.sids), max_len,
                                             proposer=TorchDraft(d, trie.sids, rows))
                      for name, d in drafts.items() for k in ks})
     return decoders
@@ -129,7 +129,7 @@ def onnx_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: 
              for key in graphs}
     export_graphs(graphs, paths)
     max_len = target.config.max_seq_len
-    return {key: ListDecoder(trie, OnnxTarget(paths[("plain", 0)], 1, threads), max_len,
+    return {key: ListDecoder(trie, OnnxTarget(paths[("plain", 0)], 1, threads, trie.sids), max_len,
                              proposer=None if key == ("plain", 0) else OnnxDraft(paths[key], 1, threads))
             for key in graphs}
 

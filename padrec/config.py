@@ -59,6 +59,12 @@ class ModelConfig:
     d_ff: int = 768
     max_seq_len: int = 384  # cache capacity: BOS + (history + longest list) items x tokens/item
     dropout: float = 0.0  # dropout costs ~25% of CPU training time; weight decay regularises instead
+    # an embedding of the item itself, added to the input at each item's last token (its separator,
+    # or its last code): the model can remember items, not only their codes; outputs stay codes
+    item_embedding: bool = False
+    # in training, each item mark is dropped (the position sees only its token) with this chance:
+    # without it the item rows memorise the training sequences within a few epochs
+    item_dropout: float = 0.5
     rope_base: float = 10_000.0
     norm_eps: float = 1e-6
 

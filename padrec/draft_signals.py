@@ -25,6 +25,7 @@ from padrec.decoding.torch_draft import next_slot_table
 from padrec.models.draft import Draft
 from padrec.models.target import Target
 from padrec.semantic_ids import BOS
+from padrec.training.target import item_inputs
 from padrec.verification import decode_all
 
 
@@ -49,7 +50,8 @@ def signal_sizes(draft: Draft, target: Target, trie: ItemTrie, examples: list[Ex
     base, item, steps = [], [], {d: [] for d in range(1, draft.config.step_depths + 1)}
     for example in examples:
         tokens = torch.tensor([[BOS] + trie.sids.encode_items(example.history)])
-        features = target(tokens).hidden[:, :-1]  # f_t, paired with the token after it
+        items = item_inputs(target, trie.sids, [tokens[0].numpy()])
+        features = target(tokens, items=items).hidden[:, :-1]  # f_t, paired with the token after it
         following = tokens[:, 1:]
         base.append(draft.fc(torch.cat([draft.token_embedding[following], features], dim=-1)).norm(dim=-1))
         if draft.config.item_position:

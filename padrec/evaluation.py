@@ -39,7 +39,7 @@ def generated_lists(
     progress: bool = True, **decode_options,
 ) -> list[list[int]]:
     """Lists from the target's constrained decoding (greedy unless decode_options say otherwise)."""
-    decoder = ListDecoder(trie, TorchTarget(model, batch_size), model.config.max_seq_len)
+    decoder = ListDecoder(trie, TorchTarget(model, batch_size, trie.sids), model.config.max_seq_len)
     lists = []
     for start in tqdm(range(0, len(examples), batch_size), desc="generate", disable=not progress):
         chunk = examples[start : start + batch_size]

@@ -89,6 +89,20 @@ class SemanticIds:
             raise ValueError(f"{len(tokens)} tokens is not a whole number of {step}-token items")
         return [self.decode_item(tokens[i : i + self.num_levels]) for i in range(0, len(tokens), step)]
 
+    def item_marks(self, tokens) -> np.ndarray:
+        """For a token sequence: item + 1 at the last token of each whole item (its separator, or its
+        last code without separators), 0 elsewhere. What an item-embedding target reads beside the
+        tokens; the sequence may start with BOS and end mid-item."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        marks = np.zeros(len(tokens), dtype=np.int64)
+        last = np.flatnonzero(tokens == SEP) if self.use_separator else \
+            np.flatnonzero(self.token_slot[tokens] == self.num_levels - 1) + 1
+        for end in last[last >= self.num_levels].tolist():
+            item = self._item_of.get(tuple(tokens[end - self.num_levels : end].tolist()))
+            if item is not None:
+                marks[end - 1 + int(self.use_separator)] = item + 1
+        return marks
+
     def stats(self) -> dict:
         """Codebook usage per level and the share of items whose k-means prefix collides."""
         prefix = [tuple(r) for r in self.codes[:, :-1].tolist()]

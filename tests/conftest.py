@@ -143,7 +143,9 @@ def exported_tiny(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     sids = SemanticIds(codes, [6, 4, 3, int(codes[:, -1].max()) + 1])
     sids.save(art / "tiny" / "semantic_ids.npz")
     torch.manual_seed(0)
-    target = Target(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=160), sids.vocab_size)
+    # an item-embedding target, as the default preset trains: the served target model makes its marks
+    target = Target(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=160, item_embedding=True),
+                    sids.vocab_size, sids.num_items)
     target.save(art / "tiny" / "target.pt")
     for drafter in ("padrec", "eagle"):
         Draft.from_target(DRAFTERS[drafter], target, sids.num_slots).save(art / "tiny" / f"draft_{drafter}.pt")

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                                       prefix_size_penalty=beta)
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save([torch.from_numpy(s) for s in seqs], cache)
-    feats = target_features(target, seqs)
+    feats = target_features(target, data.sids, seqs)
     names = sorted(DRAFTERS) if args.drafter == "all" else [args.drafter]
     for name in names:
         draft_config = with_overrides(DRAFTERS[name], item_coefficient_init=args.item_coefficient_init,

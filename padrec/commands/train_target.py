@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "as `padrec forward-costs` shapes)")
     parser.add_argument("--dropout", type=float,
                         help="override the model's dropout (attention weights and both residual branches), 0 <= p < 1")
+    parser.add_argument("--item-embedding", action=argparse.BooleanOptionalAction,
+                        help="override the preset's item embeddings: an embedding of each item added at its last "
+                             "token (ModelConfig.item_embedding)")
     parser.add_argument("--shuffle-tail-items", type=int, metavar="N",
                         help="each epoch, shuffle the last N items of every training window (TrainConfig)")
     parser.add_argument("--refit-with-valid", action="store_true",
@@ -58,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         init = Target.load(args.init_from)
     # a warm restart trains the checkpoint's shape; the preset's shape applies to a fresh model
     base = init.config if init is not None else TARGET_PRESETS[args.preset]
-    model_config = with_overrides(base, dropout=args.dropout, n_layers=args.layers)
+    model_config = with_overrides(base, dropout=args.dropout, n_layers=args.layers,
+                                  item_embedding=args.item_embedding)
     if args.d_model is not None:
         try:
             model_config = model_config.with_width(args.d_model)

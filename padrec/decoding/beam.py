@@ -24,7 +24,7 @@ def beam_search(
     """Top-k items per history by beam search of the given width (one batched pass for all)."""
     sids = trie.sids
     n_users = len(histories)
-    target = TorchTarget(model, n_users * width)
+    target = TorchTarget(model, n_users * width, sids)
     # prefill each user's prompt into its first row; the first level's beams all descend from it
     # and the row reordering below copies its cache to the others
     prompts = [[BOS] + sids.encode_items(h) for h in histories]

@@ -8,20 +8,27 @@ import numpy as np
 import torch
 
 from padrec.decoding.interfaces import TargetScores
+from padrec.decoding.item_marks import ItemMarkLog
 from padrec.decoding.onnx_session import cached_past, load_session, new_cache
+from padrec.semantic_ids import SemanticIds
 
 
 class OnnxTarget:
-    """`TargetScorer` over an exported target graph (`padrec export`) and a pool of `rows` cache rows."""
+    """`TargetScorer` over an exported target graph (`padrec export`) and a pool of `rows` cache rows.
+    The graph of an item-embedding target needs the catalogue's `sids` for its item marks."""
 
-    def __init__(self, path: Path, rows: int, threads: int = 1):
+    def __init__(self, path: Path, rows: int, threads: int = 1, sids: SemanticIds | None = None):
         self.session = load_session(path, threads)
         self.cache = new_cache(self.session, rows)
+        embeds_items = "items" in {i.name for i in self.session.get_inputs()}
+        self.item_marks = ItemMarkLog.for_host(embeds_items, sids, rows, self.cache.k.shape[3], str(path))
 
     def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> TargetScores:
         rows_t, start_t = torch.from_numpy(rows), torch.from_numpy(start)
         past_k, past_v = cached_past(self.cache, rows_t, start_t)
-        logits, hidden, new_k, new_v = self.session.run(
-            None, {"tokens": tokens, "past_k": past_k, "past_v": past_v, "past_lengths": start})
+        feeds = {"tokens": tokens, "past_k": past_k, "past_v": past_v, "past_lengths": start}
+        if self.item_marks is not None:
+            feeds["items"] = self.item_marks.marks(rows, start, tokens, lengths)
+        logits, hidden, new_k, new_v = self.session.run(None, feeds)
         self.cache.write(rows_t, start_t, torch.from_numpy(new_k), torch.from_numpy(new_v))
         return TargetScores(logits, hidden)

@@ -63,10 +63,13 @@ def target_inputs(graph: TargetGraph, batch: int, new: int, past: tuple[int, ...
     target = graph.target
     c = target.config
     cache = (c.n_layers, batch, c.n_heads, max(past), c.head_dim)
-    return {"tokens": rng.integers(NUM_SPECIAL, target.vocab_size, (batch, new)),
-            "past_k": rng.standard_normal(cache, dtype=np.float32),
-            "past_v": rng.standard_normal(cache, dtype=np.float32),
-            "past_lengths": np.array(past, dtype=np.int64)}
+    feeds = {"tokens": rng.integers(NUM_SPECIAL, target.vocab_size, (batch, new)),
+             "past_k": rng.standard_normal(cache, dtype=np.float32),
+             "past_v": rng.standard_normal(cache, dtype=np.float32),
+             "past_lengths": np.array(past, dtype=np.int64)}
+    if "items" in graph.inputs:
+        feeds["items"] = rng.integers(0, target.num_items + 1, (batch, new))
+    return feeds
 
 
 def draft_inputs(graph: DraftGraph, batch: int, new: int, past: tuple[int, ...], rng: np.random.Generator) -> dict:
@@ -124,10 +127,10 @@ def list_check(target: Target, draft: Draft, target_onnx: Path, draft_onnx: Path
     """Greedy lists: ORT engine and torch speculative engine against torch plain decoding."""
     max_len = target.config.max_seq_len
     decoders = {
-        ("plain", 0): ListDecoder(trie, TorchTarget(target, 1), max_len),
-        ("torch", num_draft_tokens): ListDecoder(trie, TorchTarget(target, 1), max_len,
+        ("plain", 0): ListDecoder(trie, TorchTarget(target, 1, trie.sids), max_len),
+        ("torch", num_draft_tokens): ListDecoder(trie, TorchTarget(target, 1, trie.sids), max_len,
                                                  proposer=TorchDraft(draft, trie.sids, 1)),
-        ("onnxruntime", num_draft_tokens): ListDecoder(trie, OnnxTarget(target_onnx, 1), max_len,
+        ("onnxruntime", num_draft_tokens): ListDecoder(trie, OnnxTarget(target_onnx, 1, sids=trie.sids), max_len,
                                                        proposer=OnnxDraft(draft_onnx, 1)),
     }
     report = compare_decoders(target, decoders, trie, examples, progress=False)

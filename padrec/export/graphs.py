@@ -41,26 +41,28 @@ NOT_ALLOWED = torch.finfo(torch.float32).min
 
 
 class TargetGraph(nn.Module):
-    """The target's forward with positional outputs, for export."""
+    """The target's forward with positional outputs, for export. An item-embedding target's graph
+    also reads the item marks of the new tokens (`items`, which its host keeps: `ItemMarkLog`)."""
 
     kind = "target"
-    inputs = ("tokens", "past_k", "past_v", "past_lengths")
     outputs = ("logits", "hidden", "new_k", "new_v")
 
     def __init__(self, target: Target):
         super().__init__()
         self.target = target
         self.max_seq_len = target.config.max_seq_len
+        self.inputs = ("tokens", "past_k", "past_v", "past_lengths") + (("items",) if target.item_embed is not None else ())
 
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
         """Inputs to trace the export with: every dynamic size >= 2 (the exporter specialises 0, 1)."""
         c, (B, T, S) = self.target.config, EXAMPLE_SIZES
         cache = (c.n_layers, B, c.n_heads, S, c.head_dim)
+        items = (torch.randint(0, self.target.num_items + 1, (B, T)),) if "items" in self.inputs else ()
         return (torch.randint(0, self.target.vocab_size, (B, T)), torch.randn(cache), torch.randn(cache),
-                torch.tensor([S, 1]))
+                torch.tensor([S, 1]), *items)
 
-    def forward(self, tokens, past_k, past_v, past_lengths):
-        out = self.target(tokens, past_k, past_v, past_lengths)
+    def forward(self, tokens, past_k, past_v, past_lengths, items=None):
+        out = self.target(tokens, past_k, past_v, past_lengths, items)
         return out.logits, out.hidden, out.new_k, out.new_v
 
 

@@ -32,7 +32,7 @@ def export_graph(graph: TargetGraph | DraftGraph, path: Path) -> None:
     in the metadata (`MAX_SEQ_LEN_KEY`)."""
     batch, new, past = torch.export.Dim(BATCH), torch.export.Dim(NEW), torch.export.Dim(PAST)
     # axes by input name; inputs not listed have only a batch axis first
-    axes = {"tokens": {0: batch, 1: new}, "features": {0: batch, 1: new},
+    axes = {"tokens": {0: batch, 1: new}, "items": {0: batch, 1: new}, "features": {0: batch, 1: new},
             "past_k": {1: batch, 3: past}, "past_v": {1: batch, 3: past},
             "banned": {0: batch, 1: torch.export.Dim(BANNED)}}
     dynamic = {name: axes.get(name, {0: batch}) for name in graph.inputs}

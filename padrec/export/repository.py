@@ -44,7 +44,9 @@ _BACKEND_LAYOUT = {
     "onnxruntime": ('platform: "onnxruntime_onnx"', "model.onnx", "KIND_CPU"),
     "tensorrt": ('platform: "tensorrt_plan"', "model.plan", "KIND_GPU"),
 }
-CACHE_INPUTS = ("past_k", "past_v", "past_lengths")
+# graph inputs the Python backend's models make from what they keep: the cache, and an
+# item-embedding target's item marks (from each cache row's own tokens, `ItemMarkLog`)
+KEPT_INPUTS = ("past_k", "past_v", "past_lengths", "items")
 CACHE_OUTPUTS = ("new_k", "new_v")
 _TRITON_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "TYPE_INT64",
                  onnx.TensorProto.BOOL: "TYPE_BOOL"}
@@ -78,9 +80,10 @@ def graph_io(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
 
 def stateful_io(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The I/O of a graph whose caller keeps the cache (the Python backend's models): the cache
-    tensors give way to the cache rows and the positions each keeps (`rows`, `start`)."""
+    tensors (and the item marks, `KEPT_INPUTS`) give way to the cache rows and the positions each
+    keeps (`rows`, `start`)."""
     slots = [TensorSpec("rows", "TYPE_INT64", ("batch",)), TensorSpec("start", "TYPE_INT64", ("batch",))]
-    return (slots + [s for s in inputs if s.name not in CACHE_INPUTS],
+    return (slots + [s for s in inputs if s.name not in KEPT_INPUTS],
             [s for s in outputs if s.name not in CACHE_OUTPUTS])
 
 

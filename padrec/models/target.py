@@ -70,11 +70,16 @@ class KVCache:
 
 
 class Target(nn.Module):
-    def __init__(self, config: ModelConfig, vocab_size: int):
+    def __init__(self, config: ModelConfig, vocab_size: int, num_items: int = 0):
         super().__init__()
+        if config.item_embedding and num_items < 1:
+            raise ValueError("an item-embedding target needs the catalogue's num_items")
         self.config = config
         self.vocab_size = vocab_size
+        self.num_items = num_items if config.item_embedding else 0
         self.embed = nn.Embedding(vocab_size, config.d_model)
+        # row 0 (no item here) stays zero: padding_idx keeps it out of every update
+        self.item_embed = nn.Embedding(num_items + 1, config.d_model, padding_idx=0) if config.item_embedding else None
         self.blocks = nn.ModuleList(
             Block(config.d_model, config.n_heads, config.d_ff, config.dropout, config.norm_eps)
             for _ in range(config.n_layers)
@@ -85,6 +90,8 @@ class Target(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(_init_weights)
+        if self.item_embed is not None:
+            nn.init.zeros_(self.item_embed.weight[0])
 
     def forward(
         self,
@@ -92,12 +99,20 @@ class Target(nn.Module):
         past_k: torch.Tensor | None = None,  # [L, B, H, S, hd]
         past_v: torch.Tensor | None = None,
         past_lengths: torch.Tensor | None = None,  # [B]
+        items: torch.Tensor | None = None,  # [B, T] `SemanticIds.item_marks`; item-embedding targets only
     ) -> ForwardOutput:
         B, T = tokens.shape
         start = past_lengths[:, None] if past_lengths is not None else torch.zeros(B, 1, dtype=torch.long)
         positions = start + torch.arange(T)  # [B,T]
         S = past_k.shape[3] if past_k is not None else 0
-        x, new_k, new_v = run_blocks(self.blocks, self.embed(tokens), positions, self.rope_cos, self.rope_sin,
+        x = self.embed(tokens)
+        if self.item_embed is not None:
+            if items is None:
+                raise ValueError("this target embeds items: pass the item marks of the tokens")
+            if self.training and self.config.item_dropout > 0:
+                items = items * (torch.rand(items.shape) >= self.config.item_dropout)
+            x = x + self.item_embed(items)
+        x, new_k, new_v = run_blocks(self.blocks, x, positions, self.rope_cos, self.rope_sin,
                                      attention_mask(past_lengths, S, T), past_k, past_v)
         hidden = self.norm(x)
         logits = self.head(hidden, self.head_weight)
@@ -118,12 +133,13 @@ class Target(nn.Module):
     def save(self, path: Path, extra: dict | None = None) -> None:
         """fp16 weights + config: small enough to commit."""
         state = {k: v.half() for k, v in self.state_dict().items()}
-        torch.save({"config": asdict(self.config), "vocab_size": self.vocab_size, "state": state, **(extra or {})}, path)
+        torch.save({"config": asdict(self.config), "vocab_size": self.vocab_size, "num_items": self.num_items,
+                    "state": state, **(extra or {})}, path)
 
     @classmethod
     def load(cls, path: Path) -> "Target":
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model = cls(ModelConfig(**ckpt["config"]), ckpt["vocab_size"])
+        model = cls(ModelConfig(**ckpt["config"]), ckpt["vocab_size"], ckpt.get("num_items", 0))
         model.load_state_dict({k: v.float() for k, v in ckpt["state"].items()})
         return model.eval()
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from padrec.decoding.onnx_draft import OnnxDraft
 from padrec.decoding.onnx_target import OnnxTarget
+from padrec.semantic_ids import SemanticIds
 
 SLOT_INPUTS = ("rows", "start")
 
@@ -22,7 +23,10 @@ class TargetService:
     """Scores new tokens of cache rows; rolling back is sending a smaller `start`."""
 
     def __init__(self, onnx_path: Path, rows: int, threads: int = 1):
-        self.target = OnnxTarget(onnx_path, rows, threads)
+        # <repository>/target/<version>/model.onnx: the catalogue sits at the repository's root
+        catalogue = onnx_path.parents[2] / "semantic_ids.npz"
+        sids = SemanticIds.load(catalogue) if catalogue.is_file() else None
+        self.target = OnnxTarget(onnx_path, rows, threads, sids)
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         _check_rows(inputs, self.target.cache.k.shape[1])

@@ -32,9 +32,10 @@ from padrec.decoding.torch_draft import next_slot_table
 from padrec.decoding.torch_target import TorchTarget
 from padrec.models.draft import Draft
 from padrec.models.target import Target
-from padrec.semantic_ids import BOS, PAD
+from padrec.semantic_ids import BOS, PAD, SemanticIds
 from padrec.training.batching import length_buckets, pad
 from padrec.training.precision import use_bf16
+from padrec.training.target import item_inputs
 
 
 @torch.inference_mode()
@@ -47,7 +48,7 @@ def distillation_sequences(target: Target, data: Prepared, users: int, top_n: in
     rng = np.random.default_rng(seed)
     histories = [seq[-max_history:] for seq in data.split.train.values() if seq]
     chosen = rng.choice(len(histories), size=min(users, len(histories)), replace=False)
-    decoder = ListDecoder(ItemTrie(data.sids, prefix_size_penalty), TorchTarget(target, batch_size),
+    decoder = ListDecoder(ItemTrie(data.sids, prefix_size_penalty), TorchTarget(target, batch_size, data.sids),
                           target.config.max_seq_len)
     seqs = []
     for start in tqdm(range(0, len(chosen), batch_size), desc="distill lists", disable=not progress):
@@ -59,11 +60,13 @@ def distillation_sequences(target: Target, data: Prepared, users: int, top_n: in
 
 
 @torch.inference_mode()
-def target_features(target: Target, seqs: list[np.ndarray], tokens_per_batch: int = 8192) -> list[torch.Tensor]:
+def target_features(target: Target, sids: SemanticIds, seqs: list[np.ndarray],
+                    tokens_per_batch: int = 8192) -> list[torch.Tensor]:
     """The target's last-layer features of every position (fp16 to halve the memory)."""
     feats: list[torch.Tensor | None] = [None] * len(seqs)
     for idx in length_buckets([len(s) for s in seqs], tokens_per_batch, None):
-        hidden = target(pad([seqs[i] for i in idx])).hidden
+        batch = [seqs[i] for i in idx]
+        hidden = target(pad(batch), items=item_inputs(target, sids, batch)).hidden
         for row, i in enumerate(idx):
             feats[i] = hidden[row, : len(seqs[i])].half()
     return feats

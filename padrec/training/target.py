@@ -48,13 +48,19 @@ def heldout_nll_by_level(model: Target, sids: SemanticIds, examples: list[Exampl
     for idx in length_buckets([len(s) for s in seqs], tokens_per_batch, None):
         batch = [seqs[i] for i in idx]
         tokens = pad(batch)
-        logp = model(tokens).logits.log_softmax(-1)  # [B,T,V]
+        logp = model(tokens, items=item_inputs(model, sids, batch)).logits.log_softmax(-1)  # [B,T,V]
         for row, seq in enumerate(batch):
             # the target item's code tokens sit just before its separator (or at the very end)
             end = len(seq) - int(sids.use_separator)
             positions = torch.arange(end - n_codes, end)
             total -= logp[row, positions - 1, torch.from_numpy(seq[end - n_codes : end])].numpy()
     return total / len(examples)
+
+
+def item_inputs(model: Target, sids: SemanticIds, batch: list[np.ndarray]) -> torch.Tensor | None:
+    """The item marks an item-embedding target reads beside a batch of token sequences (padded as
+    `pad` pads the tokens: 0 = no item), or None for a target without item embeddings."""
+    return pad([sids.item_marks(s) for s in batch]) if model.item_embed is not None else None
 
 
 def validation_nll(model: Target, data: Prepared, max_users: int = 4000, tokens_per_batch: int = 16384) -> float:
@@ -86,11 +92,11 @@ def train_target(
     lengths = [len(s) for s in seqs]
     if max(lengths) > model_config.max_seq_len:
         raise ValueError(f"training windows of {max(lengths)} tokens exceed max_seq_len {model_config.max_seq_len}")
-    model = Target(model_config, data.sids.vocab_size)
+    model = Target(model_config, data.sids.vocab_size, data.sids.num_items)
     if init is not None:
         # dropout is a training setting, not part of what the weights are: a warm restart may change it
         same_weights = replace(init.config, dropout=model_config.dropout) == model_config
-        if not same_weights or init.vocab_size != data.sids.vocab_size:
+        if not same_weights or init.vocab_size != data.sids.vocab_size or init.num_items != model.num_items:
             raise ValueError(f"the initial checkpoint is a {init.config} model over {init.vocab_size} tokens; "
                              f"this run trains a {model_config} model over {data.sids.vocab_size}")
         model.load_state_dict(init.state_dict())
@@ -114,9 +120,11 @@ def train_target(
             seqs = to_tokens(data.sids, shuffle_tails(windows, config.shuffle_tail_items, rng))
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
         for idx in bar:
-            tokens = pad([seqs[i] for i in idx])
+            batch = [seqs[i] for i in idx]
+            tokens = pad(batch)
+            items = item_inputs(model, data.sids, batch)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(tokens[:, :-1]).logits
+                logits = model(tokens[:, :-1], items=None if items is None else items[:, :-1]).logits
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
                                    ignore_index=PAD)
             for group in optim.param_groups:

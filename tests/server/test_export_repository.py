@@ -12,6 +12,7 @@ from tritonclient.utils import np_to_triton_dtype
 from padrec.config import ServingConfig
 from padrec.export.checks import draft_inputs, target_inputs
 from padrec.export.graphs import DraftGraph, TargetGraph
+from padrec.export.repository import KEPT_INPUTS
 from padrec.serving.services import DraftService, TargetService
 
 pytestmark = pytest.mark.server
@@ -28,7 +29,7 @@ def infer(client: grpcclient.InferenceServerClient, model: str, feeds: dict[str,
 
 
 def without_cache(feeds: dict[str, np.ndarray], rows: list[int], start: list[int]) -> dict[str, np.ndarray]:
-    kept = {k: v for k, v in feeds.items() if k not in ("past_k", "past_v", "past_lengths")}
+    kept = {k: v for k, v in feeds.items() if k not in KEPT_INPUTS}  # what the served models make themselves
     return {"rows": np.array(rows, dtype=np.int64), "start": np.array(start, dtype=np.int64), **kept}
 
 

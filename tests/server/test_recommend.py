@@ -49,7 +49,7 @@ def offline_lists(repository: Path, histories: list[list[int]], drafter: str | N
     trie = repository_trie(repository, manifest)
     batch = 25
     proposer = OnnxDraft(repository / f"draft_{drafter}" / "1" / "model.onnx", batch) if drafter else None
-    decoder = ListDecoder(trie, OnnxTarget(repository / "target" / "1" / "model.onnx", batch),
+    decoder = ListDecoder(trie, OnnxTarget(repository / "target" / "1" / "model.onnx", batch, sids=trie.sids),
                           manifest["graphs"]["max_seq_len"], proposer=proposer)
     lists = []
     for begin in range(0, len(histories), batch):

@@ -32,7 +32,8 @@ def naive_greedy(model, trie, history, top_n):
     context = [BOS] + trie.sids.encode_items(history)
     c = ListConstraint(trie, history)
     while len(c.items) < top_n:
-        logits = model(torch.tensor([context])).logits[0, -1].numpy()
+        items = torch.from_numpy(trie.sids.item_marks(context))[None] if model.item_embed is not None else None
+        logits = model(torch.tensor([context]), items=items).logits[0, -1].numpy()
         token, _ = choose_token(logits, c.allowed(), 0.0, 1.0, None, c.prior())
         context.append(token)
         c.advance(token)

@@ -94,8 +94,8 @@ def test_engine_on_onnxruntime_equals_engine_on_torch(exported_tiny):
     requests = [DecodeRequest(h, top_n=6, num_draft_tokens=k) for h, k in zip(histories, [0, 1, 2, 3, 3, 2])]
     torch_draft = Recording(TorchDraft(e.draft, e.trie.sids, 8))
     onnx_draft = Recording(OnnxDraft(onnx_file(e, "draft_padrec"), 8))
-    on_torch = ListDecoder(e.trie, TorchTarget(e.target, 8), max_len, proposer=torch_draft)
-    on_onnx = ListDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), 8), max_len, proposer=onnx_draft)
+    on_torch = ListDecoder(e.trie, TorchTarget(e.target, 8, e.trie.sids), max_len, proposer=torch_draft)
+    on_onnx = ListDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), 8, sids=e.trie.sids), max_len, proposer=onnx_draft)
     rows = [7, 0, 3, 5, 1, 2]  # cache rows out of order: the pools are addressed by the caller
     for a, b in zip(on_torch.generate(requests, rows), on_onnx.generate(requests, rows)):
         assert a.items == b.items and a.tokens == b.tokens
@@ -122,7 +122,7 @@ def test_sampled_proposals_are_gumbel_max_draws_from_the_returned_q(exported_tin
 
 def test_sampling_on_onnxruntime_gives_valid_lists(exported_tiny):
     e = exported_tiny
-    decoder = ListDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), 4), e.target.config.max_seq_len,
+    decoder = ListDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), 4, sids=e.trie.sids), e.target.config.max_seq_len,
                           proposer=OnnxDraft(onnx_file(e, "draft_padrec"), 4))
     history = (1, 2, 3)
     requests = [DecodeRequest(history, top_n=5, num_draft_tokens=3, temperature=1.0, seed=s) for s in range(4)]

@@ -52,7 +52,7 @@ def test_every_speculative_round_starts_on_a_measured_forced_run(exported_tiny):
     runs = [forced_runs(e.trie, ex.history, items) for ex, items in zip(examples, lists)]
     for ex, items, list_runs in zip(examples, lists, runs):
         spy = ForcedCounts(TorchDraft(e.draft, e.trie.sids, 1))
-        decoder = ListDecoder(e.trie, TorchTarget(e.target, 1), e.target.config.max_seq_len, proposer=spy)
+        decoder = ListDecoder(e.trie, TorchTarget(e.target, 1, e.trie.sids), e.target.config.max_seq_len, proposer=spy)
         result = decoder.generate([DecodeRequest(tuple(ex.history), num_draft_tokens=2)], [0])[0]
         assert result.items == items
         assert spy.counts and set(spy.counts) <= set(list_runs)

@@ -42,8 +42,9 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     with np.load(art / "small" / "semantic_ids.npz") as saved:
         assert json.loads(str(saved["config"]))["interaction_weight"] == 1.0
 
+    # an item-embedding target: the rest of the pipeline (eval, beam search, draft training) reads its marks
     assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--epochs", "2", "--quiet",
-                 "--artifacts", str(art), "--layers", "3"]) == 0
+                 "--artifacts", str(art), "--layers", "3", "--item-embedding"]) == 0
     log = json.loads((art / "small" / "target_train.json").read_text())
     losses = [e["train_loss"] for e in log["epochs"]]
     assert len(losses) == 2 and losses[-1] < losses[0]
@@ -83,10 +84,12 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     assert "--refit-with-valid needs --epochs" in capsys.readouterr().err
     assert main(["train-target", "--dataset", "small", "--preset", "tiny", "--epochs", "2", "--quiet",
                  "--artifacts", str(art), "--layers", "3", "--d-model", "128", "--refit-with-valid",
-                 "--out", str(art / "small" / "target_refit.pt")]) == 0
+                 "--no-item-embedding", "--out", str(art / "small" / "target_refit.pt")]) == 0
     refit = json.loads((art / "small" / "target_refit_train.json").read_text())
     assert refit["train"]["refit_with_valid"] and not log["train"]["refit_with_valid"]
     assert (refit["model"]["d_model"], refit["model"]["n_heads"], refit["model"]["d_ff"]) == (128, 2, 384)
+    # the target trained above embeds items (and so does its warm restart); a flag turns it off
+    assert log["model"]["item_embedding"] and warm["model"]["item_embedding"] and not refit["model"]["item_embedding"]
     assert refit["train_tokens_per_epoch"] > log["train_tokens_per_epoch"]
     assert refit["best_epoch"] == 2 and "last epoch (refit)" in capsys.readouterr().out
 
@@ -160,7 +163,7 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     target = Target.load(data.paths.target)
     seqs = distillation_sequences(target, data, 60, progress=False)
     config = DraftTrainConfig(epochs=12, warmup_steps=2, tokens_per_batch=1024, threads=1)
-    _, log = train_draft(target, data, DRAFTERS["padrec"], config, seqs, target_features(target, seqs), progress=False)
+    _, log = train_draft(target, data, DRAFTERS["padrec"], config, seqs, target_features(target, data.sids, seqs), progress=False)
     first, last = log["epochs"][0]["accuracy_by_step"], log["epochs"][-1]["accuracy_by_step"]
     assert len(last) == config.unroll_steps and all(b > a for a, b in zip(first, last)), (first, last)
 

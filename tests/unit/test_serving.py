@@ -96,7 +96,7 @@ def test_served_decoder_equals_the_offline_engine(exported_tiny, services):
     assert served.pool.in_use == 0
     onnx = e.repository
     for drafter in ("padrec", "eagle"):
-        offline = ListDecoder(e.trie, OnnxTarget(onnx / "target" / "1" / "model.onnx", 1), e.target.config.max_seq_len,
+        offline = ListDecoder(e.trie, OnnxTarget(onnx / "target" / "1" / "model.onnx", 1, sids=e.trie.sids), e.target.config.max_seq_len,
                               proposer=OnnxDraft(onnx / f"draft_{drafter}" / "1" / "model.onnx", 1))
         for request, outcome in zip(requests, outcomes):
             if request.drafter == drafter:

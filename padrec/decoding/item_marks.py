@@ -1,0 +1,39 @@
+"""The item marks an item-embedding target reads beside its tokens, for hosts that feed it a few
+new tokens per call: a separator's mark names the item whose codes came before it, possibly in
+earlier calls, so the host keeps each cache row's tokens (rolled back by the same start pointer
+as the cache)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from padrec.semantic_ids import SemanticIds
+
+
+class ItemMarkLog:
+    """Each cache row's tokens so far, and the marks (`SemanticIds.item_marks`) of new ones."""
+
+    def __init__(self, sids: SemanticIds, rows: int, capacity: int):
+        self.sids = sids
+        self.tokens = np.zeros((rows, capacity), dtype=np.int64)
+
+    @classmethod
+    def for_host(cls, embeds_items: bool, sids: SemanticIds | None, rows: int, capacity: int,
+                 target: str) -> "ItemMarkLog | None":
+        """The log a target host needs: None for a target without item embeddings; an error naming
+        `target` when one with them comes without the catalogue's semantic IDs."""
+        if not embeds_items:
+            return None
+        if sids is None:
+            raise ValueError(f"{target} embeds items: its host needs the semantic IDs (sids) to mark them")
+        return cls(sids, rows, capacity)
+
+    def marks(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """[B, T] marks of tokens[b, :lengths[b]] written at start[b] of row rows[b] (0 beyond)."""
+        out = np.zeros(tokens.shape, dtype=np.int64)
+        back = self.sids.num_levels  # an item's codes: all a mark looks back at
+        for b, (row, s, n) in enumerate(zip(rows.tolist(), start.tolist(), lengths.tolist())):
+            self.tokens[row, s : s + n] = tokens[b, :n]
+            lo = max(0, s - back)
+            out[b, :n] = self.sids.item_marks(self.tokens[row, lo : s + n])[s - lo :]
+        return out
