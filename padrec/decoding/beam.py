@@ -61,6 +61,8 @@ def beam_search(
             parents = [u * width + nb[3] for nb in new_beams]
             dest = list(range(u * width, u * width + len(new_beams)))
             filled = int(start[u * width])
+            # (an item-embedding target's mark logs need no copy: beams score codes before an
+            # item's last one only, and a mark looks back from an item's last token)
             for cache in (target.cache.k, target.cache.v):
                 cache[:, dest, :, :filled] = cache[:, parents, :, :filled]
             beams[u] = [nb[:3] for nb in new_beams]
