@@ -6,7 +6,7 @@ An experiment, not a feature: the item embedding enters through a patched `Draft
 frozen item table, projected by the token half of the draft's fc, at each item's last token), which
 the decoding hosts and the draft graph do not have.
 
-    python results/experiments/draft_item_embedding_probe.py --artifacts .cache/b128ie [--item-embedding] [--layers 2]
+    python results/experiments/draft_item_embedding_probe.py --artifacts .cache/b128ie [--item-embedding] [--layers 2] [--epochs 9]
 """
 
 import argparse
@@ -30,9 +30,10 @@ def main() -> None:
     parser.add_argument("--artifacts", type=Path, required=True, help="holds beauty/ with an item-embedding target")
     parser.add_argument("--item-embedding", action="store_true", help="the draft reads the target's item embedding")
     parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=3, help="as `padrec train-draft --epochs`")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    config = with_overrides(DraftTrainConfig(), distill_users=5000, epochs=3, threads=1)
+    config = with_overrides(DraftTrainConfig(), distill_users=5000, epochs=args.epochs, threads=1)
     torch.set_num_threads(config.threads)
     data = load_prepared("beauty", args.artifacts)
     target = Target.load(data.paths.target)
@@ -54,7 +55,7 @@ def main() -> None:
     draft_config = replace(DRAFTERS["padrec"], n_layers=args.layers)
     _, log = draft_training.train_draft(target, data, draft_config, config, seqs, feats, progress=False)
     report = {"artifacts": str(args.artifacts), "item_embedding": args.item_embedding, "layers": args.layers,
-              "epochs": log["epochs"]}
+              "train_epochs": args.epochs, "epochs": log["epochs"]}
     print(json.dumps(report, indent=1))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
