@@ -1,5 +1,5 @@
 """The inference building blocks: rotary positions, the KV cache's reads and writes, and the
-prepared (pre-packed) copy of a model the torch hosts run."""
+prepared (transposed-weight) copy of a model the torch hosts run."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from padrec.config import DRAFTERS, ModelConfig
 from padrec.models.draft import Draft
-from padrec.models.inference import InferenceLinear, InferenceTiedHead, for_inference, packing_available
+from padrec.models.inference import InferenceLinear, InferenceTiedHead, for_inference
 from padrec.models.layers import apply_rope, rope_tables
 from padrec.models.target import KVCache, Target
 
@@ -66,16 +66,13 @@ def test_prepared_models_compute_what_the_models_compute():
     # the original is left alone, and a prepared model is not prepared twice
     assert isinstance(target.blocks[0].attn.qkv, nn.Linear)
     assert for_inference(prepared_target) is prepared_target
-    if packing_available():
-        assert isinstance(prepared_target.blocks[0].attn.qkv, InferenceLinear)
-        assert isinstance(prepared_draft.fc, InferenceLinear)
-        assert isinstance(prepared_target.head, InferenceTiedHead) and isinstance(prepared_draft.head, InferenceTiedHead)
+    assert isinstance(prepared_target.blocks[0].attn.qkv, InferenceLinear)
+    assert isinstance(prepared_draft.fc, InferenceLinear)
+    assert isinstance(prepared_target.head, InferenceTiedHead) and isinstance(prepared_draft.head, InferenceTiedHead)
 
 
-@pytest.mark.parametrize("shape", [(8,), (1, 1, 8), (1, 2, 8), (4, 2, 8)])  # 1, 2 rows: transposed; more: packed
+@pytest.mark.parametrize("shape", [(8,), (1, 1, 8), (1, 2, 8), (4, 2, 8), (1, 70, 8)])
 def test_inference_linear_computes_the_linear_layer(shape):
-    if not packing_available():
-        pytest.skip("this torch build has no oneDNN")
     linear = nn.Linear(8, 3)
     x = torch.randn(shape)
     with torch.inference_mode():
