@@ -122,7 +122,9 @@ class DraftTrainConfig:
 
     distill_users: int = 6000  # training users whose target-generated lists form the data
     unroll_steps: int = 3  # draft steps trained jointly; depth >= 2 consumes the draft's own features
-    epochs: int = 4
+    # 3-4 epochs left every committed draft's accuracy still climbing; 9 took Yelp's PAD-Rec draft
+    # from 0.75 to 0.88 and tau at k=4 from 2.83 to 3.28 (results/README.md, "Drafts trained 9 epochs")
+    epochs: int = 9
     tokens_per_batch: int = 4096
     lr: float = 1e-3
     min_lr_ratio: float = 0.05
