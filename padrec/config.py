@@ -5,9 +5,9 @@ tests, `default` is the shape of the shipped Sports, Toys, Yelp and ML-100K targ
 against the draft's 1; trainable on a 2-core CPU in about 45 minutes per dataset), `large` is for
 GPU hosts. Beauty's shipped target overrides the preset on the command line: 128 wide x 12 layers
 with item embeddings (README.md, "Target"). At batch 1 on CPU both models are bound by reading
-their weights and per-op overhead, so a default target forward measures only ~8x a draft step
-(`padrec forward-costs`, results/README.md), not the 10x issue #3 asks for; 12 layers at
-d_model 256, or 14 at 192, would clear it.
+their weights and per-op overhead, so a default target forward measures only 5-8x a draft step,
+depending on the machine (`padrec forward-costs`, results/README.md), not the 10x issue #3 asks
+for; on the EPYC of results/forward_costs.json 12 layers at d_model 256, or 14 at 192, cleared it.
 """
 
 from __future__ import annotations
