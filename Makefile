@@ -77,9 +77,10 @@ test: setup
 	if [ $$status -eq 5 ]; then echo "make test: pytest ran no tests (exit code 5)" >&2; fi
 	exit $$status
 
-# The target and drafts as ONNX graphs with their Python-backend models; redone when a checkpoint changes.
+# The target and drafts as ONNX graphs with their Python-backend models; redone when a checkpoint
+# changes, or the library code that builds the graphs (any of padrec/, to be safe).
 $(EXPORTED): artifacts/$(DATASET)/target.pt artifacts/$(DATASET)/draft_padrec.pt artifacts/$(DATASET)/draft_eagle.pt \
-		| $(VENV)/.installed
+		$(shell find padrec -name '*.py') | $(VENV)/.installed
 	$(BIN)/padrec export --dataset $(DATASET) --backend python --check-users 20
 
 serve: setup $(EXPORTED)

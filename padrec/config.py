@@ -6,8 +6,9 @@ against the draft's 1; trainable on a 2-core CPU in about 45 minutes per dataset
 GPU hosts. Beauty's shipped target overrides the preset on the command line: 128 wide x 12 layers
 with item embeddings (README.md, "Target"). At batch 1 on CPU both models are bound by reading
 their weights and per-op overhead, so a default target forward measures only 5-8x a draft step,
-depending on the machine (`padrec forward-costs`, results/README.md), not the 10x issue #3 asks
-for; on the EPYC of results/forward_costs.json 12 layers at d_model 256, or 14 at 192, cleared it.
+depending on the machine (`padrec forward-costs`, results/README.md; 6.3x on the Xeon of
+results/forward_costs_xeon-amx.json, Beauty's 128x12 9.8x), not the 10x issue #3 asks for; on the
+EPYC of results/forward_costs.json 12 layers at d_model 256, or 14 at 192, cleared it.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ DRAFTERS: dict[str, DraftConfig] = {
 class DraftTrainConfig:
     """Draft training by self-distillation: the target's own greedy lists for training users."""
 
-    distill_users: int = 6000  # training users whose target-generated lists form the data
+    distill_users: int = 5000  # training users whose target-generated lists form the data (every committed draft)
     unroll_steps: int = 3  # draft steps trained jointly; depth >= 2 consumes the draft's own features
     # 3-4 epochs left every committed draft's accuracy still climbing; 9 took Yelp's PAD-Rec draft
     # from 0.75 to 0.88 and tau at k=4 from 2.83 to 3.28 (results/README.md, "Drafts trained 9 epochs")

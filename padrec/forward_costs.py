@@ -4,7 +4,8 @@ Speculation pays when a draft step is a small fraction of a target forward. At b
 both are bound by reading weights and by per-op overhead, so the ratio follows the number of
 layers more than the parameter count: a deeper, narrower target of the same size costs more per
 forward while its one-layer draft costs less. Weights are random (timing does not depend on them);
-the models run as the offline hosts run them (`for_inference`). The engine adds its own work per
+the models run as the offline hosts run them (`for_inference`, the draft's input from
+`InferenceDraftInput`). The engine adds its own work per
 draft step (constraints, cache bookkeeping), so in-engine ratios are lower than these raw ones.
 """
 
@@ -18,8 +19,9 @@ import torch
 
 from padrec.config import DraftConfig, ModelConfig
 from padrec.models.draft import Draft
-from padrec.models.inference import for_inference
+from padrec.models.inference import InferenceDraftInput, for_inference
 from padrec.models.target import Target
+
 
 def parse_shape(text: str) -> ModelConfig:
     """A target shape written `<d_model>x<n_layers>`, e.g. `256x8` (the default target)."""
@@ -51,15 +53,17 @@ def _timed_calls(config: ModelConfig, vocab_size: int, num_slots: int, past: int
     model = Target(config, vocab_size)
     target = for_inference(model)
     draft = for_inference(Draft.from_target(DraftConfig(), target, num_slots))
+    draft_input = InferenceDraftInput(draft, torch.arange(vocab_size) % num_slots)
     lengths = torch.tensor([past])
     target_kv = [torch.randn(config.n_layers, 1, config.n_heads, past, config.head_dim) for _ in range(2)]
     draft_kv = [torch.randn(1, 1, config.n_heads, past, config.head_dim) for _ in range(2)]
     one, verify = torch.tensor([[5]]), torch.arange(5, 5 + verify_tokens)[None]
-    feature, slot, depth = torch.randn(1, 1, config.d_model), torch.tensor([[1]]), torch.tensor([[1]])
+    feature = torch.randn(1, 1, config.d_model)
     return model.num_parameters(), {
         "target_ms": lambda: target(one, *target_kv, lengths),
         "verify_ms": lambda: target(verify, *target_kv, lengths),
-        "draft_step_ms": lambda: draft(feature, one, slot, depth, *draft_kv, lengths),
+        # as `TorchDraft` steps: the prepared input, no mask for one token of one row
+        "draft_step_ms": lambda: draft.decode(draft_input(feature, one, 2), lengths[:, None], None, *draft_kv),
     }
 
 

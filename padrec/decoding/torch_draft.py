@@ -9,7 +9,7 @@ from padrec.decoding.constraints import ListConstraint
 from padrec.decoding.interfaces import DraftBatch, Proposal
 from padrec.decoding.sampling import constrained_distribution, greedy_scores
 from padrec.models.draft import Draft, DraftOutput
-from padrec.models.inference import for_inference
+from padrec.models.inference import InferenceDraftInput, for_inference
 from padrec.models.layers import attention_mask
 from padrec.semantic_ids import PAD, SemanticIds
 
@@ -32,19 +32,20 @@ class TorchDraft:
 
     def __init__(self, draft: Draft, sids: SemanticIds, rows: int):
         self.draft = for_inference(draft)
+        self.input = InferenceDraftInput(self.draft, torch.from_numpy(next_slot_table(sids)))
         self.cache = draft.new_cache(rows)
         self.k_max = draft.config.k_max
-        self.next_slot = torch.from_numpy(next_slot_table(sids))
 
     def _step(self, rows: torch.Tensor, start: torch.Tensor, features: torch.Tensor, tokens: torch.Tensor,
               depth: int) -> DraftOutput:
         """One draft forward of T new pairs per row after each row's first start[r] cache positions;
-        writes their K/V. What `Draft.forward` computes, with the mask left out where it masks
-        nothing: one new token of a single row (whose cache view is exactly its past)."""
+        writes their K/V. What `Draft.forward` computes (up to float rounding: the input comes from
+        `InferenceDraftInput`), with the mask left out where it masks nothing: one new token of a
+        single row (whose cache view is exactly its past)."""
         past_k, past_v = self.cache.view(rows, start)
         T = tokens.shape[1]
         mask = None if len(rows) == 1 and T == 1 else attention_mask(start, past_k.shape[3], T)
-        z = self.draft.fuse(features, tokens, self.next_slot[tokens], torch.full_like(tokens, depth))
+        z = self.input(features, tokens, depth)
         out = self.draft.decode(z, start[:, None] + torch.arange(T), mask, past_k, past_v)
         self.cache.write(rows, start, out.new_k, out.new_v)
         return out

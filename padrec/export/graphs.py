@@ -31,6 +31,8 @@ from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.torch_draft import next_slot_table
 from padrec.export.constraint_graph import GraphConstraint
 from padrec.models.draft import Draft
+from padrec.models.inference import InferenceDraftInput
+from padrec.models.layers import attention_mask
 from padrec.models.target import Target
 
 EXAMPLE_SIZES = (2, 3, 4)  # batch, new tokens, cache positions of the example inputs
@@ -82,7 +84,7 @@ class DraftGraph(nn.Module):
         self.proposals = proposals
         self.forced_room = forced_room
         self.constraint = GraphConstraint(trie)
-        self.register_buffer("next_slot", torch.from_numpy(next_slot_table(trie.sids)), persistent=False)
+        self.input = InferenceDraftInput(draft, torch.from_numpy(next_slot_table(trie.sids)))
         self.max_seq_len = draft.target_config.max_seq_len
 
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
@@ -119,8 +121,8 @@ class DraftGraph(nn.Module):
         B, T, _ = features.shape
         rows = torch.arange(B)
         last = lengths - 1
-        fresh = self.draft(features, tokens, self.next_slot[tokens], torch.ones_like(tokens),
-                           past_k, past_v, past_lengths)
+        fresh = self.draft.decode(self.input(features, tokens, 1), past_lengths[:, None] + torch.arange(T),
+                                  attention_mask(past_lengths, past_k.shape[3], T), past_k, past_v)
         feature, logits = fresh.features[rows, last], fresh.logits[rows, last]  # [B, D], [B, V]
         keys = torch.cat([past_k, fresh.new_k], dim=3)  # [n_layers, B, H, S + T, hd]
         values = torch.cat([past_v, fresh.new_v], dim=3)
@@ -149,8 +151,7 @@ class DraftGraph(nn.Module):
             if step == self.steps - 1:
                 break  # the last token needs no forward of its own
             node, banned_nodes = self.constraint.advance(node, banned_nodes, children, token, proposing)
-            z = self.draft.fuse(feature[:, None], token[:, None], self.next_slot[token][:, None],
-                                torch.full_like(token[:, None], step + 2))
+            z = self.input(feature[:, None], token[:, None], step + 2)
             visible = torch.cat([visible, torch.ones_like(visible[:, :1])], dim=1)
             out = self.draft.decode(z, (position + step)[:, None], visible[:, None, None, :], keys, values)
             keys = torch.cat([keys, out.new_k], dim=3)

@@ -10,6 +10,10 @@ session used from 3 rows on, carries about 14 us of fixed cost per call on this 
 (results/experiments/linear_kernels.py, results/README.md "Linear kernels at batch 1"), and
 verification forwards, with 5-7 rows, paid it in every layer.
 Plain and speculative decoding run the same prepared model, so both get the gain.
+
+`InferenceDraftInput` is the draft's input (`Draft.fuse`) prepared the same way, for the hosts that
+know each token's slot (`next_slot_table`); it is what keeps PAD-Rec's two position terms from
+costing a draft step more than the EAGLE-style draft's input does.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import TypeVar
 import torch
 import torch.nn as nn
 
+from padrec.models.draft import Draft
 from padrec.models.layers import TiedHead
 
 M = TypeVar("M", bound=nn.Module)
@@ -36,6 +41,50 @@ class InferenceLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x @ self.weight_t
         return y if self.bias is None else y + self.bias
+
+
+def linear_weight(layer: nn.Module) -> torch.Tensor:
+    """The [out, in] weight of an `nn.Linear` or of an `InferenceLinear` made from one."""
+    return layer.weight_t.t() if isinstance(layer, InferenceLinear) else layer.weight.detach()
+
+
+class InferenceDraftInput(nn.Module):
+    """`Draft.fuse` for inference, where the slot of the token being predicted is a function of the
+    input token (`next_slot[token]`, as on every host) and the depth is one number per call.
+
+    fuse computes fc([E[x]; f]) + alpha * E_item[slot(x)] + sigmoid(W_g f + b_g) * E_step[depth].
+    Everything that depends on the token alone, its half of fc and the item term, is one row of a
+    [V, D] table; the feature's half of fc and the gate's projection are one product with f; the
+    step embedding of every depth is looked up once, here. A call is then 3-6 small ops instead of
+    the 10-14 of `fuse`, the same sum up to float rounding.
+    """
+
+    def __init__(self, draft: Draft, next_slot: torch.Tensor):
+        super().__init__()
+        config, d = draft.config, draft.target_config.d_model
+        fc = linear_weight(draft.fc)  # [D, 2D] over [token embedding; feature]
+        table = draft.token_embedding @ fc[:, :d].t()
+        feature_weights = [fc[:, d:]]
+        if config.item_position:
+            table = table + draft.item_coefficient.detach() * draft.item_embedding.weight.detach()[next_slot]
+        self.gated = config.step_position
+        if self.gated:
+            feature_weights.append(linear_weight(draft.step_gate))
+            self.gate_bias = draft.step_gate.bias.detach()
+            # depths beyond the deepest trained one share its embedding, as in fuse
+            self.deepest = min(config.step_depths, config.k_max)
+            self.step_table = draft.step_embedding.weight.detach()[:self.deepest + 1]  # [deepest + 1, D] by depth
+        self.table = table.contiguous()
+        self.feature_weight_t = torch.cat(feature_weights).t().contiguous()  # [D, D or 2D]
+        self.d_model = d
+
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor, depth: int) -> torch.Tensor:
+        """z [B, T, D] for features f_t [B, T, D], tokens x_{t+1} [B, T], all at draft `depth`."""
+        projected = features @ self.feature_weight_t
+        if not self.gated:
+            return self.table[tokens] + projected
+        gate = torch.sigmoid(projected[..., self.d_model :] + self.gate_bias)
+        return self.table[tokens] + projected[..., : self.d_model] + gate * self.step_table[min(depth, self.deepest)]
 
 
 class InferenceTiedHead(nn.Module):

