@@ -5,8 +5,8 @@ both are bound by reading weights and by per-op overhead, so the ratio follows t
 layers more than the parameter count: a deeper, narrower target of the same size costs more per
 forward while its one-layer draft costs less. Weights are random (timing does not depend on them);
 the models run as the offline hosts run them (`for_inference`, the draft's input from
-`InferenceDraftInput`). The engine adds its own work per
-draft step (constraints, cache bookkeeping), so in-engine ratios are lower than these raw ones.
+`InferenceDraftInput`). The engine adds its own work per draft step (constraints, cache
+bookkeeping), so in-engine ratios are lower than these raw ones.
 """
 
 from __future__ import annotations
