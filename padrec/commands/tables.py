@@ -12,6 +12,9 @@ from padrec.config import REPO_ROOT
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "results",
                         help="folder of eval_*.json, tune_prior_*.json, bench_*.json, verify_*.json, draft_signals_*.json")
+    parser.add_argument("--plots", type=Path, metavar="DIR",
+                        help="also draw the torch benchmarks into DIR: speedup_vs_k.png, time_split_k<K>.png")
+    parser.add_argument("--split-k", type=int, default=4, help="the k of time_split_k<K>.png (default 4)")
 
 
 def eval_table(reports: list[dict]) -> str:
@@ -147,4 +150,10 @@ def run(args: argparse.Namespace) -> int:
                   load_reports(args.results, "draft_signals_*.json"), signals_table)
     for bench in benches:
         print(f"### Offline speculative decoding\n\n{bench_table(bench)}\n")
+    torch_benches = [b for b in benches if b.get("runtime", "torch") == "torch"]
+    if args.plots is not None and torch_benches:
+        from padrec import bench_plots  # matplotlib only when asked for
+
+        bench_plots.speedup_vs_k(torch_benches, args.plots / "speedup_vs_k.png")
+        bench_plots.time_split(torch_benches, args.split_k, args.plots / f"time_split_k{args.split_k}.png")
     return 0

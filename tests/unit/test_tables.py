@@ -2,6 +2,7 @@
 
 import json
 
+from padrec import bench_plots
 from padrec.cli import main
 
 
@@ -71,3 +72,26 @@ def test_tables_render_what_the_drafts_make_of_their_position_terms(tmp_path, ca
     assert main(["tables", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| a | padrec | 0.1, 0.02 | 0.110 | 0.006 | 0.025 0.027 | 0.31-0.36; 0.29-0.35 (0.32) | 4 | 3.700 | 3.650 | 0 |" in out
+
+
+def test_plots_draw_the_speedups_and_time_splits_of_the_reports(tmp_path):
+    report = _bench("a", {"eagle": 2.5, "padrec": 2.6})
+    split = {"target": 40.0, "draft": 20.0, "host": 3.0}
+    report["plain"]["time_split_ms"] = {"target": 70.0, "draft": 0.0, "host": 5.0}
+    report["speculative"] = [{**e, "time_split_ms": split} for e in report["speculative"]]
+    report["speculative"].append({**report["speculative"][1], "k": 2, "speedup": 1.1})
+    series = bench_plots.speedup_vs_k([report], tmp_path / "s.png")
+    assert series == {"a": {"eagle": [(4, 1.5)], "padrec": [(2, 1.1), (4, 1.5)]}}
+    splits = bench_plots.time_split([report], 4, tmp_path / "t.png")
+    assert splits == {"a": {"plain": (70.0, 0.0, 5.0), "eagle": (40.0, 20.0, 3.0), "padrec": (40.0, 20.0, 3.0)}}
+    for name in ("s.png", "t.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tables_draw_plots_when_asked(tmp_path, capsys):
+    report = _bench("a", {"padrec": 2.6})
+    report["plain"]["time_split_ms"] = {"target": 70.0, "draft": 0.0, "host": 5.0}
+    report["speculative"][0]["time_split_ms"] = {"target": 40.0, "draft": 20.0, "host": 3.0}
+    (tmp_path / "bench_a.json").write_text(json.dumps(report))
+    assert main(["tables", "--results", str(tmp_path), "--plots", str(tmp_path / "plots")]) == 0
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["speedup_vs_k.png", "time_split_k4.png"]
