@@ -1,7 +1,9 @@
 """A host's draft on ONNX Runtime: an exported draft round (`DraftGraph`) with its KV cache in process.
 
 The graph decides the tokens, walking the catalogue constraints itself; this class packs the
-`DraftBatch` (constraint states included) into its inputs. Its greedy proposals are `TorchDraft`'s;
+`DraftBatch` (constraint states included) into its inputs. Where export wrote the unforced round
+beside the graph (`unforced_path`), a batch in which no row starts with a forced token runs that
+one: the same proposals, `forced_room` steps sooner. Its greedy proposals are `TorchDraft`'s;
 where they differ (none of it touches exactness: the engine verifies every proposal):
   - the graph proposes a fixed number of tokens (`k_max`) after at most `forced_room` forced ones; a
     row asking for fewer gets the first ones, and a row with more forced tokens than the room
@@ -43,11 +45,13 @@ class DraftGraphLayout:
     def feeds(self, batch: DraftBatch) -> dict[str, np.ndarray]:
         """The graph inputs of a batch, all but the cache (past_k, past_v, past_lengths)."""
         forced_counts = np.array([len(f) for f in batch.forced], dtype=np.int64)
+        fits = forced_counts <= self.forced_room
         return {
             "features": batch.features.astype(np.float32, copy=False), "tokens": batch.tokens,
             "lengths": batch.lengths.astype(np.int64),
-            "forced": self._forced(batch.forced, forced_counts <= self.forced_room),
-            "forced_counts": np.minimum(forced_counts, self.forced_room),
+            # a row that does not fit proposes nothing, so it asks for no room: the graph runs the
+            # shortest round that holds the other rows
+            "forced": self._forced(batch.forced, fits), "forced_counts": np.where(fits, forced_counts, 0),
             **constraint_inputs(batch.constraints),
             "temperatures": batch.temperatures.astype(np.float32), "uniform": self._noise(batch),
         }
@@ -73,11 +77,19 @@ class DraftGraphLayout:
         return out
 
 
+def unforced_path(path: Path) -> Path:
+    """Where export writes the unforced round of the draft graph at `path` (`DraftGraph`, room 0)."""
+    return path.with_name(f"{path.stem}_unforced{path.suffix}")
+
+
 class OnnxDraft:
-    """`DraftProposer` over an exported draft graph and a pool of `rows` cache rows."""
+    """`DraftProposer` over an exported draft graph (and its unforced round, if export wrote one)
+    and a pool of `rows` cache rows."""
 
     def __init__(self, path: Path, rows: int, threads: int = 1):
         self.session = load_session(path, threads)
+        unforced = unforced_path(path)
+        self.unforced_session = load_session(unforced, threads) if unforced.is_file() else None
         self.cache = new_cache(self.session, rows)
         shapes = {t.name: t.shape for t in (*self.session.get_inputs(), *self.session.get_outputs())}
         self.layout = DraftGraphLayout.from_shapes(shapes)
@@ -91,7 +103,9 @@ class OnnxDraft:
         """One draft round of cache rows `rows` (kept up to `start`): proposals [B, k] and q [B, k, V]."""
         rows_t, start_t = torch.from_numpy(rows), torch.from_numpy(start)
         past_k, past_v = cached_past(self.cache, rows_t, start_t)
-        proposals, q, new_k, new_v = self.session.run(None, {
+        unforced = self.unforced_session is not None and not feeds["forced_counts"].any()
+        session = self.unforced_session if unforced else self.session
+        proposals, q, new_k, new_v = session.run(None, {
             **feeds, "past_k": past_k, "past_v": past_v, "past_lengths": start.astype(np.int64)})
         self.cache.write(rows_t, start_t, torch.from_numpy(new_k), torch.from_numpy(new_v))
         return proposals, q

@@ -6,14 +6,18 @@
    and on torch (plain, and `TorchTarget` + `TorchDraft`), through `compare_decoders`: a list that
    differs from plain greedy is a mismatch unless it is a near-tie (float rounding); no mismatches
    are allowed. Acceptance and per-list time of both engines are reported side by side.
+   The draft's unforced round is compared the same way on batches without forced tokens; the
+   ONNX Runtime engine of the list check runs it wherever a round has none (`OnnxDraft`).
 3. Latency (reported, not checked): one target forward at (batch, new tokens) = (1, 1) and (1, 5)
-   and one draft round at batch 1, torch eager vs ONNX Runtime, over a cache of `LATENCY_PAST`.
+   and one draft round at batch 1 (with room for forced tokens, and unforced), torch eager vs ONNX
+   Runtime, over a cache of `LATENCY_PAST`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +27,12 @@ from padrec.benchmark import compare_decoders
 from padrec.data.split import Example
 from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
-from padrec.decoding.onnx_draft import OnnxDraft
+from padrec.decoding.onnx_draft import OnnxDraft, unforced_path
 from padrec.decoding.onnx_session import load_session
 from padrec.decoding.onnx_target import OnnxTarget
 from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
-from padrec.export.graphs import DraftGraph, TargetGraph
+from padrec.export.graphs import DraftGraph, TargetGraph, unforced_round
 from padrec.models.draft import Draft
 from padrec.models.target import Target
 from padrec.semantic_ids import NUM_SPECIAL
@@ -94,6 +98,11 @@ def draft_inputs(graph: DraftGraph, batch: int, new: int, past: tuple[int, ...],
             "banned": rng.integers(0, constraint.num_items + 1, (batch, 5)),  # num_items: padding
             "temperatures": temperatures,
             "uniform": rng.random((batch, graph.steps, draft.vocab_size), dtype=np.float32)}
+
+
+def unforced_inputs(graph: DraftGraph, batch: int, new: int, past: tuple[int, ...], rng: np.random.Generator) -> dict:
+    """`draft_inputs` of a batch without forced tokens, what an unforced round is run on."""
+    return draft_inputs(graph, batch, new, past, rng) | {"forced_counts": np.zeros(batch, dtype=np.int64)}
 
 
 @torch.inference_mode()
@@ -162,13 +171,18 @@ def run_checks(target_graph: TargetGraph, draft_graph: DraftGraph, onnx_files: d
                examples: list[Example], seed: int = 0) -> CheckReport:
     """Numerics, lists and latency of an exported pair, `onnx_files` by graph kind (module docstring)."""
     rng = np.random.default_rng(seed)
-    graphs, make_inputs = (target_graph, draft_graph), {"target": target_inputs, "draft": draft_inputs}
-    numerics = {g.kind: compare_graph(g, onnx_files[g.kind], [make_inputs[g.kind](g, *shape, rng) for shape in SHAPES])
-                for g in graphs}
+    unforced = unforced_round(draft_graph)
+    # name -> (torch graph, its ONNX file, its inputs at (batch, new tokens, past lengths))
+    checked = {"target": (target_graph, onnx_files["target"], partial(target_inputs, target_graph)),
+               "draft": (draft_graph, onnx_files["draft"], partial(draft_inputs, draft_graph)),
+               "draft unforced": (unforced, unforced_path(onnx_files["draft"]), partial(unforced_inputs, unforced))}
+    numerics = {name: compare_graph(graph, path, [inputs(*shape, rng) for shape in SHAPES])
+                for name, (graph, path, inputs) in checked.items()}
     lists, list_failures = list_check(target_graph.target, draft_graph.draft, onnx_files["target"],
                                       onnx_files["draft"], trie, examples, draft_graph.proposals)
     past = (min(LATENCY_PAST, target_graph.max_seq_len - 8),)
-    latency_ms = {f"{g.kind} ({batch}, {new})":
-                  latency(g, onnx_files[g.kind], make_inputs[g.kind](g, batch, new, past, rng))
-                  for g, batch, new in ((target_graph, 1, 1), (target_graph, 1, 5), (draft_graph, 1, 2))}
+    latency_ms = {}
+    for name, batch, new in (("target", 1, 1), ("target", 1, 5), ("draft", 1, 2), ("draft unforced", 1, 2)):
+        graph, path, inputs = checked[name]
+        latency_ms[f"{name} ({batch}, {new})"] = latency(graph, path, inputs(batch, new, past, rng))
     return CheckReport(numerics, lists, latency_ms, numeric_failures(numerics) + list_failures)

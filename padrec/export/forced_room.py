@@ -5,8 +5,9 @@ tokens the constraints force after it (the rest of an item whose prefix leaves o
 the separator). The draft graph has a fixed number of steps, `forced_room` of them for those forced
 tokens; a row with more proposes nothing that round. How long the forced runs are depends on the
 catalogue and on the prefix-size prior, which steers lists towards prefixes with few items below
-them. Every step of room is one more draft step in every round, so the room is the shortest that
-holds most runs, read off greedy lists of the target the graphs serve. Measured on ONNX Runtime
+them. Every step of room is one more draft step in every round that starts with a forced token
+(rounds without one run the unforced round, `padrec.export.graphs`), so the room is the shortest
+that holds most runs, read off greedy lists of the target the graphs serve. Measured on ONNX Runtime
 (PAD-Rec, k=4, 40 test users; results/README.md, "The draft graph's forced room"): on Yelp at BETA 1
 at most 2 forced tokens follow 77% of the chosen tokens, and a room of 3 instead of 2 raised tau from
 2.30 to 2.83 and cut the time per list by 15%; on Sports at BETA 0.5 (94%) it raised tau from 2.94 to

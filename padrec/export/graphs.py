@@ -4,13 +4,17 @@
 
 `DraftGraph` unrolls the round that `TorchDraft.propose` runs into one graph without control flow:
   1. depth 1: every fresh pair (a real target feature and the token after it) in one pass;
-  2. `forced_room + proposals` single-token steps in lockstep for all rows, each on the feature the
+  2. `room + proposals` single-token steps in lockstep for all rows, each on the feature the
      previous step predicted. Row r takes its first forced_counts[r] tokens as given (teacher
      forcing: tokens the constraints dictated), then chooses `proposals` tokens itself;
   3. the proposals of row r are steps forced_counts[r] .. forced_counts[r] + proposals - 1.
-Worked example, forced_room 2, proposals 3, a row with one forced token f:
+Worked example, room 2, proposals 3, a row with one forced token f:
     step:   0  1  2  3  4
     token:  f  p0 p1 p2 x     (x: chosen but not returned, the row needed only 4 steps)
+`room` is `forced_room` unless a smaller one is given: the graph of room 0, the *unforced* round,
+takes the same inputs and serves batches in which no row starts with a forced token, `forced_room`
+steps fewer. Most rounds are such (Beauty at k=4: 70%), so export writes both graphs and the
+ONNX Runtime host runs whichever fits (`padrec.decoding.onnx_draft`).
 
 Choosing a token: the graph walks the catalogue constraints itself (`GraphConstraint`: the trie and
 the bans, from each row's `ListConstraint` state at its first proposal), so its proposals are the ones
@@ -76,13 +80,17 @@ class DraftGraph(nn.Module):
               "node", "awaiting_separator", "banned", "temperatures", "uniform")
     outputs = ("proposals", "q", "new_k", "new_v")
 
-    def __init__(self, draft: Draft, trie: ItemTrie, proposals: int, forced_room: int):
+    def __init__(self, draft: Draft, trie: ItemTrie, proposals: int, forced_room: int, room: int | None = None):
         super().__init__()
-        if proposals < 1 or forced_room < 1:
-            raise ValueError(f"need proposals >= 1 and forced_room >= 1, got {proposals}, {forced_room}")
+        room = forced_room if room is None else room
+        if proposals < 1 or forced_room < 1 or not 0 <= room <= forced_room:
+            raise ValueError(f"need proposals >= 1, forced_room >= 1 and 0 <= room <= forced_room, "
+                             f"got {proposals}, {forced_room}, {room}")
         self.draft = draft
         self.proposals = proposals
         self.forced_room = forced_room
+        self.room = room
+        self.trie = trie
         self.constraint = GraphConstraint(trie)
         self.input = InferenceDraftInput(draft, torch.from_numpy(next_slot_table(trie.sids)))
         self.max_seq_len = draft.target_config.max_seq_len
@@ -93,13 +101,14 @@ class DraftGraph(nn.Module):
         cache = (self.draft.config.n_layers, B, c.n_heads, S, c.head_dim)
         return (torch.randn(B, T, c.d_model), torch.randint(0, V, (B, T)), torch.tensor([T, 1]),
                 torch.randn(cache), torch.randn(cache), torch.tensor([S, 1]),
-                torch.randint(0, V, (B, self.forced_room)), torch.tensor([0, self.forced_room]),
+                torch.randint(0, V, (B, self.forced_room)), torch.tensor([0, self.room]),
                 torch.zeros(B, dtype=torch.long), torch.tensor([False, True]),
                 torch.randint(0, self.constraint.num_items, (B, 3)),
                 torch.tensor([0.0, 1.0]), torch.rand(B, self.steps, V))
 
     @property
     def steps(self) -> int:
+        """Rows of noise a call takes: forced_room + proposals (a smaller room runs the first ones)."""
         return self.forced_room + self.proposals
 
     def forward(
@@ -111,12 +120,12 @@ class DraftGraph(nn.Module):
         past_v: torch.Tensor,
         past_lengths: torch.Tensor,  # [B] cache positions each row keeps
         forced: torch.Tensor,  # [B, forced_room] teacher-forced tokens (padding beyond forced_counts)
-        forced_counts: torch.Tensor,  # [B] <= forced_room
+        forced_counts: torch.Tensor,  # [B] <= room
         node: torch.Tensor,  # [B] the constraint state after the forced tokens (see GraphConstraint)
         awaiting_separator: torch.Tensor,  # [B] bool
         banned: torch.Tensor,  # [B, NB] banned items, padded with the number of items
         temperatures: torch.Tensor,  # [B] float; 0 = greedy
-        uniform: torch.Tensor,  # [B, forced_room + proposals, V] noise in [0, 1), one row per step
+        uniform: torch.Tensor,  # [B, forced_room + proposals, V] noise in [0, 1), one row per step run
     ):
         B, T, _ = features.shape
         rows = torch.arange(B)
@@ -136,7 +145,8 @@ class DraftGraph(nn.Module):
         node, banned_nodes = self.constraint.initial(node, awaiting_separator, banned)
 
         step_tokens, step_q = [], []
-        for step in range(self.steps):
+        steps = self.room + self.proposals
+        for step in range(steps):
             proposing = step >= forced_counts  # [B]
             children = self.constraint.child_nodes(node)
             allowed = self.constraint.allowed(banned_nodes, children)  # [B, V]
@@ -144,11 +154,11 @@ class DraftGraph(nn.Module):
             scores = logits if prior is None else logits + prior
             scaled = torch.where(allowed, scores / temperature, NOT_ALLOWED)
             token = torch.where(sampling, (scaled + gumbel[:, step]).argmax(-1), scaled.argmax(-1))
-            if step < self.forced_room:
+            if step < self.room:
                 token = torch.where(proposing, token, forced[:, step])
             step_tokens.append(token)
             step_q.append(scaled.softmax(-1))
-            if step == self.steps - 1:
+            if step == steps - 1:
                 break  # the last token needs no forward of its own
             node, banned_nodes = self.constraint.advance(node, banned_nodes, children, token, proposing)
             z = self.input(feature[:, None], token[:, None], step + 2)
@@ -162,3 +172,8 @@ class DraftGraph(nn.Module):
         proposals = torch.stack(step_tokens, dim=1).gather(1, pick)
         q = torch.stack(step_q, dim=1)[rows[:, None], pick]  # [B, proposals, V]
         return proposals, q, fresh.new_k, fresh.new_v
+
+
+def unforced_round(graph: DraftGraph) -> DraftGraph:
+    """The same round with room 0, for batches without forced tokens (same inputs and outputs)."""
+    return DraftGraph(graph.draft, graph.trie, graph.proposals, graph.forced_room, room=0).eval()

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from onnx_ir.passes.common import DeduplicateInitializersPass
 
+from padrec.decoding.onnx_draft import unforced_path
 from padrec.decoding.onnx_session import MAX_SEQ_LEN_KEY
-from padrec.export.graphs import DraftGraph, TargetGraph
+from padrec.export.graphs import DraftGraph, TargetGraph, unforced_round
 
 OPSET = 18  # from opset 23 attention may become an `Attention` op that TensorRT 10 does not parse
 BATCH, NEW, PAST, BANNED = "batch", "new", "past", "banned"
@@ -54,12 +55,17 @@ def export_graph(graph: TargetGraph | DraftGraph, path: Path) -> None:
 
 def export_graphs(graphs: dict[object, TargetGraph | DraftGraph], paths: dict[object, Path],
                   workers: int | None = None) -> None:
-    """`export_graph` for each graph, to the path under the same key, in up to `workers` processes
-    (default: one per CPU core this process may use).
+    """`export_graph` for each graph, to the path under the same key, and each draft graph's
+    unforced round beside it (`unforced_path`), in up to `workers` processes (default: one per CPU
+    core this process may use).
 
     Exporting is mostly single-threaded Python (tracing, decomposition, the ONNX optimizer), so
     graphs exported side by side take about the time of the slowest one instead of their sum.
     """
+    unforced = {(key, "unforced"): unforced_round(graph) for key, graph in graphs.items()
+                if isinstance(graph, DraftGraph) and graph.room > 0}
+    paths = paths | {key: unforced_path(paths[key[0]]) for key in unforced}
+    graphs = graphs | unforced
     workers = min(len(graphs), workers or len(os.sched_getaffinity(0)))
     if workers <= 1:
         for name, graph in graphs.items():

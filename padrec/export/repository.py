@@ -9,7 +9,8 @@
 
 Model files per backend:
     python       model.onnx + model.py (export/python_backend/model.py: ONNX Runtime in a stub process,
-                 holding the KV cache itself: requests name cache rows, see padrec.serving.services)
+                 holding the KV cache itself: requests name cache rows, see padrec.serving.services);
+                 a draft also gets model_unforced.onnx, its round without forced tokens
     onnxruntime  model.onnx (Triton's onnxruntime backend)
     tensorrt     model.plan (an engine built from model.onnx for this GPU and TensorRT version)
 
@@ -32,6 +33,7 @@ from pathlib import Path
 import onnx
 
 from padrec.config import REPO_ROOT
+from padrec.decoding.onnx_draft import unforced_path
 
 TARGET_MODEL = "target"
 VERSION = "1"
@@ -138,6 +140,9 @@ def write_model(repository: Path, name: str, backend: str, onnx_path: Path, plan
         shutil.copy2(onnx_path, version_dir / "model.onnx")
     if backend == "python":
         shutil.copy2(PYTHON_MODEL_SOURCE, version_dir / "model.py")
+        # a draft's unforced round: the model's OnnxDraft runs it for batches without forced tokens
+        if unforced_path(onnx_path).is_file():
+            shutil.copy2(unforced_path(onnx_path), unforced_path(version_dir / "model.onnx"))
     return repository / name
 
 

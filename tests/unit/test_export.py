@@ -65,9 +65,12 @@ def test_export_passed_its_checks_and_wrote_the_repository(exported_tiny):
         assert checks["passed"], checks["failures"]
         assert {e["drafter"] for e in checks["lists"]["speculative"]} == {"torch", "onnxruntime"}
         assert all(e["mismatches"] == 0 for e in checks["lists"]["speculative"])
+        assert checks["numerics"].keys() == {"target", "draft", "draft unforced"}
     repository = exported_tiny.repository
     for name in MODELS:  # (a server that loaded the model may have added __pycache__)
-        assert {"model.onnx", "model.py"} <= {p.name for p in (repository / name / "1").iterdir()}
+        files = {p.name for p in (repository / name / "1").iterdir()}
+        assert {"model.onnx", "model.py"} <= files
+        assert ("model_unforced.onnx" in files) == name.startswith("draft_")
     assert {"semantic_ids.npz", "item_ids.json", "padrec_export.json"} <= {p.name for p in repository.iterdir()}
 
 
@@ -96,12 +99,40 @@ def test_engine_on_onnxruntime_equals_engine_on_torch(exported_tiny):
     onnx_draft = Recording(OnnxDraft(onnx_file(e, "draft_padrec"), 8))
     on_torch = ListDecoder(e.trie, TorchTarget(e.target, 8, e.trie.sids), max_len, proposer=torch_draft)
     on_onnx = ListDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), 8, sids=e.trie.sids), max_len, proposer=onnx_draft)
+    graph_runs = {"with room": 0, "unforced": 0}  # rounds run by each of the draft's two graphs
+    for which, session in (("with room", onnx_draft.inner.session), ("unforced", onnx_draft.inner.unforced_session)):
+        session.run = counted(session.run, graph_runs, which)
     rows = [7, 0, 3, 5, 1, 2]  # cache rows out of order: the pools are addressed by the caller
     for a, b in zip(on_torch.generate(requests, rows), on_onnx.generate(requests, rows)):
         assert a.items == b.items and a.tokens == b.tokens
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
         assert (a.stats.drafted, a.stats.accepted) == (b.stats.drafted, b.stats.accepted)
     assert onnx_draft.calls == torch_draft.calls and onnx_draft.calls
+    # both kinds of round occurred, each run by its own graph
+    assert graph_runs["with room"] > 0 and graph_runs["unforced"] > 0
+    assert sum(graph_runs.values()) == len(onnx_draft.calls)
+
+
+def counted(run, counts: dict, key: str):
+    """`run`, counting its calls in counts[key]."""
+    def wrapper(*args, **kwargs):
+        counts[key] += 1
+        return run(*args, **kwargs)
+    return wrapper
+
+
+def test_unforced_round_proposes_what_the_round_with_room_proposes(exported_tiny):
+    """On batches without forced tokens the two exported graphs are interchangeable."""
+    _, draft_graph = graphs(exported_tiny)
+    path = onnx_file(exported_tiny, "draft_padrec")
+    with_room, unforced = load_session(path), load_session(path.with_name("model_unforced.onnx"))
+    rng = np.random.default_rng(4)
+    for batch, new, past in [(1, 1, (0,)), (3, 4, (23, 0, 9)), (5, 2, (1, 2, 3, 4, 5))]:
+        feeds = draft_inputs(draft_graph, batch, new, past, rng) | {"forced_counts": np.zeros(batch, dtype=np.int64)}
+        for want, got in zip(with_room.run(None, feeds), unforced.run(None, feeds)):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match="room"):
+        DraftGraph(exported_tiny.draft, exported_tiny.trie, 3, forced_room=1, room=2)
 
 
 def test_sampled_proposals_are_gumbel_max_draws_from_the_returned_q(exported_tiny):
