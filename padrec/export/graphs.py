@@ -13,7 +13,7 @@ Worked example, room 2, proposals 3, a row with one forced token f:
     token:  f  p0 p1 p2 x     (x: chosen but not returned, the row needed only 4 steps)
 `room` is `forced_room` unless a smaller one is given: the graph of room 0, the *unforced* round,
 takes the same inputs and serves batches in which no row starts with a forced token, `forced_room`
-steps fewer. Most rounds are such (Beauty at k=4: 70%), so export writes both graphs and the
+steps fewer. Most rounds are such (Beauty, k=4: 89%), so export writes both graphs and the
 ONNX Runtime host runs whichever fits (`padrec.decoding.onnx_draft`).
 
 Choosing a token: the graph walks the catalogue constraints itself (`GraphConstraint`: the trie and
