@@ -141,8 +141,9 @@ def write_model(repository: Path, name: str, backend: str, onnx_path: Path, plan
     if backend == "python":
         shutil.copy2(PYTHON_MODEL_SOURCE, version_dir / "model.py")
         # a draft's unforced round: the model's OnnxDraft runs it for batches without forced tokens
-        if unforced_path(onnx_path).is_file():
-            shutil.copy2(unforced_path(onnx_path), unforced_path(version_dir / "model.onnx"))
+        unforced = unforced_path(onnx_path)
+        if unforced.is_file():
+            shutil.copy2(unforced, unforced_path(version_dir / "model.onnx"))
     return repository / name
 
 

@@ -19,12 +19,12 @@ from padrec.commands.export import BACKENDS
 from padrec.decoding.constraints import ItemTrie, ListConstraint
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeRequest
-from padrec.decoding.onnx_draft import OnnxDraft
+from padrec.decoding.onnx_draft import OnnxDraft, unforced_path
 from padrec.decoding.onnx_session import load_session
 from padrec.decoding.onnx_target import OnnxTarget
 from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
-from padrec.export.checks import compare_graph, draft_inputs, numeric_failures, target_inputs
+from padrec.export.checks import compare_graph, draft_inputs, numeric_failures, target_inputs, unforced_inputs
 from padrec.export.constraint_graph import GraphConstraint
 from padrec.export.graphs import DraftGraph, TargetGraph
 from padrec.config import ServingConfig
@@ -125,10 +125,10 @@ def test_unforced_round_proposes_what_the_round_with_room_proposes(exported_tiny
     """On batches without forced tokens the two exported graphs are interchangeable."""
     _, draft_graph = graphs(exported_tiny)
     path = onnx_file(exported_tiny, "draft_padrec")
-    with_room, unforced = load_session(path), load_session(path.with_name("model_unforced.onnx"))
+    with_room, unforced = load_session(path), load_session(unforced_path(path))
     rng = np.random.default_rng(4)
     for batch, new, past in [(1, 1, (0,)), (3, 4, (23, 0, 9)), (5, 2, (1, 2, 3, 4, 5))]:
-        feeds = draft_inputs(draft_graph, batch, new, past, rng) | {"forced_counts": np.zeros(batch, dtype=np.int64)}
+        feeds = unforced_inputs(draft_graph, batch, new, past, rng)
         for want, got in zip(with_room.run(None, feeds), unforced.run(None, feeds)):
             np.testing.assert_allclose(got, want, atol=1e-5)
     with pytest.raises(ValueError, match="room"):
