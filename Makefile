@@ -13,10 +13,13 @@ WHEEL_DIR := $(TRITON_CACHE)/wheel
 PERF_ANALYZER_LIBS := $(TRITON_CACHE)/perf_analyzer_libs
 # The pin lives in pyproject.toml with the others: [tool.padrec] triton-server-wheel.
 TRITON_WHEEL_PIN := $(shell sed -n 's/^triton-server-wheel *= *"\(.*\)"/\1/p' pyproject.toml)
+HELM_LIBRARY_PIN := $(shell sed -n 's/^helm-library-wheel *= *"\(.*\)"/\1/p' pyproject.toml)
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
 # Options of `python -m perf run` (perf/README.md), e.g. PERF_ARGS="--quick".
 PERF_ARGS ?=
+# Replicas of `make cluster`.
+N ?= 2
 # Options of `python -m perf datasets` (perf/README.md), e.g. PERF_DATASETS_ARGS="--datasets beauty,sports".
 PERF_DATASETS_ARGS ?=
 # The served recommender: its trained models under artifacts/, exported into model_repository/.
@@ -25,16 +28,18 @@ EXPORTED := model_repository/padrec_export.json
 # The first Beauty test user's history (external item IDs, oldest first): the demo's sample request.
 DEMO_HISTORY ?= 1,2,3,4
 
-.PHONY: help setup test serve demo perf perf-report perf-datasets clean
+.PHONY: help setup test serve cluster demo perf perf-report perf-datasets perf-failover lint-deploy clean
 
 help:
 	@echo "make setup   .venv with the pinned dependencies, a Triton server and perf_analyzer"
 	@echo "make test    setup, then every test (some start a real tritonserver)"
 	@echo "make serve   setup and export, then serve model_repository/ on 127.0.0.1:8001 (SERVE_ARGS='--host 0.0.0.0 ...')"
+	@echo "make cluster N=2  setup and export, then N replicas of model_repository/ on free ports (restarted if one dies)"
 	@echo "make demo    setup and export, serve, ask for one user's recommendations (speculative and plain), stop"
 	@echo "make perf    setup and export, perf_analyzer runs against a fresh server, then perf/REPORT.md (PERF_ARGS='--quick')"
 	@echo "make perf-report  re-render perf/REPORT.md and perf/plots/ from perf/results.json"
 	@echo "make perf-datasets  PAD-Rec against EAGLE at k=2,3,4 on beauty, sports, toys, yelp through Triton: perf/DATASETS.md"
+	@echo "make perf-failover  two replicas under load, one killed and restarted: perf/FAILOVER.md"
 	@echo "make clean   remove .venv and .cache"
 
 TRITON_READY := $(TRITON_CACHE)/ready-$(TRITON_WHEEL_PIN)
@@ -47,6 +52,7 @@ $(VENV)/.installed: pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[test]'
 	$(BIN)/python -m pip install --quiet --progress-bar off -e client/
+	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps --ignore-requires-python '$(HELM_LIBRARY_PIN)'
 	touch $@
 
 # The wheel is unpacked, not installed. It is needed where no tritonserver is on PATH, or where
@@ -86,6 +92,10 @@ $(EXPORTED): artifacts/$(DATASET)/target.pt artifacts/$(DATASET)/draft_padrec.pt
 serve: setup $(EXPORTED)
 	$(BIN)/padrec serve --model-repository model_repository $(SERVE_ARGS)
 
+# N replicas on free ports; the command prints each endpoint and the client line that uses them all.
+cluster: setup $(EXPORTED)
+	$(BIN)/padrec cluster --replicas $(N) --model-repository model_repository
+
 # The server runs in the background only as long as the demo does.
 demo: setup $(EXPORTED)
 	log=$$(mktemp -t padrec-demo-XXXX.log)
@@ -109,6 +119,10 @@ perf-report: setup
 # and served on its own: perf/datasets/<dataset>/results.json, perf/DATASETS.md (about 5 minutes a dataset).
 perf-datasets: setup
 	$(BIN)/python -m perf datasets $(PERF_DATASETS_ARGS)
+
+# Two replicas of model_repository/, 8 clients for 60 s, replica 0 SIGKILLed and restarted (perf/README.md).
+perf-failover: setup $(EXPORTED)
+	$(BIN)/python -m perf failover
 
 clean:
 	rm -rf $(VENV) .cache

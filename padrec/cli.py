@@ -13,6 +13,7 @@ import sys
 # subcommand name -> (module path, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("padrec.server", "start a Triton server on a model repository"),
+    "cluster": ("padrec.cluster", "start several Triton replicas on one model repository, restarting any that dies"),
     "prepare": ("padrec.commands.prepare", "build a dataset's split and semantic IDs"),
     "train-target": ("padrec.commands.train_target", "train the target recommender"),
     "eval": ("padrec.commands.evaluate", "Recall/NDCG of the target's generated lists"),

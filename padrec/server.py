@@ -24,6 +24,8 @@ import sysconfig
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
@@ -44,6 +46,8 @@ POLL_INTERVAL_S = 0.2
 # Hosts that bind every interface; clients reach them through loopback.
 WILDCARD_HOSTS = ("0.0.0.0", "")
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# The Python backend's shared memory between server and stubs; a killed server leaves it behind.
+SHM_REGION_PREFIX = "/dev/shm/triton_python_backend_shm_region_"
 
 
 class ServerError(Exception):
@@ -184,6 +188,21 @@ def live_processes_in_group(pgid: int) -> list[int]:
     return pids
 
 
+def _shared_memory_regions(pids: list[int]) -> set[Path]:
+    """The Python backend's /dev/shm regions that these processes have mapped."""
+    regions = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        for line in maps.splitlines():
+            path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
+            if path.startswith(SHM_REGION_PREFIX):
+                regions.add(Path(path.removesuffix(" (deleted)")))
+    return regions
+
+
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     """The last telling lines of a server log, indented; the status tables and blank lines are skipped."""
     try:
@@ -258,6 +277,11 @@ class TritonServer:
 
     def start(self) -> TritonServer:
         """Launch the server and return once it reports ready; raise ServerError otherwise."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> TritonServer:
+        """Start the server process and return at once; `wait_ready()` then waits for it. Several
+        servers launched before waiting start side by side (a local cluster)."""
         if self._process is not None:
             raise RuntimeError("the server is already started")
         repository = self.config.model_repository.expanduser().resolve()
@@ -289,6 +313,11 @@ class TritonServer:
         except OSError as error:
             self._log.close()
             raise ServerError(f"cannot run {install.executable}: {error.strerror}") from None
+        return self
+
+    def wait_ready(self) -> TritonServer:
+        """Return once a launched server reports ready; stop it and raise ServerError if it ends or
+        stays unready past the config's time-out."""
         try:
             self._wait_ready()
         except BaseException:
@@ -354,6 +383,25 @@ class TritonServer:
             self._log.close()
         return process.returncode
 
+    def kill(self) -> None:
+        """SIGKILL the server and its stubs at once, as a crash or an evicted pod would end them:
+        nothing unloads, clients in flight see their connections break. The shared-memory regions
+        its stubs leave in /dev/shm are removed afterwards (a pod's would go with its container)."""
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        regions = _shared_memory_regions(live_processes_in_group(process.pid))
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+        self._end_group(process.pid)
+        for region in regions:
+            region.unlink(missing_ok=True)
+        if self._log is not None:
+            self._log.close()
+
     def _end_group(self, pgid: int) -> None:
         """Wait briefly for stubs to follow their server out, then kill any that remain."""
         deadline = time.monotonic() + self.config.stop_timeout_s
@@ -415,30 +463,38 @@ def run(args: argparse.Namespace) -> int:
             ready_timeout_s=args.ready_timeout,
         )
     )
+    with stops_cleanly(server.stop):
+        try:
+            server.start()
+            _print_endpoints(server)
+            returncode = server.wait()
+            print(
+                f"padrec serve: tritonserver exited on its own with code {returncode}; log {server.log_path}",
+                file=sys.stderr,
+            )
+            return 1
+        except ServerError as error:
+            print(f"padrec serve: error: {error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("padrec serve: stopping tritonserver", file=sys.stderr)
+            return 0
+
+
+@contextmanager
+def stops_cleanly(stop: Callable[[], object]) -> Iterator[None]:
+    """Runs the block with Ctrl-C and SIGTERM raising KeyboardInterrupt (even where SIGINT came
+    in ignored, as in a background job of a script), then `stop()` with both ignored, so that a
+    second Ctrl-C cannot cut the shutdown short and leave stubs behind."""
     previous_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    # Both take the clean path, even where SIGINT came in ignored (a background job of a script).
     for sig in previous_handlers:
         signal.signal(sig, signal.default_int_handler)
     try:
-        server.start()
-        _print_endpoints(server)
-        returncode = server.wait()
-        print(
-            f"padrec serve: tritonserver exited on its own with code {returncode}; log {server.log_path}",
-            file=sys.stderr,
-        )
-        return 1
-    except ServerError as error:
-        print(f"padrec serve: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("padrec serve: stopping tritonserver", file=sys.stderr)
-        return 0
+        yield
     finally:
-        # A second Ctrl-C must not cut the shutdown short and leave stubs behind.
         for sig in previous_handlers:
             signal.signal(sig, signal.SIG_IGN)
-        server.stop()
+        stop()
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
 

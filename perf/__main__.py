@@ -1,6 +1,7 @@
 """`python -m perf run` (benchmark, then report), `python -m perf report` (re-render from the JSON),
 `python -m perf datasets` (PAD-Rec against EAGLE on several datasets, then DATASETS.md) and
-`python -m perf datasets-report` (re-render DATASETS.md)."""
+`python -m perf datasets-report` (re-render DATASETS.md) and `python -m perf failover` (replicas under
+load, one killed and restarted, then FAILOVER.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 from padrec.server import REPO_ROOT, ServerError
-from perf import comparison, datasets
+from perf import comparison, datasets, failover, machine
 from perf.plan import Settings
 from perf.report import render, render_datasets
 from perf.run import RESULTS_FILE, Endpoints, benchmark, benchmark_with_server, load_results
@@ -79,7 +80,57 @@ def parser() -> argparse.ArgumentParser:
     across_report = commands.add_parser("datasets-report", help="render DATASETS.md from a saved datasets/ folder")
     across_report.add_argument("--out", type=Path, default=DEFAULT_OUT,
                                help="folder holding datasets/ (default: %(default)s)")
+    failover_plan = failover.FailoverPlan()
+    fail = commands.add_parser("failover", help="replicas under load, one SIGKILLed and restarted: FAILOVER.md")
+    fail.add_argument("--repository", type=Path, default=REPO_ROOT / "model_repository",
+                      help="model repository every replica serves (default: %(default)s)")
+    fail.add_argument("--dataset", default="beauty", help="whose test users are sent (default: %(default)s)")
+    fail.add_argument("--users", type=int, default=64, help="distinct test users (default: %(default)s)")
+    fail.add_argument("--replicas", type=int, default=2, help="default: %(default)s")
+    for name in ("duration_s", "clients", "kill_at_s", "restart_at_s"):
+        fail.add_argument(f"--{name.removesuffix('_s').replace('_', '-')}", dest=name,
+                          type=type(getattr(failover_plan, name)),
+                          help=f"default: {getattr(failover_plan, name)}")
+    fail.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                      help="folder of failover.json, FAILOVER.md, plots/ (default: %(default)s)")
     return top
+
+
+def failover_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    import tempfile
+
+    import tritonclient.grpc as grpcclient
+
+    from padrec.cluster import LocalCluster
+    from padrec.server import ServerConfig
+
+    overrides = {name: getattr(args, name) for name in ("duration_s", "clients", "kill_at_s", "restart_at_s")
+                 if getattr(args, name) is not None}
+    try:
+        plan = failover.FailoverPlan(**overrides)
+    except ValueError as error:
+        print(f"python -m perf failover: {error}", file=sys.stderr)
+        return 2
+    print(f"decoding {args.users} {args.dataset} test users offline for the reference lists", file=sys.stderr)
+    cases = failover.user_cases(args.repository, args.dataset, args.users, plan)
+    config = ServerConfig(model_repository=args.repository, http_port=0, grpc_port=0, metrics_port=0)
+    log_dir = Path(tempfile.mkdtemp(prefix="padrec-failover-"))
+    try:
+        with LocalCluster(config, args.replicas, log_dir) as cluster:
+            print(f"{args.replicas} replicas ready ({', '.join(cluster.grpc_urls)}); load for {plan.duration_s:g} s",
+                  file=sys.stderr)
+            report = failover.run_failover(cluster, cases, plan)
+            with grpcclient.InferenceServerClient(cluster.grpc_urls[1]) as client:
+                triton_version = client.get_server_metadata(as_json=True)["version"]
+    except ServerError as error:
+        print(f"python -m perf failover: {error}", file=sys.stderr)
+        return 1
+    machine_info = machine.describe(triton_version, {})
+    written = failover.write_report(report, args.out, command_line(argv), machine_info)
+    summary = report.summary()
+    print(f"{summary['requests']} requests, {summary['failed']} failed, {summary['differing']} differing; wrote "
+          + ", ".join(map(str, written)))
+    return 0 if summary["failed"] == summary["differing"] == 0 else 1
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -126,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command in ("datasets", "datasets-report"):
         return datasets_main(args, argv)
+    if args.command == "failover":
+        return failover_main(args, argv)
     if args.command == "report":
         render(load_results(args.out), args.out, args.offline_bench)
         found = comparison.load(args.out)

@@ -6,7 +6,9 @@
         rec = client.recommend(["12", "55", "9"], top_n=10)
         print(rec.items, rec.scores, rec.stats.tau)
 
-`AsyncRecommendClient` offers the same calls for asyncio. Every error is a `RecommendError`;
+Several replicas: `RecommendClient("host-a:8001,host-b:8001")` (or "dns:///name:8001") spreads
+calls over them and fails over when one is unavailable. `AsyncRecommendClient` offers the same
+calls for asyncio. Every error is a `RecommendError`;
 `InvalidArgument`, `Unavailable` and `DeadlineExceeded` are the ones worth telling apart.
 """
 
@@ -14,6 +16,7 @@ from .aio import AsyncRecommendClient
 from .errors import DeadlineExceeded, InvalidArgument, RecommendError, Unavailable
 from .metadata import ModelMetadata, ServerMetadata, TensorSpec
 from .params import DRAFTERS
+from .replicas import HealthPolicy, ReplicaStats
 from .result import DecodeStats, Recommendation, StreamedItem
 from .retry import RetryPolicy
 from .sync import RecommendClient
@@ -25,10 +28,12 @@ __all__ = [
     "DRAFTERS",
     "DeadlineExceeded",
     "DecodeStats",
+    "HealthPolicy",
     "InvalidArgument",
     "ModelMetadata",
     "RecommendClient",
     "RecommendError",
+    "ReplicaStats",
     "Recommendation",
     "RetryPolicy",
     "ServerMetadata",

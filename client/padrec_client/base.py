@@ -10,8 +10,9 @@ from typing import Any
 from .errors import RecommendError, Unavailable
 from .params import History
 from .protocol import Request, build_request
+from .replicas import HealthPolicy, Replica, ReplicaSet, ReplicaStats, parse_endpoints
 from .result import Recommendation
-from .retry import RetryPolicy
+from .retry import CallBudget, RetryPolicy
 
 __all__ = ["DEFAULT", "Default", "ClientBase", "ReadinessWait", "collect_results"]
 
@@ -30,10 +31,14 @@ DEFAULT = Default.TOKEN
 
 
 class ClientBase:
-    """Connection settings and per-call defaults, common to both clients.
+    """Connection settings, replicas and per-call defaults, common to both clients.
 
     Args:
-        url: the server's gRPC endpoint, "host:port" (e.g. "localhost:8001").
+        url: the server's gRPC endpoint, "host:port" (e.g. "localhost:8001"); or several replicas'
+            endpoints, comma-separated or as a list; an entry "dns:///host:port" stands for every
+            address the name resolves to (`padrec_client.replicas.parse_endpoints`). Calls are
+            spread over the replicas in turn and fail over to another one when a replica is
+            unavailable.
         ssl: use a TLS channel; the three files below are PEM files, all optional.
         root_certificates: CA certificates to verify the server with (default: gRPC's own set).
         private_key: the client's key, for mutual TLS.
@@ -43,11 +48,12 @@ class ClientBase:
         retry: how UNAVAILABLE calls are retried: a RetryPolicy, or just the number of attempts.
         model: the served non-streaming model's name.
         stream_model: the served streaming (decoupled) model's name.
+        health: when a replica taken out of the rotation is probed again.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         ssl: bool = False,
         root_certificates: str | None = None,
@@ -57,24 +63,54 @@ class ClientBase:
         retry: RetryPolicy | int = RetryPolicy(),
         model: str = "recommend",
         stream_model: str = "recommend_stream",
+        health: HealthPolicy = HealthPolicy(),
     ) -> None:
-        self.url = url
+        self.urls = parse_endpoints(url)
+        self.url = ",".join(self.urls)
         self.timeout = timeout
         self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy(attempts=retry)
         self.model = model
         self.stream_model = stream_model
-        self._connection: dict[str, Any] = {
-            "url": url,
+        self._tls: dict[str, Any] = {
             "ssl": ssl,
             "root_certificates": root_certificates,
             "private_key": private_key,
             "certificate_chain": certificate_chain,
         }
-        self._triton = self._connect()
+        self._replicas = ReplicaSet(self.urls, self._connect, health)
 
-    def _connect(self) -> Any:
-        """The tritonclient client (sync or asyncio) this client talks through."""
+    def _connection(self, url: str) -> dict[str, Any]:
+        """tritonclient's constructor arguments for one replica."""
+        return {"url": url, **self._tls}
+
+    def _connect(self, url: str) -> Any:
+        """A tritonclient client (sync or asyncio) of one replica."""
         raise NotImplementedError
+
+    def _failed_attempt(self, budget: CallBudget, replica: Replica, error: RecommendError,
+                        tried: set[str]) -> float | None:
+        """Books a failed attempt on `replica`: ejects it if it was unavailable. Returns the wait
+        before the next attempt, or None when `error` is to be raised."""
+        error.replica = replica.url
+        if isinstance(error, Unavailable):
+            self._replicas.failed(replica)
+        else:
+            self._replicas.answered(replica)
+        return budget.retry_delay(error, failover=self._replicas.has_untried(tried))
+
+    @staticmethod
+    def _stream_broken(error: RecommendError, replica: Replica, delivered: int) -> RecommendError:
+        """The error a stream ends with: `error` itself, unless items were yielded before the
+        connection broke and no replica could resume it, which gets a message saying so."""
+        if delivered == 0 or not isinstance(error, Unavailable):
+            return error
+        return Unavailable(f"the stream broke after {delivered} items on {replica.url} and no replica could "
+                           f"resume it: {error.message}", status=error.status, attempts=error.attempts)
+
+    def replica_stats(self) -> list[ReplicaStats]:
+        """Each replica's counters (calls answered, failed, ejections) and whether it is in the
+        rotation now, in the order of `urls`."""
+        return self._replicas.stats()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, model={self.model!r})"

@@ -14,8 +14,9 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import InvalidArgument, RecommendError
+from .errors import InvalidArgument, RecommendError, Unavailable
 from .params import DRAFTERS
+from .replicas import parse_endpoints
 from .result import DecodeStats
 from .retry import RetryPolicy
 from .sync import RecommendClient
@@ -51,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; exposed for tests and documentation."""
     connection = argparse.ArgumentParser(add_help=False)
     group = connection.add_argument_group("connection")
-    group.add_argument("--url", default="localhost:8001", help="the server's gRPC endpoint HOST:PORT (default: %(default)s)")
+    group.add_argument("--url", default="localhost:8001",
+                       help="the server's gRPC endpoint HOST:PORT, or several replicas' comma-separated; "
+                            "dns:///NAME:PORT stands for every address NAME resolves to (default: %(default)s)")
     group.add_argument("--timeout", type=_timeout, default=30.0,
                        help="deadline of the call in seconds, retries included; 0 = none (default: %(default)s)")
     group.add_argument("--retries", type=_positive_int, default=3, metavar="N",
@@ -88,10 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     ready.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait (default: %(default)s)")
     commands.add_parser("metadata", parents=[connection], help="server and model metadata as JSON",
                         description="Print the server's and the recommend models' metadata as JSON.")
+    commands.add_parser("health", parents=[connection], help="whether each replica is ready",
+                        description="Ask every replica whether it is ready; exit 1 if any is not.")
     return parser
 
 
 def _client(args: argparse.Namespace) -> RecommendClient:
+    try:
+        parse_endpoints(args.url)
+    except ValueError as error:
+        raise InvalidArgument(str(error)) from None
     return RecommendClient(
         args.url,
         ssl=args.ssl,
@@ -115,8 +124,9 @@ def _request_params(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _stats_line(stats: DecodeStats, truncated: bool) -> str:
+def _stats_line(stats: DecodeStats, truncated: bool, replica: str | None) -> str:
     line = f"rounds {stats.rounds}  drafted {stats.drafted}  accepted {stats.accepted}  tau {stats.tau:.2f}"
+    line += f"  from {replica}" if replica else ""
     return line + ("  (history truncated to its most recent items)" if truncated else "")
 
 
@@ -128,7 +138,7 @@ def _recommend(client: RecommendClient, args: argparse.Namespace, out: TextIO) -
     print(HEADER, file=out)
     for rank, (item, score) in enumerate(zip(rec.items, rec.scores), start=1):
         print(f"{rank:>4}  {item:<12} {score:.4f}", file=out)
-    print(_stats_line(rec.stats, rec.history_truncated), file=out)
+    print(_stats_line(rec.stats, rec.history_truncated, rec.replica), file=out)
 
 
 def _stream(client: RecommendClient, args: argparse.Namespace, out: TextIO) -> None:
@@ -141,7 +151,7 @@ def _stream(client: RecommendClient, args: argparse.Namespace, out: TextIO) -> N
             print(HEADER, file=out)
         print(f"{last.rank + 1:>4}  {last.item:<12} {last.score:.4f}", file=out, flush=True)
     if last is not None and not args.json:
-        print(_stats_line(last.stats, last.history_truncated), file=out)
+        print(_stats_line(last.stats, last.history_truncated, last.replica), file=out)
 
 
 def _ready(client: RecommendClient, args: argparse.Namespace, out: TextIO) -> None:
@@ -157,7 +167,16 @@ def _metadata(client: RecommendClient, args: argparse.Namespace, out: TextIO) ->
     print(json.dumps(report, indent=2), file=out)
 
 
-COMMANDS = {"recommend": _recommend, "stream": _stream, "ready": _ready, "metadata": _metadata}
+def _health(client: RecommendClient, args: argparse.Namespace, out: TextIO) -> None:
+    health = client.check_health(timeout=min(args.timeout or 5.0, 5.0))
+    for url, ready in health.items():
+        print(f"{url}  {'ready' if ready else 'NOT READY'}", file=out)
+    down = [url for url, ready in health.items() if not ready]
+    if down:
+        raise Unavailable(f"{len(down)} of {len(health)} replicas not ready: {', '.join(down)}", status="UNAVAILABLE")
+
+
+COMMANDS = {"recommend": _recommend, "stream": _stream, "ready": _ready, "metadata": _metadata, "health": _health}
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:

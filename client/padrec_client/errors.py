@@ -34,6 +34,8 @@ class RecommendError(Exception):
         status: the gRPC status name without its prefix ("INTERNAL"), or None for errors that
             did not come with one (raised by the client itself).
         attempts: how many times the call was sent before giving up (more than 1 after retries).
+        replica: the endpoint whose answer (or broken connection) this error is, None for errors
+            raised before anything was sent.
     """
 
     def __init__(self, message: str, *, status: str | None = None, attempts: int = 1) -> None:
@@ -41,6 +43,7 @@ class RecommendError(Exception):
         self.message = message
         self.status = status
         self.attempts = attempts
+        self.replica: str | None = None
 
     def __str__(self) -> str:
         return self.message

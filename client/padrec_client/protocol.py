@@ -21,6 +21,7 @@ __all__ = [
     "STREAM_HEADERS",
     "Request",
     "StreamReader",
+    "StreamReplay",
     "build_request",
     "is_final",
     "parse_recommendation",
@@ -144,3 +145,28 @@ class StreamReader:
             self.rank += 1
         self.done = is_final(result)
         return item
+
+
+class StreamReplay:
+    """What a stream resumed on another replica must skip: the items already yielded.
+
+    Greedy (and seeded) decoding gives the same list on every replica, so the new stream's first
+    items are the ones the caller already has; each is checked before it is dropped, and a list
+    that differs (sampling without a seed) ends the stream with an error instead of a spliced list.
+    """
+
+    def __init__(self) -> None:
+        self.delivered: list[str] = []
+
+    def is_new(self, item: StreamedItem, replica: str) -> bool:
+        """Whether `item` (of the current attempt) is to be yielded; records it if so."""
+        if item.rank < len(self.delivered):
+            if self.delivered[item.rank] != item.item:
+                raise RecommendError(
+                    f"the stream broke after {len(self.delivered)} items and {replica}, where it resumed, "
+                    f"decided another item at rank {item.rank} ({item.item!r}, not "
+                    f"{self.delivered[item.rank]!r}): a sampled list without a seed cannot be resumed"
+                )
+            return False
+        self.delivered.append(item.item)
+        return True

@@ -40,12 +40,14 @@ class Recommendation:
         stats: the decoder's counters for this request.
         history_truncated: the history was longer than the model takes and only its most
             recent items were used.
+        replica: the endpoint of the server that answered.
     """
 
     items: tuple[str, ...]
     scores: tuple[float, ...]
     stats: DecodeStats
     history_truncated: bool
+    replica: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and numbers, ready for `json.dumps`."""
@@ -54,6 +56,7 @@ class Recommendation:
             "scores": list(self.scores),
             "stats": asdict(self.stats),
             "history_truncated": self.history_truncated,
+            "replica": self.replica,
         }
 
 
@@ -67,6 +70,8 @@ class StreamedItem:
         score: its log-probability under the target.
         stats: the decoder's counters so far (running totals up to this item).
         history_truncated: as in `Recommendation`.
+        replica: the endpoint of the server that sent it; a stream resumed on another replica
+            after a failure names the new one from then on.
     """
 
     rank: int
@@ -74,6 +79,7 @@ class StreamedItem:
     score: float
     stats: DecodeStats
     history_truncated: bool
+    replica: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, ready for `json.dumps` (one line per item in the command line)."""
@@ -83,4 +89,5 @@ class StreamedItem:
             "score": self.score,
             "stats": asdict(self.stats),
             "history_truncated": self.history_truncated,
+            "replica": self.replica,
         }

@@ -1,4 +1,5 @@
-"""Retry decisions: exponential backoff for UNAVAILABLE only, within one deadline per call.
+"""Retry decisions: UNAVAILABLE only, within one deadline per call; at once on a replica the call
+has not tried yet, with exponential backoff once every replica has been tried.
 
 The sync and asyncio clients run the same `CallBudget`; only their way of sleeping differs. Other
 errors are never retried: an invalid request stays invalid, and a request that ran out of time
@@ -90,14 +91,19 @@ class CallBudget:
         self.attempts += 1
         return remaining
 
-    def retry_delay(self, error: RecommendError) -> float | None:
+    def retry_delay(self, error: RecommendError, *, failover: bool = False) -> float | None:
         """Seconds to wait before the next attempt, or None when `error` is to be raised.
 
-        Records the attempts made so far on `error` either way.
+        `failover`: another replica that this call has not tried is in the rotation, so the next
+        attempt goes there without waiting. Records the attempts made so far on `error` either way.
         """
         error.attempts = self.attempts
         if not isinstance(error, Unavailable) or self.attempts >= self.policy.attempts:
             return None
+        if failover:
+            log.debug("attempt %d of %d on %s: %s; failing over", self.attempts, self.policy.attempts,
+                      error.replica, error.message)
+            return 0.0
         delay = self.policy.backoff(self.attempts)
         remaining = self.remaining()
         if remaining is not None and delay >= remaining:

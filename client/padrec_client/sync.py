@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +17,8 @@ from .base import DEFAULT, DEFAULT_CONCURRENCY, ClientBase, Default, ReadinessWa
 from .errors import DeadlineExceeded, RecommendError, from_triton, translated
 from .metadata import ModelMetadata, ServerMetadata, parse_model_metadata, parse_server_metadata
 from .params import History
-from .protocol import STREAM_GRACE_S, STREAM_HEADERS, Request, StreamReader, parse_recommendation
+from .protocol import STREAM_GRACE_S, STREAM_HEADERS, Request, StreamReader, StreamReplay, parse_recommendation
+from .replicas import Replica
 from .result import Recommendation, StreamedItem
 from .retry import CallBudget
 
@@ -26,23 +28,29 @@ T = TypeVar("T")
 
 
 class RecommendClient(ClientBase):
-    """Blocking client of the served recommender. Thread-safe, except that each `stream()`
-    iterator belongs to the thread consuming it.
+    """Blocking client of the served recommender, on one server or several replicas. Thread-safe,
+    except that each `stream()` iterator belongs to the thread consuming it.
 
     >>> with RecommendClient("localhost:8001") as client:
     ...     client.wait_until_ready(timeout=60)
     ...     rec = client.recommend(["12", "55", "9"], top_n=5)
     ...     print(rec.items, rec.stats.tau)
 
-    Constructor arguments are those of `ClientBase` (url, TLS files, timeout, retry, model names).
+    >>> with RecommendClient("10.0.0.5:8001,10.0.0.6:8001") as client:  # two replicas
+    ...     rec = client.recommend(["12", "55", "9"])
+    ...     print(rec.replica, client.replica_stats())
+
+    Constructor arguments are those of `ClientBase` (url(s), TLS files, timeout, retry, model
+    names, health policy).
     """
 
-    def _connect(self) -> grpcclient.InferenceServerClient:
-        return grpcclient.InferenceServerClient(**self._connection)
+    def _connect(self, url: str) -> grpcclient.InferenceServerClient:
+        return grpcclient.InferenceServerClient(**self._connection(url))
 
     def close(self) -> None:
-        """Closes the channel; the client cannot be used afterwards."""
-        self._triton.close()
+        """Closes the channels; the client cannot be used afterwards."""
+        for replica in self._replicas.replicas:
+            replica.triton.close()
 
     def __enter__(self) -> RecommendClient:
         return self
@@ -50,20 +58,43 @@ class RecommendClient(ClientBase):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _with_retries(self, budget: CallBudget, send: Callable[[float | None], T]) -> T:
-        # `send` gets the attempt's gRPC deadline: what is left of the call's.
+    def _probe_due_replicas(self) -> None:
+        # Readmits ejected replicas whose probe is due and that answer ready on a fresh channel.
+        for replica in self._replicas.claim_probes():
+            fresh = self._connect(replica.url)
+            try:
+                ready = fresh.is_server_ready(client_timeout=self._replicas.health.probe_timeout)
+            except InferenceServerException:
+                ready = False
+            if not ready:
+                fresh.close()
+            self._replicas.probe_done(replica, fresh if ready else None)
+
+    def _with_retries(self, budget: CallBudget, send: Callable[[Replica, float | None], T],
+                      tried: set[str] | None = None) -> tuple[T, Replica]:
+        """`send`'s answer and the replica that gave it, failing over between replicas and
+        retrying UNAVAILABLE as `budget` allows. `send` gets the replica and the attempt's gRPC
+        deadline: what is left of the call's."""
+        tried = set() if tried is None else tried
         while True:
+            self._probe_due_replicas()
+            replica = self._replicas.choose(tried)
+            tried.add(replica.url)
+            attempt_timeout = budget.attempt_timeout()
             try:
                 with translated():
-                    return send(budget.attempt_timeout())
+                    answer = send(replica, attempt_timeout)
             except RecommendError as error:
-                delay = budget.retry_delay(error)
+                delay = self._failed_attempt(budget, replica, error, tried)
                 if delay is None:
                     raise
-            time.sleep(delay)
+                time.sleep(delay)
+            else:
+                self._replicas.answered(replica)
+                return answer, replica
 
-    def _call(self, timeout: float | None | Default, send: Callable[[float | None], T]) -> T:
-        return self._with_retries(CallBudget(self.retry, self._call_timeout(timeout)), send)
+    def _call(self, timeout: float | None | Default, send: Callable[[Replica, float | None], T]) -> T:
+        return self._with_retries(CallBudget(self.retry, self._call_timeout(timeout)), send)[0]
 
     def recommend(self, history: History, top_n: int = 10, *, timeout: float | None | Default = DEFAULT,
                   **params: object) -> Recommendation:
@@ -78,13 +109,15 @@ class RecommendClient(ClientBase):
 
         Raises:
             InvalidArgument: the server rejected the history or a parameter.
-            Unavailable: the server could not be reached, after the configured retries.
+            Unavailable: no replica could be reached, after the configured retries.
             DeadlineExceeded: the call did not finish within its deadline.
             RecommendError: anything else the server reported.
         """
         request = self._request(history, top_n, params)
-        result = self._call(timeout, lambda t: self._triton.infer(**request.infer_kwargs(), client_timeout=t))
-        return parse_recommendation(result)
+        budget = CallBudget(self.retry, self._call_timeout(timeout))
+        result, replica = self._with_retries(
+            budget, lambda r, t: r.triton.infer(**request.infer_kwargs(), client_timeout=t))
+        return dataclasses.replace(parse_recommendation(result), replica=replica.url)
 
     def recommend_many(self, histories: Sequence[History], top_n: int = 10, *,
                        concurrency: int = DEFAULT_CONCURRENCY, return_exceptions: bool = False,
@@ -109,27 +142,42 @@ class RecommendClient(ClientBase):
         """Yields the recommended items one by one, each as soon as the server has decided it.
 
         Same arguments and errors as `recommend`; the deadline covers the whole stream. Errors
-        surface on iteration (this is a generator). UNAVAILABLE is retried only until the first
-        response, so no item is ever yielded twice. Leaving the loop early cancels the request.
+        surface on iteration (this is a generator). A stream whose replica fails is resumed on
+        another one within the deadline and the retries: the items already yielded are checked
+        against the new stream's and skipped, so no item is yielded twice and the list is the one
+        a single server would give. Leaving the loop early cancels the request.
         """
         request = self._request(history, top_n, params, stream=True)
         budget = CallBudget(self.retry, self._call_timeout(timeout))
-        session = self._with_retries(budget, lambda t: _StreamSession.open(self._connection, request, t))
-        reader = StreamReader()
-        try:
-            result = session.first
-            while True:
-                item = reader.read(result)
-                if item is not None:
-                    yield item
-                if reader.done:
-                    return
-                result = session.next_result(budget.remaining())
-        finally:
-            session.close(cancel=not reader.done)
+        replay = StreamReplay()
+        tried: set[str] = set()
+        while True:
+            session, replica = self._with_retries(
+                budget, lambda r, t: _StreamSession.open(self._connection(r.url), request, t), tried)
+            reader = StreamReader()
+            try:
+                result = session.first
+                while True:
+                    item = reader.read(result)
+                    if item is not None and replay.is_new(item, replica.url):
+                        yield dataclasses.replace(item, replica=replica.url)
+                    if reader.done:
+                        return
+                    with translated():
+                        result = session.next_result(budget.remaining())
+            except RecommendError as error:
+                delay = self._failed_attempt(budget, replica, error, tried)
+                if delay is None:
+                    broken = self._stream_broken(error, replica, len(replay.delivered))
+                    if broken is error:
+                        raise
+                    raise broken from error
+                time.sleep(delay)
+            finally:
+                session.close(cancel=not reader.done)
 
     def wait_until_ready(self, timeout: float = 30.0, models: Sequence[str] | None = None) -> None:
-        """Blocks until the server and `models` (default: both recommend models) are ready.
+        """Blocks until every replica and `models` on it (default: both recommend models) are ready.
 
         Raises:
             Unavailable: still not ready after `timeout` seconds; the message says what was missing.
@@ -146,23 +194,38 @@ class RecommendClient(ClientBase):
             time.sleep(wait.not_ready(reason))
 
     def _unready_reason(self, models: Sequence[str], poll_timeout: float) -> str | None:
-        if not self._triton.is_server_ready(client_timeout=poll_timeout):
-            return "the server is not ready"
-        for model in models:
-            if not self._triton.is_model_ready(model, client_timeout=poll_timeout):
-                return f"model {model!r} is not ready"
+        for replica in self._replicas.replicas:
+            if not replica.triton.is_server_ready(client_timeout=poll_timeout):
+                return f"the server at {replica.url} is not ready"
+            for model in models:
+                if not replica.triton.is_model_ready(model, client_timeout=poll_timeout):
+                    return f"model {model!r} at {replica.url} is not ready"
         return None
 
+    def check_health(self, timeout: float = 1.0) -> dict[str, bool]:
+        """Asks every replica now whether it is ready; each answer also puts that replica in the
+        rotation or takes it out. Returns readiness by endpoint."""
+        health = {}
+        for replica in self._replicas.replicas:
+            try:
+                with translated():
+                    ready = replica.triton.is_server_ready(client_timeout=timeout)
+            except RecommendError:
+                ready = False
+            self._replicas.set_health(replica, ready)
+            health[replica.url] = ready
+        return health
+
     def server_metadata(self, *, timeout: float | None | Default = DEFAULT) -> ServerMetadata:
-        """The server's name, version and extensions."""
-        response = self._call(timeout, lambda t: self._triton.get_server_metadata(client_timeout=t))
+        """The server's name, version and extensions (of whichever replica answers)."""
+        response = self._call(timeout, lambda r, t: r.triton.get_server_metadata(client_timeout=t))
         return parse_server_metadata(response)
 
     def model_metadata(self, model: str | None = None, *,
                        timeout: float | None | Default = DEFAULT) -> ModelMetadata:
         """A served model's metadata (default: the recommend model's)."""
         name = model or self.model
-        response = self._call(timeout, lambda t: self._triton.get_model_metadata(name, client_timeout=t))
+        response = self._call(timeout, lambda r, t: r.triton.get_model_metadata(name, client_timeout=t))
         return parse_model_metadata(response)
 
 

@@ -292,3 +292,54 @@ def test_installed_command_streams(url, reference, histories):
     lines = done.stdout.splitlines()
     assert [line.split()[1] for line in lines[1:1 + TOP_N]] == list(reference[0].items)
     assert lines[-1].startswith("rounds ")
+
+
+# ---- several replicas ----------------------------------------------------------------------
+
+@pytest.mark.server
+def test_a_dead_replica_is_skipped_and_each_answer_names_its_replica(url, reference, histories):
+    dead = free_port_url()
+    with RecommendClient([dead, url], timeout=120) as client:
+        recs = [client.recommend(h, TOP_N) for h in histories]
+        streamed = list(client.stream(histories[1], TOP_N))
+        stats = {s.url: s for s in client.replica_stats()}
+        health = client.check_health()
+    for got, want in zip(recs, reference, strict=True):
+        assert_same_list(got, want)
+        assert got.replica == url
+    assert tuple(s.item for s in streamed) == reference[1].items
+    assert {s.replica for s in streamed} == {url}
+    # The first call went to the dead one, failed over at once, and it stayed out of the rotation.
+    assert (stats[dead].failed, stats[dead].ejections, stats[dead].healthy) == (1, 1, False)
+    assert stats[url].answered == len(histories) + 1
+    assert health == {dead: False, url: True}
+
+
+@pytest.mark.server
+def test_async_client_fails_over_too(url, reference, histories):
+    dead = free_port_url()
+
+    async def run():
+        async with AsyncRecommendClient(f"{dead},{url}", timeout=120) as client:
+            many = await client.recommend_many(histories, TOP_N, concurrency=2)
+            streamed = [item async for item in client.stream(histories[2], TOP_N)]
+            return many, streamed, {s.url: s for s in client.replica_stats()}
+
+    many, streamed, stats = asyncio.run(run())
+    for got, want in zip(many, reference, strict=True):
+        assert_same_list(got, want)
+        assert got.replica == url
+    assert tuple(s.item for s in streamed) == reference[2].items
+    assert stats[dead].failed >= 1 and not stats[dead].healthy
+
+
+@pytest.mark.server
+def test_cli_talks_to_every_replica(url, histories, capsys):
+    dead = free_port_url()
+    history = ",".join(histories[0])
+    assert cli_main(["recommend", "--url", f"{dead},{url}", "--history", history, "--top-n", "3"]) == 0
+    assert f"from {url}" in capsys.readouterr().out
+    assert cli_main(["health", "--url", f"{url},{dead}"]) == 1
+    out = capsys.readouterr().out
+    assert f"{url}  ready" in out and f"{dead}  NOT READY" in out
+    assert cli_main(["health", "--url", "nohost"]) == 2

@@ -3,7 +3,6 @@ input answered with INVALID_ARG, streaming, metrics, cancellation, and a concurr
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -15,12 +14,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from padrec.decoding.engine import ListDecoder
-from padrec.decoding.interfaces import DecodeRequest
-from padrec.decoding.onnx_draft import OnnxDraft
-from padrec.decoding.onnx_target import OnnxTarget
 from padrec.server import live_processes_in_group
-from padrec.serving.decoder import repository_trie
+from padrec.serving.offline import offline_lists
 
 pytestmark = pytest.mark.server
 
@@ -41,21 +36,6 @@ def recommend(client, history, model="recommend", **parameters) -> dict:
     result = client.infer(model, [history_input(history)], parameters=parameters)
     return {name: result.as_numpy(name) for name in
             ("ITEM_IDS", "SCORES", "ROUNDS", "DRAFTED", "ACCEPTED", "TAU", "HISTORY_TRUNCATED")}
-
-
-def offline_lists(repository: Path, histories: list[list[int]], drafter: str | None, k: int) -> list[list[int]]:
-    """The engine in this process on the served graphs, 25 users per batch."""
-    manifest = json.loads((repository / "padrec_export.json").read_text())
-    trie = repository_trie(repository, manifest)
-    batch = 25
-    proposer = OnnxDraft(repository / f"draft_{drafter}" / "1" / "model.onnx", batch) if drafter else None
-    decoder = ListDecoder(trie, OnnxTarget(repository / "target" / "1" / "model.onnx", batch, sids=trie.sids),
-                          manifest["graphs"]["max_seq_len"], proposer=proposer)
-    lists = []
-    for begin in range(0, len(histories), batch):
-        requests = [DecodeRequest(tuple(h), num_draft_tokens=k) for h in histories[begin: begin + batch]]
-        lists += [r.items for r in decoder.generate(requests, list(range(len(requests))))]
-    return lists
 
 
 # `padrec verify` compares the engine's speculative and plain lists offline for every test user;

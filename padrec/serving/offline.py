@@ -1,0 +1,39 @@
+"""The served graphs decoded in this process: the lists a served repository must answer with.
+
+Tests and the failover benchmark compare what Triton sends back against these, so that "served
+equals offline" is checked against the very ONNX graphs the server runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from padrec.decoding.engine import ListDecoder
+from padrec.decoding.interfaces import DecodeRequest
+from padrec.decoding.onnx_draft import OnnxDraft
+from padrec.decoding.onnx_target import OnnxTarget
+from padrec.export.repository import MANIFEST, TARGET_MODEL, VERSION, draft_model_name
+from padrec.serving.decoder import repository_trie
+
+OFFLINE_BATCH = 25
+
+
+def offline_lists(repository: Path, histories: Sequence[Sequence[int]], drafter: str | None,
+                  num_draft_tokens: int, top_n: int = DecodeRequest.top_n) -> list[list[int]]:
+    """Each history's greedy list of `top_n` items (internal indices) from the engine on
+    `repository`'s exported graphs, `OFFLINE_BATCH` users per batch; `drafter` None decodes plainly."""
+    manifest = json.loads((repository / MANIFEST).read_text())
+    trie = repository_trie(repository, manifest)
+    proposer = (OnnxDraft(repository / draft_model_name(drafter) / VERSION / "model.onnx", OFFLINE_BATCH)
+                if drafter else None)
+    target = OnnxTarget(repository / TARGET_MODEL / VERSION / "model.onnx", OFFLINE_BATCH, sids=trie.sids)
+    decoder = ListDecoder(trie, target,
+                          manifest["graphs"]["max_seq_len"], proposer=proposer)
+    lists: list[list[int]] = []
+    for begin in range(0, len(histories), OFFLINE_BATCH):
+        requests = [DecodeRequest(tuple(h), top_n=top_n, num_draft_tokens=num_draft_tokens)
+                    for h in histories[begin: begin + OFFLINE_BATCH]]
+        lists += [list(r.items) for r in decoder.generate(requests, list(range(len(requests))))]
+    return lists
