@@ -267,8 +267,9 @@ def test_cli_recommend_json(url, reference, histories, capsys):
                        "--json"])
     assert status == 0
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed) == {"items", "scores", "stats", "history_truncated"}
+    assert set(printed) == {"items", "scores", "stats", "history_truncated", "replica"}
     assert printed["items"] == list(reference[0].items)
+    assert printed["replica"] == url
     assert set(printed["stats"]) == {"rounds", "drafted", "accepted", "tau"}
 
 
