@@ -3,7 +3,9 @@
 Two (or more) `tritonserver` replicas serve one model repository. `clients` threads, each with its
 own `RecommendClient` over every replica, send real test users' histories back to back for
 `duration_s`. At `kill_at_s` replica 0 is killed with SIGKILL (server and stubs: a crashed pod);
-at `restart_at_s` it is started again on its ports. Every answer is compared with the offline
+at `restart_at_s` it is started again on its ports. The load goes on for at least `settle_s` after
+the restarted replica is ready (past `duration_s` if the restart was slow), so that the clients'
+readiness probes can bring it back and the report can show it serving again. Every answer is compared with the offline
 engine's list for that user. The report says how many requests were served and by whom, how many
 failed or differed (the goal is none), how many attempts failed over, and the latency of the
 requests sent while the replica was down.
@@ -44,6 +46,8 @@ class FailoverPlan:
     # Per request: enough for a failover and a backoff, far below a request's own deadline.
     attempts: int = 5
     timeout_s: float = 60.0
+    # Longer than the clients' largest probe interval (5 s): every client re-probes it in time.
+    settle_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0 < self.kill_at_s < self.restart_at_s < self.duration_s:
@@ -56,6 +60,17 @@ class UserCase:
 
     history: tuple[str, ...]
     expected: tuple[str, ...]
+
+
+class _StopTime:
+    """When the clients stop sending (monotonic seconds): not before the restarted replica is
+    ready, so it stays unset (infinite) until the controller knows when that was."""
+
+    def __init__(self) -> None:
+        self.at = float("inf")
+
+    def set(self, at: float) -> None:
+        self.at = at  # one float store: safe to read from the client threads
 
 
 @dataclass
@@ -79,6 +94,7 @@ class FailoverReport:
     killed_at: float
     restart_began_at: float
     restarted_ready_at: float
+    load_ended_at: float
     outcomes: list[Outcome] = field(default_factory=list)
     failed_attempts: int = 0
 
@@ -113,6 +129,7 @@ class FailoverReport:
             "killed_at_s": round(self.killed_at, 2),
             "restart_began_at_s": round(self.restart_began_at, 2),
             "restarted_ready_at_s": round(self.restarted_ready_at, 2),
+            "load_ended_at_s": round(self.load_ended_at, 2),
             "phases": by_phase,
         }
 
@@ -138,12 +155,12 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def _client_loop(index: int, urls: list[str], cases: Sequence[UserCase], plan: FailoverPlan, start: float,
-                 outcomes: list[Outcome], failed_attempts: list[int]) -> None:
-    """One client: requests back to back until the plan's end, user after user."""
+                 stop: _StopTime, outcomes: list[Outcome], failed_attempts: list[int]) -> None:
+    """One client: requests back to back until the stop time, user after user."""
     retry = RetryPolicy(attempts=plan.attempts)
     with RecommendClient(urls, timeout=plan.timeout_s, retry=retry) as client:
         sent = 0
-        while (now := time.monotonic()) - start < plan.duration_s:
+        while (now := time.monotonic()) < stop.at:
             case = cases[(index + sent * plan.clients) % len(cases)]
             sent += 1
             try:
@@ -171,22 +188,28 @@ def run_failover(cluster: LocalCluster, cases: Sequence[UserCase], plan: Failove
     outcomes: list[Outcome] = []
     failed_attempts: list[int] = []
     start = time.monotonic()
-    threads = [threading.Thread(target=_client_loop, args=(i, urls, cases, plan, start, outcomes, failed_attempts),
+    stop = _StopTime()
+    threads = [threading.Thread(target=_client_loop, args=(i, urls, cases, plan, start, stop, outcomes, failed_attempts),
                                 name=f"failover-client-{i}", daemon=True) for i in range(plan.clients)]
     for thread in threads:
         thread.start()
-    time.sleep(max(0.0, start + plan.kill_at_s - time.monotonic()))
-    cluster.servers[0].kill()
-    killed_at = time.monotonic() - start
-    time.sleep(max(0.0, start + plan.restart_at_s - time.monotonic()))
-    restart_began_at = time.monotonic() - start
-    cluster.restart(0)
-    restarted_ready_at = time.monotonic() - start
+    try:
+        time.sleep(max(0.0, start + plan.kill_at_s - time.monotonic()))
+        cluster.servers[0].kill()
+        killed_at = time.monotonic() - start
+        time.sleep(max(0.0, start + plan.restart_at_s - time.monotonic()))
+        restart_began_at = time.monotonic() - start
+        cluster.restart(0)
+        restarted_ready_at = time.monotonic() - start
+    except BaseException:
+        stop.set(time.monotonic())  # a failed kill or restart stops the clients now
+        raise
+    stop.set(start + max(plan.duration_s, restarted_ready_at + plan.settle_s))
     for thread in threads:
-        thread.join(plan.duration_s + plan.timeout_s)
+        thread.join(max(0.0, stop.at - time.monotonic()) + plan.timeout_s)
     if any(thread.is_alive() for thread in threads):
         raise RuntimeError("a failover client did not finish within its deadline")
-    return FailoverReport(plan, urls, urls[0], killed_at, restart_began_at, restarted_ready_at,
+    return FailoverReport(plan, urls, urls[0], killed_at, restart_began_at, restarted_ready_at, stop.at - start,
                           sorted(outcomes, key=lambda o: o.sent_at), sum(failed_attempts))
 
 
@@ -216,7 +239,8 @@ def write_report(report: FailoverReport, out: Path, command: str, machine: dict)
         "",
         f"Made by `{command}` on {machine['cpu']} ({machine['cores']} cores); commit {machine['git']['commit'][:12]}.",
         f"{len(report.replicas)} replicas of one model repository, {plan.clients} clients sending real Beauty test "
-        f"users back to back for {plan.duration_s:g} s ({plan.drafter}, k={plan.num_draft_tokens}, top {plan.top_n}). "
+        f"users back to back for {summary['load_ended_at_s']:g} s ({plan.drafter}, k={plan.num_draft_tokens}, top {plan.top_n}; "
+        f"{plan.duration_s:g} s planned, kept going at least {plan.settle_s:g} s past the restart). "
         f"Replica `{summary['killed']}` was SIGKILLed at {summary['killed_at_s']} s, restarted at "
         f"{summary['restart_began_at_s']} s, ready again at {summary['restarted_ready_at_s']} s.",
         "",
@@ -241,7 +265,7 @@ def _plot(report: FailoverReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    bins = np.arange(0.0, report.plan.duration_s + PLOT_BIN_S, PLOT_BIN_S)
+    bins = np.arange(0.0, report.load_ended_at + PLOT_BIN_S, PLOT_BIN_S)
     fig, (counts, latency) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
     for url in report.replicas:
         sent = [o.sent_at for o in report.outcomes if o.replica == url and o.error is None]

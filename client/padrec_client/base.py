@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
+from tritonclient.grpc import KeepAliveOptions
+
 from .errors import RecommendError, Unavailable
 from .params import History
 from .protocol import Request, build_request
@@ -19,6 +21,8 @@ __all__ = ["DEFAULT", "Default", "ClientBase", "ReadinessWait", "collect_results
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_CONCURRENCY = 8
 READY_POLL_INTERVAL_S = 0.25
+# gRPC's largest message, as tritonclient's own channels allow.
+MAX_GRPC_MESSAGE_SIZE = 2**31 - 1
 
 
 class Default(Enum):
@@ -28,6 +32,28 @@ class Default(Enum):
 
 
 DEFAULT = Default.TOKEN
+
+
+def channel_args(health: HealthPolicy) -> list[tuple[str, int]]:
+    """gRPC options of a replica's channel: tritonclient's own defaults, plus two that make a
+    readiness probe mean what it says. Each channel gets its own subchannel (gRPC otherwise shares
+    one per address across channels, so a probe's "fresh" channel would inherit the old one's
+    reconnect backoff, which grows towards two minutes while a replica is down), and reconnect
+    backoff stays within the probe interval's ceiling, so a restarted replica is reached within one
+    interval of being ready."""
+    keepalive = KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", int(keepalive.keepalive_permit_without_calls)),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.use_local_subchannel_pool", 1),
+        ("grpc.initial_reconnect_backoff_ms", int(health.probe_interval * 1000)),
+        ("grpc.min_reconnect_backoff_ms", int(health.probe_interval * 1000)),
+        ("grpc.max_reconnect_backoff_ms", int(health.max_probe_interval * 1000)),
+    ]
 
 
 class ClientBase:
@@ -77,11 +103,12 @@ class ClientBase:
             "private_key": private_key,
             "certificate_chain": certificate_chain,
         }
+        self._channel_args = channel_args(health)
         self._replicas = ReplicaSet(self.urls, self._connect, health)
 
     def _connection(self, url: str) -> dict[str, Any]:
         """tritonclient's constructor arguments for one replica."""
-        return {"url": url, **self._tls}
+        return {"url": url, "channel_args": self._channel_args, **self._tls}
 
     def _connect(self, url: str) -> Any:
         """A tritonclient client (sync or asyncio) of one replica."""
