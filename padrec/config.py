@@ -45,6 +45,9 @@ class SemanticIdConfig:
     interaction_weight: float = 0.0
     interaction_dims: int = 64  # SVD dimensions kept of the item x user matrix
     use_separator: bool = True  # an item is its codes followed by a separator token
+    # the k-means levels share one code vocabulary (a token id no longer tells its level); the
+    # collision level and the separator keep their own tokens (padrec/semantic_ids.py)
+    shared_vocabulary: bool = False
     seed: int = 0
     encoder_batch_size: int = 256
 

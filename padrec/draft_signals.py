@@ -21,8 +21,7 @@ import torch
 from padrec.benchmark import torch_decoders
 from padrec.data.split import Example
 from padrec.decoding.constraints import ItemTrie
-from padrec.decoding.torch_draft import next_slot_table
-from padrec.models.draft import Draft
+from padrec.models.draft import Draft, predicted_slots
 from padrec.models.target import Target
 from padrec.semantic_ids import BOS
 from padrec.training.target import item_inputs
@@ -46,7 +45,6 @@ def signal_sizes(draft: Draft, target: Target, trie: ItemTrie, examples: list[Ex
     they had at initialisation (sqrt(d) * std), which shows whether training moved them."""
     if not (draft.config.item_position or draft.config.step_position):
         raise ValueError("this draft has no position signals (an EAGLE-style draft)")
-    next_slot = torch.from_numpy(next_slot_table(trie.sids))
     base, item, steps = [], [], {d: [] for d in range(1, draft.config.step_depths + 1)}
     for example in examples:
         tokens = torch.tensor([[BOS] + trie.sids.encode_items(example.history)])
@@ -55,7 +53,8 @@ def signal_sizes(draft: Draft, target: Target, trie: ItemTrie, examples: list[Ex
         following = tokens[:, 1:]
         base.append(draft.fc(torch.cat([draft.token_embedding[following], features], dim=-1)).norm(dim=-1))
         if draft.config.item_position:
-            item.append((draft.item_coefficient * draft.item_embedding(next_slot[following])).norm(dim=-1))
+            slots = predicted_slots(torch.arange(following.shape[1])[None], trie.sids.tokens_per_item)
+            item.append((draft.item_coefficient * draft.item_embedding(slots)).norm(dim=-1))
         if draft.config.step_position:
             gate = torch.sigmoid(draft.step_gate(features))
             for depth in steps:

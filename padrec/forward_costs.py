@@ -53,7 +53,7 @@ def _timed_calls(config: ModelConfig, vocab_size: int, num_slots: int, past: int
     model = Target(config, vocab_size)
     target = for_inference(model)
     draft = for_inference(Draft.from_target(DraftConfig(), target, num_slots))
-    draft_input = InferenceDraftInput(draft, torch.arange(vocab_size) % num_slots)
+    draft_input = InferenceDraftInput(draft, num_slots)
     lengths = torch.tensor([past])
     target_kv = [torch.randn(config.n_layers, 1, config.n_heads, past, config.head_dim) for _ in range(2)]
     draft_kv = [torch.randn(1, 1, config.n_heads, past, config.head_dim) for _ in range(2)]
@@ -63,7 +63,8 @@ def _timed_calls(config: ModelConfig, vocab_size: int, num_slots: int, past: int
         "target_ms": lambda: target(one, *target_kv, lengths),
         "verify_ms": lambda: target(verify, *target_kv, lengths),
         # as `TorchDraft` steps: the prepared input, no mask for one token of one row
-        "draft_step_ms": lambda: draft.decode(draft_input(feature, one, 2), lengths[:, None], None, *draft_kv),
+        "draft_step_ms": lambda: draft.decode(draft_input(feature, one, lengths[:, None], 2), lengths[:, None], None,
+                                               *draft_kv),
     }
 
 

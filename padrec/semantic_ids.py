@@ -8,13 +8,27 @@ restaurants are in the same city, co-consumption can. Residual k-means then assi
 codes of `codebook_size` each, and one last level numbers the items that still share a full
 prefix, so every item's tuple is unique.
 
-Token layout (one vocabulary, each level in its own range, so a token id alone tells its slot):
+Token layout, level-specific (the default; each level in its own range, so a token id alone
+tells its slot):
 
     0 PAD | 1 BOS | 2 SEP | level-0 codes | level-1 codes | ... | last-level codes
 
 Worked example with 3 levels x 256 codes and a last level of 10: level 0 starts at 3, level 1 at
 259, level 2 at 515, level 3 at 771; the vocabulary has 781 tokens. Item codes (5, 0, 255, 2)
 become tokens (8, 259, 770, 773) followed by SEP (2).
+
+With a shared vocabulary (`shared_vocabulary=True`) the k-means levels draw from one range of
+codebook size, so a token id no longer tells its level; the last (collision) level keeps its own
+range and the separator is as before:
+
+    0 PAD | 1 BOS | 2 SEP | codes of every k-means level | last-level codes
+
+The same example: codes start at 3, the last level at 259; the vocabulary has 269 tokens, and
+(5, 0, 255, 2) becomes (8, 3, 258, 261), SEP.
+
+Either way every token sequence is BOS at position 0 followed by whole items, so the slot of the
+token at position p >= 1 is (p - 1) mod tokens_per_item (`slot_at`): position, not token id, is
+what every part of the system reads the slot from.
 """
 
 from __future__ import annotations
@@ -34,24 +48,28 @@ NUM_SPECIAL = 3
 class SemanticIds:
     """The item <-> token mapping, exactly invertible, with the slot of every token."""
 
-    def __init__(self, codes: np.ndarray, level_sizes: list[int], use_separator: bool = True):
+    def __init__(self, codes: np.ndarray, level_sizes: list[int], use_separator: bool = True,
+                 shared_vocabulary: bool = False):
         codes = np.asarray(codes, dtype=np.int64)
         if codes.ndim != 2 or codes.shape[1] != len(level_sizes):
             raise ValueError(f"codes must be [num_items, {len(level_sizes)}], got {codes.shape}")
+        if shared_vocabulary and len(level_sizes) < 2:
+            raise ValueError("a shared vocabulary needs k-means levels and a collision level: at least 2 levels")
         self.codes = codes  # [N, L]
         self.level_sizes = list(level_sizes)
         self.use_separator = use_separator
-        self.level_offsets = NUM_SPECIAL + np.concatenate([[0], np.cumsum(level_sizes)[:-1]]).astype(np.int64)
-        self.vocab_size = int(NUM_SPECIAL + sum(level_sizes))
+        self.shared_vocabulary = shared_vocabulary
+        if shared_vocabulary:
+            shared = max(level_sizes[:-1])
+            self.level_offsets = np.array([NUM_SPECIAL] * (len(level_sizes) - 1) + [NUM_SPECIAL + shared])
+            self.vocab_size = int(NUM_SPECIAL + shared + level_sizes[-1])
+        else:
+            self.level_offsets = NUM_SPECIAL + np.concatenate([[0], np.cumsum(level_sizes)[:-1]]).astype(np.int64)
+            self.vocab_size = int(NUM_SPECIAL + sum(level_sizes))
         self.item_tokens = codes + self.level_offsets  # [N, L] code tokens of every item
         self._item_of = {tuple(row): i for i, row in enumerate(self.item_tokens.tolist())}
         if len(self._item_of) != len(codes):
             raise ValueError("semantic IDs are not unique: two items share every code")
-        # slot of each token id: level index for code tokens, num_levels for SEP, -1 for PAD/BOS
-        self.token_slot = np.full(self.vocab_size, -1, dtype=np.int64)
-        self.token_slot[SEP] = self.num_levels
-        for level, (offset, size) in enumerate(zip(self.level_offsets, level_sizes)):
-            self.token_slot[offset : offset + size] = level
 
     @property
     def num_items(self) -> int:
@@ -69,6 +87,12 @@ class SemanticIds:
     def num_slots(self) -> int:
         """Distinct within-item positions: one per level, plus the separator."""
         return self.num_levels + 1
+
+    def slot_at(self, positions: np.ndarray) -> np.ndarray:
+        """The within-item slot (code level 0..L-1, or L for the separator) of the token at each
+        sequence position; -1 for position 0 (BOS)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return np.where(positions > 0, (positions - 1) % self.tokens_per_item, -1)
 
     def encode_item(self, item: int) -> list[int]:
         """Tokens of one item (codes, then SEP when separators are on)."""
@@ -89,18 +113,20 @@ class SemanticIds:
             raise ValueError(f"{len(tokens)} tokens is not a whole number of {step}-token items")
         return [self.decode_item(tokens[i : i + self.num_levels]) for i in range(0, len(tokens), step)]
 
-    def item_marks(self, tokens) -> np.ndarray:
-        """For a token sequence: item + 1 at the last token of each whole item (its separator, or its
-        last code without separators), 0 elsewhere. What an item-embedding target reads beside the
-        tokens; the sequence may start with BOS and end mid-item."""
+    def item_marks(self, tokens, start: int = 0) -> np.ndarray:
+        """For the tokens at sequence positions start, start + 1, ...: item + 1 at the last token of
+        each whole item (its separator, or its last code without separators), 0 elsewhere. What an
+        item-embedding target reads beside the tokens; they may end mid-item, and an item whose
+        codes began before `start` gets no mark."""
         tokens = np.asarray(tokens, dtype=np.int64)
         marks = np.zeros(len(tokens), dtype=np.int64)
-        last = np.flatnonzero(tokens == SEP) if self.use_separator else \
-            np.flatnonzero(self.token_slot[tokens] == self.num_levels - 1) + 1
-        for end in last[last >= self.num_levels].tolist():
-            item = self._item_of.get(tuple(tokens[end - self.num_levels : end].tolist()))
-            if item is not None:
-                marks[end - 1 + int(self.use_separator)] = item + 1
+        step, first_code = self.tokens_per_item, 1 - self.tokens_per_item  # codes of the item ending at i
+        ends = np.flatnonzero(self.slot_at(start + np.arange(len(tokens))) == step - 1)
+        for end in ends[ends + first_code >= 0].tolist():
+            codes = tokens[end + first_code : end + first_code + self.num_levels]
+            item = self._item_of.get(tuple(codes.tolist()))
+            if item is not None and (not self.use_separator or tokens[end] == SEP):
+                marks[end] = item + 1
         return marks
 
     def stats(self) -> dict:
@@ -132,13 +158,16 @@ class SemanticIds:
             codes=self.codes,
             level_sizes=np.asarray(self.level_sizes),
             use_separator=np.asarray(self.use_separator),
+            shared_vocabulary=np.asarray(self.shared_vocabulary),
             config=np.asarray(json.dumps(asdict(config) if config else {})),
         )
 
     @classmethod
     def load(cls, path: Path) -> "SemanticIds":
         with np.load(path) as f:
-            return cls(f["codes"], f["level_sizes"].tolist(), bool(f["use_separator"]))
+            # files written before the option existed are level-specific
+            shared = bool(f["shared_vocabulary"]) if "shared_vocabulary" in f.files else False
+            return cls(f["codes"], f["level_sizes"].tolist(), bool(f["use_separator"]), shared)
 
 
 # --- building ------------------------------------------------------------------------------------
@@ -232,7 +261,7 @@ def build_semantic_ids(
         residual_kmeans(vectors, config.levels, config.codebook_size, config.kmeans_iterations, config.seed)
     )
     level_sizes = [int(min(config.codebook_size, len(texts)))] * config.levels + [int(codes[:, -1].max()) + 1]
-    return SemanticIds(codes, level_sizes, config.use_separator)
+    return SemanticIds(codes, level_sizes, config.use_separator, config.shared_vocabulary)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

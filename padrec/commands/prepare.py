@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--item-text", type=Path, help="your own: JSON {item: {title: ..., ...}}")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR, help="where derived files go")
     parser.add_argument("--no-separator", action="store_true", help="items without a separator token")
+    parser.add_argument("--shared-vocabulary", action="store_true",
+                        help="the k-means code levels share one vocabulary, so a token does not tell its level")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--interaction-weight", type=float, default=SemanticIdConfig.interaction_weight,
                         help="weight of the item vector's co-consumption part (SVD of the training item x user "
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     texts = [dataset.item_text.get(item, str(item)) for item in split.item_ids]
     attributes = [dataset.item_attributes.get(item, []) for item in split.item_ids] if dataset.item_attributes else None
     config = SemanticIdConfig(use_separator=not args.no_separator, seed=args.seed,
-                              interaction_weight=args.interaction_weight)
+                              interaction_weight=args.interaction_weight, shared_vocabulary=args.shared_vocabulary)
     sids = build_semantic_ids(texts, attributes, config, list(split.train.values()))
 
     paths = ArtifactPaths.for_dataset(args.dataset, args.artifacts)

@@ -142,6 +142,11 @@ class ListConstraint:
             return trie.node_prior[first : first + trie._count[self.node]]
         return trie.node_prior[first + trie.child_tokens(self.node).searchsorted(pruned)]
 
+    @property
+    def slot(self) -> int:
+        """The within-item slot of the next token: its code level, or num_levels for the separator."""
+        return self.trie.sids.num_levels if self.awaiting_separator else self.depth
+
     def exhausted(self) -> bool:
         """True when every item is banned: no further item can be generated."""
         return self.banned_under.get(0, 0) >= self.trie.sids.num_items

@@ -174,7 +174,7 @@ class ListDecoder:
         bonus = None
         for j, guess in enumerate(guesses):
             allowed, prior = row.constraint.allowed(), row.constraint.prior()
-            slot = int(self.sids.token_slot[guess])
+            slot = row.constraint.slot
             if row.rng is None:
                 token, logp = choose_token(logits[p - 1 + j], allowed, 0.0, 1.0, None, prior)
                 ok = greedy_accepts(token, guess)

@@ -35,5 +35,5 @@ class ItemMarkLog:
         for b, (row, s, n) in enumerate(zip(rows.tolist(), start.tolist(), lengths.tolist())):
             self.tokens[row, s : s + n] = tokens[b, :n]
             lo = max(0, s - back)
-            out[b, :n] = self.sids.item_marks(self.tokens[row, lo : s + n])[s - lo :]
+            out[b, :n] = self.sids.item_marks(self.tokens[row, lo : s + n], lo)[s - lo :]
         return out

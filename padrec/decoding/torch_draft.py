@@ -14,25 +14,13 @@ from padrec.models.layers import attention_mask
 from padrec.semantic_ids import PAD, SemanticIds
 
 
-def next_slot_table(sids: SemanticIds) -> np.ndarray:
-    """For every token, the within-item slot of the token that follows it.
-
-    Worked example with 4 code levels and separators: a level-2 code is followed by level 3 (slot
-    3), a level-3 code by the separator (slot 4), the separator (and BOS) by level 0 (slot 0).
-    """
-    nxt = sids.token_slot + 1
-    nxt[sids.token_slot < 0] = 0  # PAD, BOS: an item starts next
-    nxt[nxt >= sids.tokens_per_item] = 0  # after the item's last token, a new item
-    return nxt
-
-
 class TorchDraft:
     """`DraftProposer` over a torch `Draft` (run as prepared by `for_inference`) and a pool of
     `rows` cache rows."""
 
     def __init__(self, draft: Draft, sids: SemanticIds, rows: int):
         self.draft = for_inference(draft)
-        self.input = InferenceDraftInput(self.draft, torch.from_numpy(next_slot_table(sids)))
+        self.input = InferenceDraftInput(self.draft, sids.tokens_per_item)
         self.cache = draft.new_cache(rows)
         self.k_max = draft.config.k_max
 
@@ -45,8 +33,8 @@ class TorchDraft:
         past_k, past_v = self.cache.view(rows, start)
         T = tokens.shape[1]
         mask = None if len(rows) == 1 and T == 1 else attention_mask(start, past_k.shape[3], T)
-        z = self.input(features, tokens, depth)
-        out = self.draft.decode(z, start[:, None] + torch.arange(T), mask, past_k, past_v)
+        positions = start[:, None] + torch.arange(T)
+        out = self.draft.decode(self.input(features, tokens, positions, depth), positions, mask, past_k, past_v)
         self.cache.write(rows, start, out.new_k, out.new_v)
         return out
 

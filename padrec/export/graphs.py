@@ -32,7 +32,6 @@ import torch
 import torch.nn as nn
 
 from padrec.decoding.constraints import ItemTrie
-from padrec.decoding.torch_draft import next_slot_table
 from padrec.export.constraint_graph import GraphConstraint
 from padrec.models.draft import Draft
 from padrec.models.inference import InferenceDraftInput
@@ -92,7 +91,7 @@ class DraftGraph(nn.Module):
         self.room = room
         self.trie = trie
         self.constraint = GraphConstraint(trie)
-        self.input = InferenceDraftInput(draft, torch.from_numpy(next_slot_table(trie.sids)))
+        self.input = InferenceDraftInput(draft, trie.sids.tokens_per_item)
         self.max_seq_len = draft.target_config.max_seq_len
 
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
@@ -130,7 +129,8 @@ class DraftGraph(nn.Module):
         B, T, _ = features.shape
         rows = torch.arange(B)
         last = lengths - 1
-        fresh = self.draft.decode(self.input(features, tokens, 1), past_lengths[:, None] + torch.arange(T),
+        fresh_positions = past_lengths[:, None] + torch.arange(T)
+        fresh = self.draft.decode(self.input(features, tokens, fresh_positions, 1), fresh_positions,
                                   attention_mask(past_lengths, past_k.shape[3], T), past_k, past_v)
         feature, logits = fresh.features[rows, last], fresh.logits[rows, last]  # [B, D], [B, V]
         keys = torch.cat([past_k, fresh.new_k], dim=3)  # [n_layers, B, H, S + T, hd]
@@ -161,9 +161,10 @@ class DraftGraph(nn.Module):
             if step == steps - 1:
                 break  # the last token needs no forward of its own
             node, banned_nodes = self.constraint.advance(node, banned_nodes, children, token, proposing)
-            z = self.input(feature[:, None], token[:, None], step + 2)
+            step_position = (position + step)[:, None]
+            z = self.input(feature[:, None], token[:, None], step_position, step + 2)
             visible = torch.cat([visible, torch.ones_like(visible[:, :1])], dim=1)
-            out = self.draft.decode(z, (position + step)[:, None], visible[:, None, None, :], keys, values)
+            out = self.draft.decode(z, step_position, visible[:, None, None, :], keys, values)
             keys = torch.cat([keys, out.new_k], dim=3)
             values = torch.cat([values, out.new_v], dim=3)
             feature, logits = out.features[:, 0], out.logits[:, 0]

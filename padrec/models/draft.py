@@ -7,7 +7,8 @@ prediction, which is where errors compound.
 
 PAD-Rec adds two signals to the fused input z = fc([embed(x_{t+1}); f_t]):
   (a) item position: z += alpha * E_item[slot of the token being predicted], alpha learnable;
-      a token's meaning depends on its slot inside its item (code level 0..L-1, or separator);
+      a token's meaning depends on its slot inside its item (code level 0..L-1, or separator),
+      read from the position (`predicted_slots`), which tells it whatever the token ids do;
   (b) step position: z += sigmoid(W_g f_t) * E_step[draft depth], a gate computed from the
       current feature decides how much the depth matters for this context. Depths beyond those
       training unrolls (`DraftConfig.step_depths`) share the deepest trained embedding.
@@ -25,6 +26,19 @@ import torch.nn as nn
 from padrec.config import DraftConfig, ModelConfig
 from padrec.models.layers import Block, RMSNorm, TiedHead, attention_mask, rope_tables, run_blocks
 from padrec.models.target import KVCache, Target
+
+
+def predicted_slots(draft_positions: torch.Tensor, tokens_per_item: int) -> torch.Tensor:
+    """The within-item slot of the token a draft position predicts.
+
+    Draft position t holds the pair (f_t, x_{t+1}) and predicts x_{t+2}, which sits at sequence
+    position t + 2 (BOS is at 0), so its slot is `SemanticIds.slot_at(t + 2)` = (t + 1) mod
+    tokens_per_item. Worked example with 4 code levels and separators: position 0 (x_1, the first
+    item's level-0 code) predicts slot 1; position 3 (its level-3 code) the separator, slot 4;
+    position 4 (that separator) the next item's level 0. Read from positions, not tokens, so it
+    holds when code levels share one vocabulary.
+    """
+    return (draft_positions + 1) % tokens_per_item
 
 
 @dataclass

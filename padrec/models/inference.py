@@ -12,7 +12,7 @@ verification forwards, with 5-7 rows, paid it in every layer.
 Plain and speculative decoding run the same prepared model, so both get the gain.
 
 `InferenceDraftInput` is the draft's input (`Draft.fuse`) prepared the same way, for the hosts that
-know each token's slot (`next_slot_table`); it is what keeps PAD-Rec's two position terms from
+know each position's slot (`predicted_slots`); it is what keeps PAD-Rec's two position terms from
 costing a draft step more than the EAGLE-style draft's input does.
 """
 
@@ -24,7 +24,7 @@ from typing import TypeVar
 import torch
 import torch.nn as nn
 
-from padrec.models.draft import Draft
+from padrec.models.draft import Draft, predicted_slots
 from padrec.models.layers import TiedHead
 
 M = TypeVar("M", bound=nn.Module)
@@ -49,24 +49,29 @@ def linear_weight(layer: nn.Module) -> torch.Tensor:
 
 
 class InferenceDraftInput(nn.Module):
-    """`Draft.fuse` for inference, where the slot of the token being predicted is a function of the
-    input token (`next_slot[token]`, as on every host) and the depth is one number per call.
+    """`Draft.fuse` for inference, where the slot of the token being predicted follows from the
+    draft position (`predicted_slots`, as on every host) and the depth is one number per call.
 
-    fuse computes fc([E[x]; f]) + alpha * E_item[slot(x)] + sigmoid(W_g f + b_g) * E_step[depth].
-    Everything that depends on the token alone, its half of fc and the item term, is one row of a
-    [V, D] table; the feature's half of fc and the gate's projection are one product with f; the
-    step embedding of every depth is looked up once, here. A call is then 3-6 small ops instead of
-    the 10-14 of `fuse`, the same sum up to float rounding.
+    fuse computes fc([E[x]; f]) + alpha * E_item[slot] + sigmoid(W_g f + b_g) * E_step[depth].
+    Everything that depends on the token and the slot alone, the token's half of fc plus the item
+    term, is one row of a [slots x V, D] table (row slot * V + x; [V, D] without the item term);
+    the feature's half of fc and the gate's projection are one product with f; the step embedding
+    of every depth is looked up once, here. A call is then 3-6 small ops instead of the 10-14 of
+    `fuse`, the same sum up to float rounding.
     """
 
-    def __init__(self, draft: Draft, next_slot: torch.Tensor):
+    def __init__(self, draft: Draft, tokens_per_item: int):
         super().__init__()
         config, d = draft.config, draft.target_config.d_model
         fc = linear_weight(draft.fc)  # [D, 2D] over [token embedding; feature]
-        table = draft.token_embedding @ fc[:, :d].t()
+        table = draft.token_embedding @ fc[:, :d].t()  # [V, D]
         feature_weights = [fc[:, d:]]
-        if config.item_position:
-            table = table + draft.item_coefficient.detach() * draft.item_embedding.weight.detach()[next_slot]
+        self.tokens_per_item = tokens_per_item
+        self.by_slot = config.item_position
+        if self.by_slot:
+            item = draft.item_coefficient.detach() * draft.item_embedding.weight.detach()  # [slots, D]
+            table = (table[None] + item[:, None]).reshape(-1, d)  # [slots x V, D]
+        self.vocab_size = draft.vocab_size
         self.gated = config.step_position
         if self.gated:
             feature_weights.append(linear_weight(draft.step_gate))
@@ -78,13 +83,17 @@ class InferenceDraftInput(nn.Module):
         self.feature_weight_t = torch.cat(feature_weights).t().contiguous()  # [D, D or 2D]
         self.d_model = d
 
-    def forward(self, features: torch.Tensor, tokens: torch.Tensor, depth: int) -> torch.Tensor:
-        """z [B, T, D] for features f_t [B, T, D], tokens x_{t+1} [B, T], all at draft `depth`."""
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor, depth: int) -> torch.Tensor:
+        """z [B, T, D] for features f_t [B, T, D], tokens x_{t+1} [B, T] at draft positions t
+        [B, T] (or [B, 1], broadcast), all at draft `depth`."""
+        rows = tokens
+        if self.by_slot:
+            rows = predicted_slots(positions, self.tokens_per_item) * self.vocab_size + tokens
         projected = features @ self.feature_weight_t
         if not self.gated:
-            return self.table[tokens] + projected
+            return self.table[rows] + projected
         gate = torch.sigmoid(projected[..., self.d_model :] + self.gate_bias)
-        return self.table[tokens] + projected[..., : self.d_model] + gate * self.step_table[min(depth, self.deepest)]
+        return self.table[rows] + projected[..., : self.d_model] + gate * self.step_table[min(depth, self.deepest)]
 
 
 class InferenceTiedHead(nn.Module):

@@ -28,9 +28,8 @@ from padrec.config import DecodeConfig, DraftConfig, DraftTrainConfig, SplitConf
 from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeRequest
-from padrec.decoding.torch_draft import next_slot_table
 from padrec.decoding.torch_target import TorchTarget
-from padrec.models.draft import Draft
+from padrec.models.draft import Draft, predicted_slots
 from padrec.models.target import Target
 from padrec.semantic_ids import BOS, PAD, SemanticIds
 from padrec.training.batching import length_buckets, pad
@@ -81,7 +80,7 @@ def unrolled_step_mask(n: int, step: int) -> torch.Tensor:
     return torch.cat(parts, dim=1)[None, None]
 
 
-def unrolled_loss(draft: Draft, feats: torch.Tensor, tokens: torch.Tensor, next_slot: torch.Tensor,
+def unrolled_loss(draft: Draft, feats: torch.Tensor, tokens: torch.Tensor, tokens_per_item: int,
                   config: DraftTrainConfig) -> tuple[torch.Tensor, list[float]]:
     """Summed loss over the unrolled steps, and each step's next-token accuracy (agreement with the
     target's argmax, which is what verification accepts).
@@ -101,7 +100,7 @@ def unrolled_loss(draft: Draft, feats: torch.Tensor, tokens: torch.Tensor, next_
     target_probs = (target_feat.float() @ draft.head_weight.T).softmax(-1)
     target_choice = target_probs.argmax(-1)
     positions = torch.arange(n).expand(B, n)
-    slots = next_slot[x_in]
+    slots = predicted_slots(positions, tokens_per_item)
     features = feats[:, :n]
     past_k = past_v = None
     total, accuracies = 0.0, []
@@ -130,7 +129,6 @@ def train_draft(target: Target, data: Prepared, draft_config: DraftConfig, confi
     # the step embeddings training reaches are those of its unroll; deeper draft steps reuse the last
     draft_config = replace(draft_config, step_depths=config.unroll_steps)
     draft = Draft.from_target(draft_config, target, data.sids.num_slots).train()
-    next_slot = torch.from_numpy(next_slot_table(data.sids))
     params = [p for p in draft.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     lengths = [len(s) for s in seqs]
@@ -148,7 +146,7 @@ def train_draft(target: Target, data: Prepared, draft_config: DraftConfig, confi
             for row, i in enumerate(idx):
                 f[row, : len(feats[i])] = feats[i].float()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss, acc = unrolled_loss(draft, f, tokens, next_slot, config)
+                loss, acc = unrolled_loss(draft, f, tokens, data.sids.tokens_per_item, config)
             progress_ratio = min(1.0, step / max(1, steps_total))
             lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) * (
                 config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress_ratio)))

@@ -52,7 +52,7 @@ def recording_verify(self, row, logits, hidden, guesses, q):
         token, _ = choose_token(logits[pending - 1 + depth], walking.allowed(), 0.0, 1.0, None, walking.prior())
         candidates = round_candidates[depth]
         rank = candidates.index(token) if token in candidates else DEEPEST_RANK
-        ranks[(depth, int(self.sids.token_slot[token]))][rank] += 1
+        ranks[(depth, walking.slot)][rank] += 1
         if token != guess:
             break
         walking.advance(token)

@@ -7,9 +7,8 @@ import torch
 from padrec.config import DRAFTERS, ModelConfig
 from padrec.data.split import Example
 from padrec.decoding.constraints import ItemTrie
-from padrec.decoding.torch_draft import next_slot_table
 from padrec.draft_signals import signal_sizes, without_position_signals
-from padrec.models.draft import Draft
+from padrec.models.draft import Draft, predicted_slots
 from padrec.models.target import Target
 from padrec.semantic_ids import BOS, SemanticIds, disambiguate
 
@@ -40,7 +39,7 @@ def test_without_position_signals_keeps_every_shared_weight_and_drops_only_the_t
     for name, value in stripped.state_dict().items():
         assert torch.equal(value, draft.state_dict()[name]), name
     features, tokens = torch.randn(1, 3, 16), torch.tensor([[5, 6, 7]])
-    slots, depth = torch.from_numpy(next_slot_table(trie.sids))[tokens], torch.full((1, 3), 2)
+    slots, depth = predicted_slots(torch.arange(3), trie.sids.tokens_per_item)[None], torch.full((1, 3), 2)
     plain_input = draft.fc(torch.cat([draft.token_embedding[tokens], features], dim=-1))
     with torch.no_grad():
         assert torch.allclose(stripped.fuse(features, tokens, slots, depth), plain_input)
@@ -56,7 +55,7 @@ def test_signal_sizes_are_the_terms_norms_over_the_histories_pairs(tiny):
         for example in examples:
             tokens = torch.tensor([[BOS] + trie.sids.encode_items(example.history)])
             following = tokens[:, 1:]
-            slots = torch.from_numpy(next_slot_table(trie.sids))[following]
+            slots = predicted_slots(torch.arange(following.shape[1])[None], trie.sids.tokens_per_item)
             item_norms.append((draft.item_coefficient * draft.item_embedding(slots)).norm(dim=-1))
             features = target(tokens).hidden[:, :-1]
             base_norms.append(draft.fc(torch.cat([draft.token_embedding[following], features], -1)).norm(dim=-1))

@@ -27,9 +27,8 @@ def test_token_loss_targets_the_targets_distribution():
     feats = torch.randn(2, 6, 16)
     tokens = torch.randint(3, 12, (2, 6))
     config = DraftTrainConfig(unroll_steps=1, feature_weight=0.0, token_weight=1.0)
-    next_slot = torch.zeros(12, dtype=torch.long)
 
-    loss, _ = unrolled_loss(draft, feats, tokens, next_slot, config)
+    loss, _ = unrolled_loss(draft, feats, tokens, 3, config)
     probs = (feats[:, 1:-1] @ draft.token_embedding.T).softmax(-1)
     entropy = -(probs * probs.log()).sum(-1).mean()
     assert loss > entropy  # an untrained draft is worse than the target's own distribution
@@ -37,7 +36,7 @@ def test_token_loss_targets_the_targets_distribution():
     # the draft's prediction replaced by the true next feature: the loss is exactly that entropy
     draft.norm = torch.nn.Identity()
     draft.decode = lambda z, positions, mask, past_k=None, past_v=None: _echo(draft, feats)
-    loss, accuracy = unrolled_loss(draft, feats, tokens, next_slot, config)
+    loss, accuracy = unrolled_loss(draft, feats, tokens, 3, config)
     assert torch.isclose(loss, entropy, atol=1e-5) and accuracy == [1.0]
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from padrec.config import DRAFTERS, ModelConfig
-from padrec.models.draft import Draft
+from padrec.models.draft import Draft, predicted_slots
 from padrec.models.inference import InferenceDraftInput, InferenceLinear, InferenceTiedHead, for_inference
 from padrec.models.layers import apply_rope, rope_tables
 from padrec.models.target import KVCache, Target
@@ -90,13 +90,14 @@ def test_prepared_draft_input_computes_what_fuse_computes(drafter, prepared):
         for name, parameter in draft.named_parameters():
             if name.startswith(("item_", "step_")):
                 parameter.normal_()
-    next_slot = torch.randint(0, 5, (40,))
-    draft_input = InferenceDraftInput(for_inference(draft) if prepared else draft, next_slot)
+    draft_input = InferenceDraftInput(for_inference(draft) if prepared else draft, tokens_per_item=5)
     features, tokens = torch.randn(3, 4, 32), torch.randint(0, 40, (3, 4))
+    positions = torch.tensor([[0], [3], [7]]) + torch.arange(4)  # rows at different offsets
+    slots = predicted_slots(positions, 5)
     outputs = set()
     for depth in range(1, draft.config.k_max + 3):  # beyond the deepest trained depth too
-        expected = draft.fuse(features, tokens, next_slot[tokens], torch.full_like(tokens, depth))
-        got = draft_input(features, tokens, depth)
+        expected = draft.fuse(features, tokens, slots, torch.full_like(tokens, depth))
+        got = draft_input(features, tokens, positions, depth)
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
         outputs.add(got.sum().item())
     # the step term makes depths differ (up to the deepest trained one), and only it does

@@ -11,26 +11,56 @@ from padrec.semantic_ids import (
 )
 
 
-def make_ids(n_items=50, levels=(8, 8, 4), seed=0, use_separator=True):
+def make_ids(n_items=50, levels=(8, 8, 4), seed=0, use_separator=True, shared_vocabulary=False):
     rng = np.random.default_rng(seed)
     codes = disambiguate(rng.integers(0, levels, size=(n_items, len(levels))))
     sizes = list(levels) + [int(codes[:, -1].max()) + 1]
-    return SemanticIds(codes, sizes, use_separator)
+    return SemanticIds(codes, sizes, use_separator, shared_vocabulary)
 
 
 def test_layout_matches_the_worked_example():
     sids = SemanticIds(np.array([[5, 0, 255, 2], [0, 0, 0, 0]]), [256, 256, 256, 10])
     assert sids.vocab_size == 781
     assert sids.encode_item(0) == [8, 259, 770, 773, SEP]
-    assert sids.token_slot[[PAD, BOS]].tolist() == [-1, -1]
-    assert sids.token_slot[[8, 259, 770, 773, SEP]].tolist() == [0, 1, 2, 3, 4]
+    assert sids.slot_at(np.arange(12)).tolist() == [-1, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0]
     assert sids.num_slots == 5 and sids.tokens_per_item == 5
 
 
+def test_shared_vocabulary_matches_the_worked_example():
+    codes = np.array([[5, 0, 255, 2], [0, 0, 0, 0], [0, 5, 255, 2]])
+    sids = SemanticIds(codes, [256, 256, 256, 10], shared_vocabulary=True)
+    assert sids.vocab_size == 269
+    assert sids.encode_item(0) == [8, 3, 258, 261, SEP]
+    # the same token at different levels: only the position says which
+    assert sids.encode_item(2) == [3, 8, 258, 261, SEP]
+    assert sids.decode_items(sids.encode_items([2, 0, 1])) == [2, 0, 1]
+
+
+def test_a_shared_vocabulary_needs_a_collision_level():
+    with pytest.raises(ValueError, match="at least 2 levels"):
+        SemanticIds(np.array([[1], [2]]), [4], shared_vocabulary=True)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_save_load_keeps_the_vocabulary_kind(tmp_path, shared):
+    sids = make_ids(shared_vocabulary=shared)
+    sids.save(tmp_path / "ids.npz")
+    loaded = SemanticIds.load(tmp_path / "ids.npz")
+    assert loaded.shared_vocabulary == shared and loaded.vocab_size == sids.vocab_size
+    assert np.array_equal(loaded.item_tokens, sids.item_tokens)
+
+
+def test_files_from_before_the_option_load_as_level_specific(tmp_path):
+    sids = make_ids()
+    np.savez_compressed(tmp_path / "old.npz", codes=sids.codes, level_sizes=np.asarray(sids.level_sizes),
+                        use_separator=np.asarray(True), config=np.asarray("{}"))
+    assert not SemanticIds.load(tmp_path / "old.npz").shared_vocabulary
+
+
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.integers(0, 49), min_size=1, max_size=30), st.booleans())
-def test_encode_decode_round_trip(items, use_separator):
-    sids = make_ids(use_separator=use_separator)
+@given(st.lists(st.integers(0, 49), min_size=1, max_size=30), st.booleans(), st.booleans())
+def test_encode_decode_round_trip(items, use_separator, shared):
+    sids = make_ids(use_separator=use_separator, shared_vocabulary=shared)
     tokens = sids.encode_items(items)
     assert len(tokens) == len(items) * sids.tokens_per_item
     assert all(NUM_SPECIAL <= t < sids.vocab_size or t == SEP for t in tokens)
@@ -103,3 +133,19 @@ def test_first_code_in_history_counts_next_items_whose_first_code_the_history_ha
     # item 1 shares item 0's first code; item 3's first code is nowhere in its history
     assert sids.first_code_in_history([([0], 1), ([0, 2], 3)]) == 0.5
     assert sids.first_code_in_history([]) == 0.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 49), min_size=1, max_size=12), st.booleans(), st.booleans(), st.data())
+def test_item_marks_of_a_slice_are_the_slice_of_the_marks(items, use_separator, shared, data):
+    """What the served target's mark log relies on: marks read from positions, so a window that
+    starts mid-sequence (at `start`) marks exactly what the whole sequence marks there, whatever the
+    vocabulary; every whole item is marked once, at its last token."""
+    sids = make_ids(use_separator=use_separator, shared_vocabulary=shared)
+    tokens = np.array([BOS] + sids.encode_items(items))
+    full = sids.item_marks(tokens)
+    assert full[full > 0].tolist() == [i + 1 for i in items]
+    start = data.draw(st.integers(0, len(tokens) - 1))
+    back = max(0, start - sids.num_levels)
+    window = sids.item_marks(tokens[back:], back)[start - back:]
+    assert window.tolist() == full[start:].tolist()

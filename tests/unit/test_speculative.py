@@ -11,19 +11,19 @@ from padrec.decoding.constraints import ItemTrie, ListConstraint
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeRequest, InvalidRequest, Proposal
 from padrec.decoding.sampling import constrained_distribution
-from padrec.decoding.torch_draft import TorchDraft, next_slot_table
+from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
-from padrec.models.draft import Draft
+from padrec.models.draft import Draft, predicted_slots
 from padrec.models.target import Target
 from padrec.semantic_ids import BOS, SEP, SemanticIds, disambiguate
 
 CONFIG = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=160)
 
 
-def catalogue(n_items, levels, seed=0):
+def catalogue(n_items, levels, seed=0, shared_vocabulary=False):
     rng = np.random.default_rng(seed)
     codes = disambiguate(rng.integers(0, levels, size=(n_items, len(levels))))
-    return SemanticIds(codes, list(levels) + [int(codes[:, -1].max()) + 1])
+    return SemanticIds(codes, list(levels) + [int(codes[:, -1].max()) + 1], shared_vocabulary=shared_vocabulary)
 
 
 def models(sids, seed, drafter="padrec"):
@@ -39,10 +39,11 @@ def decode(sids, target, draft, requests, rows=8, penalty=0.0):
     return decoder.generate(requests, list(range(len(requests))))
 
 
-@settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 1000), drafter=st.sampled_from(sorted(DRAFTERS)), penalty=st.sampled_from([0.0, 0.5]))
-def test_greedy_speculative_equals_plain_greedy(seed, drafter, penalty):
-    sids = catalogue(60, (6, 4, 3), seed)
+@settings(max_examples=16, deadline=None)
+@given(seed=st.integers(0, 1000), drafter=st.sampled_from(sorted(DRAFTERS)), penalty=st.sampled_from([0.0, 0.5]),
+       shared=st.booleans())
+def test_greedy_speculative_equals_plain_greedy(seed, drafter, penalty, shared):
+    sids = catalogue(60, (6, 4, 3), seed, shared_vocabulary=shared)
     target, draft = models(sids, seed, drafter)
     rng = np.random.default_rng(seed)
     histories = [tuple(rng.choice(60, size=int(n), replace=False).tolist()) for n in rng.integers(1, 8, size=6)]
@@ -110,11 +111,13 @@ def test_num_draft_tokens_is_checked_against_k_max():
         decode(sids, target, draft, [DecodeRequest((1,), num_draft_tokens=9)])
 
 
-def test_next_slot_table():
+def test_predicted_slots_are_the_slots_of_the_tokens_two_positions_on():
     sids = catalogue(60, (6, 4, 3))
-    table = next_slot_table(sids)
-    assert table[SEP] == 0 and table[BOS] == 0
-    assert [int(table[sids.item_tokens[0][level]]) for level in range(4)] == [1, 2, 3, 4]
+    tokens = [BOS] + sids.encode_items([3, 7, 1])
+    # draft position t predicts the token at sequence position t + 2
+    slots = predicted_slots(torch.arange(len(tokens) - 2), sids.tokens_per_item)
+    assert slots.tolist() == sids.slot_at(np.arange(2, len(tokens))).tolist()
+    assert slots[:5].tolist() == [1, 2, 3, 4, 0]
 
 
 # --- sampling ------------------------------------------------------------------------------------
