@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -45,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     beta = prefix_size_penalty(args, data)
     target = Target.load(data.paths.target)
     prior = f"_prior{beta:g}" if beta else ""
-    cache = args.cache / f"{args.dataset}_{config.distill_users}_{config.seed}{prior}.pt"
+    # keyed by the artifacts root too: two roots of one dataset (e.g. another vocabulary) differ
+    root = hashlib.sha1(str(data.paths.root.resolve()).encode()).hexdigest()[:8]
+    cache = args.cache / f"{args.dataset}_{root}_{config.distill_users}_{config.seed}{prior}.pt"
     if cache.is_file() and cache.stat().st_mtime > data.paths.target.stat().st_mtime:
         seqs = [s.numpy() for s in torch.load(cache, weights_only=True)]
     else:
