@@ -1,6 +1,7 @@
 """A whole run on a small real dataset: prepare (real encoder) -> train tiny target -> evaluate ->
 distil a draft from it."""
 
+import hashlib
 import json
 from dataclasses import replace
 
@@ -134,7 +135,9 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
         DRAFTERS["padrec"], item_coefficient_init=1.0, position_init_std=0.1)
     draft_log = json.loads((art / "small" / "draft_padrec_train.json").read_text())
     assert draft_log["distilled_with_prefix_size_penalty"] == 0.5
-    assert (tmp_path / "distill" / "small_60_0_prior0.5.pt").is_file()  # not the cache of BETA-0 lists
+    # named by the artifacts root and the prior: not the cache of BETA-0 lists, nor of another root
+    assert [f.name for f in (tmp_path / "distill").iterdir()] == [
+        f"small_{hashlib.sha1(str((art / 'small').resolve()).encode()).hexdigest()[:8]}_60_0_prior0.5.pt"]
     capsys.readouterr()
 
     assert main(["draft-signals", "--dataset", "small", "--users", "8", "--k", "2", "--batch-size", "4",
