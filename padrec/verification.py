@@ -22,6 +22,7 @@ from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeRequest, DecodeResult
 from padrec.decoding.sampling import greedy_scores
 from padrec.models.target import Target
+from padrec.paired import paired_comparison
 from padrec.semantic_ids import BOS
 
 NEAR_TIE_GAP = 1e-4
@@ -64,16 +65,26 @@ def decode_all(decoder: ListDecoder, examples: list[Example], num_draft_tokens: 
 
 
 def check_lossless(target: Target, decoders: dict[tuple[str, int], ListDecoder], trie: ItemTrie,
-                   examples: list[Example], batch_size: int, top_n: int = 10, progress: bool = True) -> dict:
+                   examples: list[Example], batch_size: int, top_n: int = 10, progress: bool = True,
+                   baseline: str | None = None) -> dict:
     """Decode every example with the plain decoder (key ("plain", 0)) and each (drafter, k) decoder,
-    in batches; report per speculative decoder how its lists differ from plain greedy, and its tau."""
+    in batches; report per speculative decoder how its lists differ from plain greedy, and its tau.
+    With a `baseline` drafter, each other drafter's per-user tau is also compared, paired, with the
+    baseline's at the same k (`padrec.paired`)."""
     plain = decode_all(decoders[("plain", 0)], examples, 0, batch_size, top_n, "plain", progress)
     report = {"users": len(examples), "batch_size": batch_size, "top_n": top_n, "checks": []}
+    user_taus = {}
     for (name, k), decoder in decoders.items():
         if name == "plain":
             continue
         results = decode_all(decoder, examples, k, batch_size, top_n, f"{name} k={k}", progress)
-        report["checks"].append({"drafter": name, "k": k,
-                                 "tau": float(np.mean([r.stats.tau for r in results])),
+        user_taus[name, k] = [r.stats.tau for r in results]
+        report["checks"].append({"drafter": name, "k": k, "tau": float(np.mean(user_taus[name, k])),
                                  **compare_to_plain(target, trie, examples, plain, results)})
+    if baseline is not None:
+        report["baseline"] = baseline
+        for check in report["checks"]:
+            reference = user_taus.get((baseline, check["k"]))
+            if check["drafter"] != baseline and reference is not None:
+                check["versus_baseline"] = paired_comparison(user_taus[check["drafter"], check["k"]], reference)
     return report

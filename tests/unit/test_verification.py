@@ -37,3 +37,19 @@ def test_a_list_that_differs_beyond_a_near_tie_is_a_mismatch():
     other[1].tokens[0] = min({int(t) for t in sids.item_tokens[:, 0]} - {plain[1].tokens[0]})
     differences = compare_to_plain(target, trie, examples, plain, other)
     assert differences == {"near_ties": 0, "mismatches": 1, "mismatched_users": [1]}
+
+
+def test_drafters_are_compared_user_by_user_with_the_baseline_at_the_same_k():
+    sids = catalogue(60, (6, 4, 3))
+    target, draft = models(sids, 1)
+    trie = ItemTrie(sids)
+    # the same draft under two names: paired per-user tau must agree exactly, at every k
+    decoders = torch_decoders(target, {"eagle": draft, "padrec": draft}, trie, [2, 3], rows=4)
+    report = check_lossless(target, decoders, trie, _examples(6), batch_size=4, top_n=4, progress=False,
+                            baseline="eagle")
+    compared = {(c["drafter"], c["k"]): c.get("versus_baseline") for c in report["checks"]}
+    assert compared[("eagle", 2)] is None and compared[("eagle", 3)] is None
+    for k in (2, 3):
+        versus = compared[("padrec", k)]
+        assert versus["users"] == 6 and versus["ratio"] == 1.0 and versus["ratio_ci95"] == [1.0, 1.0]
+        assert versus["users_higher"] == versus["users_lower"] == 0
