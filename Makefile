@@ -28,7 +28,7 @@ EXPORTED := model_repository/padrec_export.json
 # The first Beauty test user's history (external item IDs, oldest first): the demo's sample request.
 DEMO_HISTORY ?= 1,2,3,4
 
-.PHONY: help setup test serve cluster demo perf perf-report perf-datasets perf-failover lint-deploy clean
+.PHONY: help setup test serve cluster demo perf perf-report perf-datasets perf-failover perf-gpu lint-deploy clean
 
 help:
 	@echo "make setup   .venv with the pinned dependencies, a Triton server and perf_analyzer"
@@ -40,6 +40,7 @@ help:
 	@echo "make perf-report  re-render perf/REPORT.md and perf/plots/ from perf/results.json"
 	@echo "make perf-datasets  PAD-Rec against EAGLE at k=2,3,4 on beauty, sports, toys, yelp through Triton: perf/DATASETS.md"
 	@echo "make perf-failover  two replicas under load, one killed and restarted: perf/FAILOVER.md"
+	@echo "make perf-gpu  on a GPU machine (no setup, nothing installed): perf/gpu/run.sh, results/gpu/<gpu>.json/.md/.png"
 	@echo "make clean   remove .venv and .cache"
 
 TRITON_READY := $(TRITON_CACHE)/ready-$(TRITON_WHEEL_PIN)
@@ -123,6 +124,10 @@ perf-datasets: setup
 # Two replicas of model_repository/, 8 clients for 60 s, replica 0 SIGKILLed and restarted (perf/README.md).
 perf-failover: setup $(EXPORTED)
 	$(BIN)/python -m perf failover
+
+# On a bare GPU machine with CUDA torch: the benchmark in 8 minutes, nothing installed (perf/gpu/run.sh).
+perf-gpu:
+	perf/gpu/run.sh
 
 clean:
 	rm -rf $(VENV) .cache

@@ -2,7 +2,8 @@
 
 Two views of the torch reports, one panel per dataset: the speed-up over plain decoding against k
 for each drafter, and where a list's time goes (target calls, draft calls, the engine's own work)
-for plain decoding and each drafter at one k. Each function returns the numbers it drew, so that
+for plain decoding and each drafter at one k. A third for `padrec bench-gpu` reports: the
+speed-up against k per drafter and batch size, a panel per precision. Each function returns the numbers it drew, so that
 what a figure shows can be checked without reading pixels.
 """
 
@@ -57,6 +58,30 @@ def time_split(reports: list[dict], k: int, path: Path) -> dict[str, dict[str, t
     panels[0][0].legend(fontsize=8)
     _write(figure, path)
     return splits
+
+
+def speedup_by_batch(report: dict, path: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Per precision and `drafter, batch B` line, (k, speed-up) points of a `bench_grid` report; drawn
+    into `path`, a panel per precision."""
+    series: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for cell in report["cells"]:
+        if "skipped" in cell:
+            continue
+        lines = series.setdefault(cell["dtype"], {})
+        for drafter, points in _by_drafter(cell).items():
+            lines[f"{drafter}, batch {cell['batch_size']}"] = points
+    figure, panels = plt.subplots(1, max(1, len(series)), figsize=(4.2 * max(1, len(series)), 3.6), squeeze=False)
+    for axes, (dtype, lines) in zip(panels[0], series.items()):
+        for label, points in lines.items():
+            axes.plot([k for k, _ in points], [s for _, s in points], marker="o", label=label)
+        axes.axhline(1.0, color="grey", linewidth=0.8)  # plain decoding
+        axes.set_title(f"{report['device']}, {dtype}", fontsize=9)
+        axes.set_xlabel("draft tokens per round (k)")
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=7)
+    panels[0][0].set_ylabel("speed-up over plain decoding")
+    _write(figure, path)
+    return series
 
 
 def _by_drafter(report: dict) -> dict[str, list[tuple[int, float]]]:

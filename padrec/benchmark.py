@@ -30,25 +30,33 @@ from padrec.evaluation import ranking_metrics
 from padrec.models.draft import Draft
 from padrec.models.inference import for_inference
 from padrec.models.target import Target
-from padrec.verification import compare_to_plain
+from padrec.verification import NEAR_TIE_GAP, compare_to_plain
 
 
 @dataclass
 class _Runs:
-    seconds: list[float] = field(default_factory=list)
-    cpu_seconds: list[float] = field(default_factory=list)
-    target_seconds: list[float] = field(default_factory=list)  # inside the target's calls
-    draft_seconds: list[float] = field(default_factory=list)  # inside the draft's calls
+    """One decoder's measurements: per list (its batch's wall-clock is its latency) and per batch."""
+
+    seconds: list[float] = field(default_factory=list)  # per list
+    cpu_seconds: list[float] = field(default_factory=list)  # per list
+    target_seconds: list[float] = field(default_factory=list)  # per list: inside its batch's target calls
+    draft_seconds: list[float] = field(default_factory=list)  # per list: inside its batch's draft calls
+    # all batches together: wall-clock, time inside target and draft calls, and the (batched) calls
+    wall_seconds: float = 0.0
+    target_total_seconds: float = 0.0
+    draft_total_seconds: float = 0.0
+    target_calls: int = 0
+    draft_calls: int = 0
     lists: list[list[int]] = field(default_factory=list)
     results: list[DecodeResult] = field(default_factory=list)
 
 
 class _Stopwatch:
-    """Stands in for `inner`, adding the wall-clock time spent in its method `method` to `seconds`;
-    every other attribute is `inner`'s."""
+    """Stands in for `inner`, adding the wall-clock time spent in its method `method` to `seconds`
+    and counting the calls; every other attribute is `inner`'s."""
 
     def __init__(self, inner, method: str):
-        self.inner, self.method, self.seconds = inner, method, 0.0
+        self.inner, self.method, self.seconds, self.calls = inner, method, 0.0, 0
 
     def __getattr__(self, name: str):
         attribute = getattr(self.inner, name)
@@ -61,6 +69,7 @@ class _Stopwatch:
                 return attribute(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - started
+                self.calls += 1
 
         return timed
 
@@ -81,16 +90,18 @@ def _summary(runs: _Runs, targets: list[int]) -> dict:
         return [round(float(a / r), 4) if r else None for a, r in zip(acc, reached)]
 
     target_ms, draft_ms = np.mean(runs.target_seconds) * 1000, np.mean(runs.draft_seconds) * 1000
-    calls = float(np.mean([s.rounds for s in stats]))
     return {
         "median_ms": float(np.median(ms)), "mean_ms": float(ms.mean()), "p90_ms": float(np.percentile(ms, 90)),
         "median_cpu_ms": float(np.median(cpu_ms)),
+        "items_per_s": sum(len(items) for items in runs.lists) / runs.wall_seconds,
         # where a list's time goes (means, so the three add up to mean_ms); the prefill is the target's
         "time_split_ms": {"target": float(target_ms), "draft": float(draft_ms),
                           "host": float(ms.mean() - target_ms - draft_ms)},
-        "ms_per_target_call": float(target_ms / calls),
+        # per (batched) call; the prefill calls are among the target's
+        "ms_per_target_call": runs.target_total_seconds * 1000 / max(1, runs.target_calls),
+        "ms_per_draft_call": runs.draft_total_seconds * 1000 / max(1, runs.draft_calls),
         "tau": float(np.mean([s.tau for s in stats])),
-        "target_calls_per_list": calls,
+        "target_calls_per_list": float(np.mean([s.rounds for s in stats])),
         "drafted": int(drafted), "accepted": int(accepted),
         "acceptance_rate": accepted / drafted if drafted else None,
         "acceptance_by_depth": rates("reached_by_depth", "accepted_by_depth"),
@@ -99,14 +110,16 @@ def _summary(runs: _Runs, targets: list[int]) -> dict:
     }
 
 
-def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int], rows: int = 1) -> dict:
+def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int], rows: int = 1,
+                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
     """Plain and (drafter, k) decoders on torch eager with `rows` cache rows each, sharing one
-    inference copy of each model."""
+    inference copy of each model on `device` in `dtype`."""
     max_len = target.config.max_seq_len
-    target, drafts = for_inference(target), {name: for_inference(d) for name, d in drafts.items()}
-    decoders = {("plain", 0): ListDecoder(trie, TorchTarget(target, rows, trie.sids), max_len)}
-    decoders.update({(name, k): ListDecoder(trie, TorchTarget(target, rows, trie.sids), max_len,
-                                            proposer=TorchDraft(d, trie.sids, rows))
+    target = for_inference(target, device, dtype)
+    drafts = {name: for_inference(d, device, dtype) for name, d in drafts.items()}
+    decoders = {("plain", 0): ListDecoder(trie, TorchTarget(target, rows, trie.sids, device, dtype), max_len)}
+    decoders.update({(name, k): ListDecoder(trie, TorchTarget(target, rows, trie.sids, device, dtype), max_len,
+                                            proposer=TorchDraft(d, trie.sids, rows, device, dtype))
                      for name, d in drafts.items() for k in ks})
     return decoders
 
@@ -152,36 +165,35 @@ def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, exam
 
 
 def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder], trie: ItemTrie,
-                     examples: list[Example], top_n: int = 10, progress: bool = True) -> dict:
-    """Time each (name, k) decoder on every example at batch 1 against the ("plain", 0) one; the
-    decoders' target and draft are wrapped so that each list's time splits into target calls, draft
-    calls and the rest (the engine's host work).
+                     examples: list[Example], top_n: int = 10, progress: bool = True, batch_size: int = 1,
+                     warm_up: bool = False, near_tie_gap: float = NEAR_TIE_GAP) -> dict:
+    """Time each (name, k) decoder on every example against the ("plain", 0) one, `batch_size`
+    users per engine batch (a list's latency is its batch's wall-clock); the decoders take turns on
+    each batch, so machine noise hits them alike. The decoders' target and draft are wrapped so that
+    each list's time splits into target calls, draft calls and the rest (the engine's host work).
+    `warm_up` decodes the first batch once with every decoder, untimed (a GPU's first calls pick
+    kernels and allocate).
 
-    Speculative entries report speed-up, acceptance, and how their lists differ from plain greedy
-    (near-ties and mismatches, judged by the torch `target`).
+    Speculative entries report speed-up, acceptance, the speed-up their tau would give if the engine
+    cost nothing (`tau_limit_speedup`), and how their lists differ from plain greedy (near-ties
+    below `near_tie_gap` and mismatches, judged by `target`, on its device in its dtype).
     """
     runs = {key: _Runs() for key in decoders}
+    batches = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
+    if warm_up and batches:
+        for (_, k), decoder in decoders.items():
+            decoder.generate(_requests(batches[0], top_n, k), list(range(len(batches[0]))))
     watches = {}
     for key, decoder in decoders.items():  # the decoders now time their target and draft calls
         decoder.target = _Stopwatch(decoder.target, "score")
         decoder.proposer = _Stopwatch(decoder.proposer, "propose") if decoder.proposer else None
         watches[key] = (decoder.target, decoder.proposer)
-    for ex in tqdm(examples, desc="bench", disable=not progress):
+    for batch in tqdm(batches, desc=f"bench batch {batch_size}", disable=not progress):
         for key, decoder in decoders.items():
-            request = DecodeRequest(tuple(ex.history), top_n=top_n, num_draft_tokens=key[1])
-            target_watch, draft_watch = watches[key]
-            target_before, draft_before = target_watch.seconds, draft_watch.seconds if draft_watch else 0.0
-            started, cpu_started = time.perf_counter(), time.process_time()
-            result = decoder.generate([request], [0])[0]
-            runs[key].seconds.append(time.perf_counter() - started)
-            runs[key].cpu_seconds.append(time.process_time() - cpu_started)
-            runs[key].target_seconds.append(target_watch.seconds - target_before)
-            runs[key].draft_seconds.append(draft_watch.seconds - draft_before if draft_watch else 0.0)
-            runs[key].lists.append(result.items)
-            runs[key].results.append(result)
+            _time_batch(decoder, watches[key], _requests(batch, top_n, key[1]), runs[key])
     targets = [e.target for e in examples]
     base = _summary(runs[("plain", 0)], targets)
-    report = {"users": len(examples), "top_n": top_n, "threads": torch.get_num_threads(),
+    report = {"users": len(examples), "top_n": top_n, "batch_size": batch_size, "threads": torch.get_num_threads(),
               "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                           "torch": torch.__version__},
               "plain": base, "speculative": []}
@@ -190,8 +202,40 @@ def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder
             continue
         summary = _summary(r, targets)
         entry = {"drafter": name, "k": k, **summary, "speedup": base["median_ms"] / summary["median_ms"],
-                 "cpu_speedup": base["median_cpu_ms"] / summary["median_cpu_ms"]}
-        differences = compare_to_plain(target, trie, examples, runs[("plain", 0)].results, r.results)
+                 "cpu_speedup": base["median_cpu_ms"] / summary["median_cpu_ms"],
+                 # tau x T_target / (k T_draft + T_verify), the draft's k steps being one draft call
+                 "tau_limit_speedup": summary["tau"] * base["ms_per_target_call"]
+                 / (summary["ms_per_draft_call"] + summary["ms_per_target_call"])}
+        differences = compare_to_plain(target, trie, examples, runs[("plain", 0)].results, r.results, near_tie_gap)
         entry["near_ties"], entry["mismatches"] = differences["near_ties"], differences["mismatches"]
         report["speculative"].append(entry)
     return report
+
+
+def _requests(batch: list[Example], top_n: int, k: int) -> list[DecodeRequest]:
+    return [DecodeRequest(tuple(e.history), top_n=top_n, num_draft_tokens=k) for e in batch]
+
+
+def _time_batch(decoder: ListDecoder, watches: tuple, requests: list[DecodeRequest], runs: _Runs) -> None:
+    """Decode one batch (cache rows 0..B-1) and add its times to `runs`, once per list."""
+    target_watch, draft_watch = watches
+    before = (target_watch.seconds, target_watch.calls, *((draft_watch.seconds, draft_watch.calls) if draft_watch
+                                                          else (0.0, 0)))
+    started, cpu_started = time.perf_counter(), time.process_time()
+    results = decoder.generate(requests, list(range(len(requests))))
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    after = (target_watch.seconds, target_watch.calls, *((draft_watch.seconds, draft_watch.calls) if draft_watch
+                                                         else (0.0, 0)))
+    target_s, target_calls, draft_s, draft_calls = (a - b for a, b in zip(after, before))
+    runs.wall_seconds += seconds
+    runs.target_total_seconds += target_s
+    runs.draft_total_seconds += draft_s
+    runs.target_calls += target_calls
+    runs.draft_calls += draft_calls
+    for result in results:
+        runs.seconds.append(seconds)
+        runs.cpu_seconds.append(cpu_seconds)
+        runs.target_seconds.append(target_s)
+        runs.draft_seconds.append(draft_s)
+        runs.lists.append(result.items)
+        runs.results.append(result)

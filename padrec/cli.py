@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tune-prior": ("padrec.commands.tune_prior", "choose a dataset's prefix-size prior on validation lists"),
     "train-draft": ("padrec.commands.train_draft", "train drafts (EAGLE-style, PAD-Rec, ablations) by self-distillation"),
     "bench": ("padrec.commands.bench", "offline speed and acceptance: plain vs speculative decoding"),
+    "bench-gpu": ("padrec.commands.bench_gpu", "plain vs speculative decoding on a GPU, by precision and batch size"),
     "verify": ("padrec.commands.verify", "greedy speculative lists against plain greedy lists on a whole test set"),
     "forward-costs": ("padrec.commands.forward_costs", "a target forward against a draft step at batch 1, per target shape"),
     "draft-signals": ("padrec.commands.draft_signals", "how much a PAD-Rec draft uses its position terms"),

@@ -31,26 +31,29 @@ NEAR_TIE_GAP = 1e-4
 @torch.inference_mode()
 def divergence_gap(target: Target, trie: ItemTrie, history: list[int], plain: list[int], other: list[int]) -> float:
     """Top-2 gap of the scores greedy decoding compares (allowed tokens' logits, plus the trie's prior)
-    at the first step where two token lists differ."""
+    at the first step where two token lists differ, by `target` on its device in its dtype."""
     step = next(i for i, (a, b) in enumerate(zip(plain, other)) if a != b)
     constraint = ListConstraint(trie, history)
     for token in plain[:step]:
         constraint.advance(token)
     context = [BOS] + trie.sids.encode_items(history) + plain[:step]
-    logits = target(torch.tensor([context])).logits[0, -1].numpy()
+    device = target.embed.weight.device
+    items = None if target.item_embed is None else torch.tensor(trie.sids.item_marks(context)[None], device=device)
+    logits = target(torch.tensor([context], device=device), items=items).logits[0, -1].float().cpu().numpy()
     top2 = np.sort(greedy_scores(logits, constraint.allowed(), constraint.prior()))[-2:]
     return float(top2[1] - top2[0]) if len(top2) == 2 else float("inf")
 
 
 def compare_to_plain(target: Target, trie: ItemTrie, examples: list[Example], plain: list[DecodeResult],
-                     other: list[DecodeResult]) -> dict:
-    """How a speculative decoder's greedy lists differ from the plain ones: counts of near-ties and
-    mismatches, and the users (by index into `examples`) with a mismatch."""
+                     other: list[DecodeResult], near_tie_gap: float = NEAR_TIE_GAP) -> dict:
+    """How a speculative decoder's greedy lists differ from the plain ones: counts of near-ties (a
+    top-2 gap below `near_tie_gap` where they part) and mismatches, and the users (by index into
+    `examples`) with a mismatch."""
     differing = [i for i, (p, s) in enumerate(zip(plain, other)) if p.tokens != s.tokens]
     gaps = {i: divergence_gap(target, trie, examples[i].history, plain[i].tokens, other[i].tokens) for i in differing}
-    return {"near_ties": sum(g < NEAR_TIE_GAP for g in gaps.values()),
-            "mismatches": sum(g >= NEAR_TIE_GAP for g in gaps.values()),
-            "mismatched_users": [i for i, g in gaps.items() if g >= NEAR_TIE_GAP]}
+    return {"near_ties": sum(g < near_tie_gap for g in gaps.values()),
+            "mismatches": sum(g >= near_tie_gap for g in gaps.values()),
+            "mismatched_users": [i for i, g in gaps.items() if g >= near_tie_gap]}
 
 
 def decode_all(decoder: ListDecoder, examples: list[Example], num_draft_tokens: int, batch_size: int,

@@ -1,4 +1,4 @@
-"""The offline host's draft: a torch `Draft` with its KV cache in the same process."""
+"""The offline host's draft: a torch `Draft` with its KV cache in the same process, on the CPU or a GPU."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from padrec.decoding.constraints import ListConstraint
 from padrec.decoding.interfaces import DraftBatch, Proposal
 from padrec.decoding.sampling import constrained_distribution, greedy_scores
+from padrec.decoding.torch_device import on_device, to_host
 from padrec.models.draft import Draft, DraftOutput
 from padrec.models.inference import InferenceDraftInput, for_inference
 from padrec.models.layers import attention_mask
@@ -15,13 +16,18 @@ from padrec.semantic_ids import PAD, SemanticIds
 
 
 class TorchDraft:
-    """`DraftProposer` over a torch `Draft` (run as prepared by `for_inference`) and a pool of
-    `rows` cache rows."""
+    """`DraftProposer` over a torch `Draft` (run as prepared by `for_inference`, on `device` in
+    `dtype`) and a pool of `rows` cache rows beside it.
 
-    def __init__(self, draft: Draft, sids: SemanticIds, rows: int):
-        self.draft = for_inference(draft)
+    Each draft step's logits come back to the host, where the trie constraints choose the next token
+    (a host sync per drafted token); features stay on the device between steps."""
+
+    def __init__(self, draft: Draft, sids: SemanticIds, rows: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        self.draft = for_inference(draft, device, dtype)
+        self.device, self.dtype = torch.device(device), dtype
         self.input = InferenceDraftInput(self.draft, sids.tokens_per_item)
-        self.cache = draft.new_cache(rows)
+        self.cache = draft.new_cache(rows, self.device, dtype)
         self.k_max = draft.config.k_max
 
     def _step(self, rows: torch.Tensor, start: torch.Tensor, features: torch.Tensor, tokens: torch.Tensor,
@@ -29,11 +35,12 @@ class TorchDraft:
         """One draft forward of T new pairs per row after each row's first start[r] cache positions;
         writes their K/V. What `Draft.forward` computes (up to float rounding: the input comes from
         `InferenceDraftInput`), with the mask left out where it masks nothing: one new token of a
-        single row (whose cache view is exactly its past)."""
+        single row (whose cache view is exactly its past). `rows` and `start` are host tensors."""
         past_k, past_v = self.cache.view(rows, start)
         T = tokens.shape[1]
-        mask = None if len(rows) == 1 and T == 1 else attention_mask(start, past_k.shape[3], T)
-        positions = start[:, None] + torch.arange(T)
+        start_here = start.to(self.device)
+        mask = None if len(rows) == 1 and T == 1 else attention_mask(start_here, past_k.shape[3], T)
+        positions = start_here[:, None] + torch.arange(T, device=self.device)
         out = self.draft.decode(self.input(features, tokens, positions, depth), positions, mask, past_k, past_v)
         self.cache.write(rows, start, out.new_k, out.new_v)
         return out
@@ -43,10 +50,11 @@ class TorchDraft:
         B = len(batch.rows)
         rows, start = torch.from_numpy(batch.rows), torch.from_numpy(batch.start)
         # depth 1: every new pair with a real target feature, in one forward
-        out = self._step(rows, start, torch.from_numpy(batch.features).float(), torch.from_numpy(batch.tokens), 1)
-        last = torch.from_numpy(batch.lengths - 1)
-        every = torch.arange(B)
-        feature, logits = out.features[every, last], out.logits[every, last].numpy()
+        out = self._step(rows, start, on_device(batch.features, self.device, self.dtype),
+                         on_device(batch.tokens, self.device), 1)
+        last = on_device(batch.lengths - 1, self.device)
+        every = torch.arange(B, device=self.device)
+        feature, logits = out.features[every, last], to_host(out.logits[every, last])
         position = start + torch.from_numpy(batch.lengths)
 
         steps = [len(f) + int(k) for f, k in zip(batch.forced, batch.num_tokens)]
@@ -72,8 +80,8 @@ class TorchDraft:
                 counts[r] += 1
             if step == max(steps) - 1:
                 break  # the last decided token needs no forward of its own
-            out = self._step(rows, position, feature[:, None], torch.from_numpy(next_tokens)[:, None], step + 2)
-            feature, logits = out.features[:, 0], out.logits[:, 0].numpy()
+            out = self._step(rows, position, feature[:, None], on_device(next_tokens, self.device)[:, None], step + 2)
+            feature, logits = out.features[:, 0], to_host(out.logits[:, 0])
             position = position + 1
         return Proposal(proposed, counts, probs)
 

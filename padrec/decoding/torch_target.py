@@ -1,4 +1,4 @@
-"""The offline host's target: a torch model with its KV cache in the same process."""
+"""The offline host's target: a torch model with its KV cache in the same process, on the CPU or a GPU."""
 
 from __future__ import annotations
 
@@ -7,18 +7,25 @@ import torch
 
 from padrec.decoding.interfaces import TargetScores
 from padrec.decoding.item_marks import ItemMarkLog
+from padrec.decoding.torch_device import on_device, to_host
 from padrec.models.inference import for_inference
 from padrec.models.target import Target
 from padrec.semantic_ids import SemanticIds
 
 
 class TorchTarget:
-    """`TargetScorer` over a torch `Target` (run as prepared by `for_inference`) and a pool of
-    `rows` cache rows. An item-embedding target needs the catalogue's `sids` for its item marks."""
+    """`TargetScorer` over a torch `Target` (run as prepared by `for_inference`, on `device` in
+    `dtype`) and a pool of `rows` cache rows beside it. An item-embedding target needs the
+    catalogue's `sids` for its item marks.
 
-    def __init__(self, model: Target, rows: int, sids: SemanticIds | None = None):
-        self.model = for_inference(model)
-        self.cache = model.new_cache(rows)
+    A call copies its tokens to the device and its logits and features back: the one host sync of a
+    round, which the acceptance decision needs anyway. Cache pointers stay on the host."""
+
+    def __init__(self, model: Target, rows: int, sids: SemanticIds | None = None,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        self.model = for_inference(model, device, dtype)
+        self.device = torch.device(device)
+        self.cache = model.new_cache(rows, self.device, dtype)
         self.item_marks = ItemMarkLog.for_host(model.item_embed is not None, sids, rows, self.cache.k.shape[3],
                                                "this target")
 
@@ -26,7 +33,10 @@ class TorchTarget:
     def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> TargetScores:
         rows_t, start_t = torch.from_numpy(rows), torch.from_numpy(start)
         past_k, past_v = self.cache.view(rows_t, start_t)
-        items = None if self.item_marks is None else torch.from_numpy(self.item_marks.marks(rows, start, tokens, lengths))
-        out = self.model(torch.from_numpy(tokens), past_k, past_v, start_t, items)
+        items = None
+        if self.item_marks is not None:
+            items = on_device(self.item_marks.marks(rows, start, tokens, lengths), self.device)
+        out = self.model(on_device(tokens, self.device), past_k, past_v, start_t.to(self.device), items)
         self.cache.write(rows_t, start_t, out.new_k, out.new_v)
-        return TargetScores(out.logits.numpy(), out.hidden.numpy())
+        return TargetScores(to_host(out.logits), to_host(out.hidden))
+

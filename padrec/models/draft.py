@@ -113,8 +113,8 @@ class Draft(nn.Module):
         past_lengths: torch.Tensor | None = None,  # [B]
     ) -> DraftOutput:
         B, T, _ = features.shape
-        start = past_lengths[:, None] if past_lengths is not None else torch.zeros(B, 1, dtype=torch.long)
-        positions = start + torch.arange(T)  # pair t sits at draft position t
+        start = past_lengths[:, None] if past_lengths is not None else tokens.new_zeros(B, 1)
+        positions = start + torch.arange(T, device=tokens.device)  # pair t sits at draft position t
         S = past_k.shape[3] if past_k is not None else 0
         return self.decode(self.fuse(features, tokens, slots, depth), positions,
                            attention_mask(past_lengths, S, T), past_k, past_v)
@@ -124,9 +124,9 @@ class Draft(nn.Module):
         """The output head's weight: the target's token embedding (frozen)."""
         return self.token_embedding
 
-    def new_cache(self, rows: int) -> KVCache:
+    def new_cache(self, rows: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> KVCache:
         c = self.target_config
-        return KVCache(self.config.n_layers, rows, c.n_heads, c.max_seq_len, c.head_dim)
+        return KVCache(self.config.n_layers, rows, c.n_heads, c.max_seq_len, c.head_dim, device=device, dtype=dtype)
 
     def save(self, path: Path, extra: dict | None = None) -> None:
         state = {k: v.half() for k, v in self.state_dict().items()}

@@ -108,18 +108,30 @@ class InferenceTiedHead(nn.Module):
         return self.linear(hidden)
 
 
-def for_inference(model: M) -> M:
+def for_inference(model: M, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> M:
     """A copy of `model` in eval mode without gradients, its Linear layers and tied heads
-    `InferenceLinear`. A model this returned is returned as is, so hosts of one model can share one
-    copy."""
-    if getattr(model, "prepared_for_inference", False):
+    `InferenceLinear`, its weights (and buffers) on `device` in `dtype`. A model this returned for
+    the same device and dtype is returned as is, so hosts of one model can share one copy."""
+    device = torch.device(device)
+    if getattr(model, "prepared_for_inference", None) == (device, dtype):
         return model
     model = copy.deepcopy(model).eval().requires_grad_(False)
-    model.prepared_for_inference = True
+    model.prepared_for_inference = (device, dtype)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
                 setattr(parent, name, InferenceLinear(child.weight, child.bias))
             elif isinstance(child, TiedHead):
                 setattr(parent, name, InferenceTiedHead(parent.head_weight))
+    return _move(model, device, dtype)
+
+
+def _move(model: M, device: torch.device, dtype: torch.dtype) -> M:
+    """`model` with every tensor attribute on `device` in `dtype`: `nn.Module.to` moves parameters and
+    buffers, not the plain tensors that `InferenceLinear` keeps."""
+    model.to(device=device, dtype=dtype)
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                setattr(module, name, value.to(device=device, dtype=dtype))
     return model

@@ -34,19 +34,22 @@ class KVCache:
     entries are written there. The buffer has `slack` spare positions for the tail of a write.
     """
 
-    def __init__(self, n_layers: int, rows: int, n_heads: int, capacity: int, head_dim: int, slack: int = 16):
+    def __init__(self, n_layers: int, rows: int, n_heads: int, capacity: int, head_dim: int, slack: int = 16,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         shape = (n_layers, rows, n_heads, capacity + slack, head_dim)
-        self.k = torch.zeros(shape)
-        self.v = torch.zeros(shape)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.capacity = capacity
         self.slack = slack
 
     def view(self, rows: torch.Tensor, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """K/V of the given rows up to the longest start: [L, B, H, S, hd] each (read-only)."""
+        """K/V of the given rows up to the longest start: [L, B, H, S, hd] each (read-only). `rows`
+        and `start` are host (CPU) tensors wherever the cache lives: reading them costs no device sync."""
         S = int(start.max())
         block = self._consecutive(rows)
         if block is not None:
             return self.k[:, block, :, :S], self.v[:, block, :, :S]  # no copy
+        rows = rows.to(self.k.device)
         return self.k[:, rows, :, :S], self.v[:, rows, :, :S]
 
     def write(self, rows: torch.Tensor, start: torch.Tensor, new_k: torch.Tensor, new_v: torch.Tensor) -> None:
@@ -61,7 +64,8 @@ class KVCache:
             return
         # one indexed write of exactly the new entries: indices rows [B, 1] and positions [B, T] put
         # the indexed dims first, so the values go in as [B, T, L, H, hd]
-        index = (slice(None), rows[:, None], slice(None), start[:, None] + torch.arange(T))
+        rows, start = rows.to(self.k.device), start.to(self.k.device)
+        index = (slice(None), rows[:, None], slice(None), start[:, None] + torch.arange(T, device=self.k.device))
         self.k[index] = new_k.permute(1, 3, 0, 2, 4)
         self.v[index] = new_v.permute(1, 3, 0, 2, 4)
 
@@ -107,8 +111,8 @@ class Target(nn.Module):
         items: torch.Tensor | None = None,  # [B, T] `SemanticIds.item_marks`; item-embedding targets only
     ) -> ForwardOutput:
         B, T = tokens.shape
-        start = past_lengths[:, None] if past_lengths is not None else torch.zeros(B, 1, dtype=torch.long)
-        positions = start + torch.arange(T)  # [B,T]
+        start = past_lengths[:, None] if past_lengths is not None else tokens.new_zeros(B, 1)
+        positions = start + torch.arange(T, device=tokens.device)  # [B,T]
         S = past_k.shape[3] if past_k is not None else 0
         x = self.embed(tokens)
         if self.item_embed is not None:
@@ -128,9 +132,9 @@ class Target(nn.Module):
         """The output head's weight: the token embedding (tied)."""
         return self.embed.weight
 
-    def new_cache(self, rows: int) -> KVCache:
+    def new_cache(self, rows: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> KVCache:
         c = self.config
-        return KVCache(c.n_layers, rows, c.n_heads, c.max_seq_len, c.head_dim)
+        return KVCache(c.n_layers, rows, c.n_heads, c.max_seq_len, c.head_dim, device=device, dtype=dtype)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -197,3 +197,31 @@ def test_offline_benchmark_reports_every_configuration(tmp_path):
         assert entry["ms_per_target_call"] == pytest.approx(split["target"] / entry["target_calls_per_list"])
     assert report["plain"]["time_split_ms"]["draft"] == 0.0
     assert all(e["time_split_ms"]["draft"] > 0 for e in report["speculative"])
+
+
+def test_a_batched_benchmark_times_each_batch_once_per_list_and_stays_lossless():
+    from padrec.benchmark import compare_decoders, torch_decoders
+    from padrec.data.split import Example
+
+    sids = catalogue(60, (6, 4, 3))
+    target, draft = models(sids, 0)
+    trie = ItemTrie(sids)
+    examples = [Example(f"u{i}", [(5 * i + j) % 60 for j in range(1 + i % 4)], i) for i in range(7)]
+    decoders = torch_decoders(target, {"padrec": draft}, trie, [3], rows=4)
+    report = compare_decoders(target, decoders, trie, examples, top_n=4, progress=False, batch_size=4, warm_up=True)
+    assert report["batch_size"] == 4 and report["users"] == 7
+    [entry] = report["speculative"]
+    assert entry["mismatches"] == 0 and entry["near_ties"] == 0
+    for measured in (report["plain"], entry):
+        assert measured["items_per_s"] > 0 and measured["ms_per_target_call"] > 0
+        split = measured["time_split_ms"]  # a list's times are its batch's
+        assert split["target"] + split["draft"] + split["host"] == pytest.approx(measured["mean_ms"])
+    assert entry["ms_per_draft_call"] > 0
+    # batching changes the timing, not the lists
+    one_by_one = compare_decoders(target, torch_decoders(target, {}, trie, [], rows=1), trie, examples, top_n=4,
+                                  progress=False)
+    assert one_by_one["plain"]["recall@10"] == report["plain"]["recall@10"]
+    assert one_by_one["plain"]["tau"] == report["plain"]["tau"] == 1.0
+    expected = entry["tau"] * report["plain"]["ms_per_target_call"] / (entry["ms_per_draft_call"]
+                                                                      + entry["ms_per_target_call"])
+    assert entry["tau_limit_speedup"] == pytest.approx(expected)

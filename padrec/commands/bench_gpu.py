@@ -1,0 +1,69 @@
+"""`padrec bench-gpu`: plain vs speculative decoding on a GPU across precisions and batch sizes.
+
+Writes `<out-dir>/<device>.json` (the report), `.md` (a table) and `.png` (speed-up against k per
+batch size). `--device cpu` runs the same path on the CPU: what CI's smoke test does, so that the
+GPU run finds working code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from padrec.commands import add_prior_argument, emit_report, load_models
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from padrec.config import ARTIFACTS_DIR
+
+    parser.add_argument("--dataset", default="beauty")
+    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
+    parser.add_argument("--users", type=int, default=200, help="first N test users, in every cell")
+    parser.add_argument("--k", default="1,2,3,4,5,6", help="draft tokens per round, comma-separated")
+    parser.add_argument("--drafters", default="eagle,padrec", help="comma-separated")
+    parser.add_argument("--batch-sizes", default="1,4,16", help="users per engine batch, comma-separated")
+    parser.add_argument("--dtypes", default="fp32,bf16", help="precisions, comma-separated: fp32, bf16")
+    parser.add_argument("--max-minutes", type=float, default=7.0,
+                        help="start no cell after this much wall-clock (cells run batch by batch, in the order given)")
+    parser.add_argument("--threads", type=int, default=4, help="torch CPU threads")
+    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
+    parser.add_argument("--out-dir", type=Path, required=True, help="where <device>.json, .md and .png go")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_prior_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from padrec.bench_plots import speedup_by_batch
+    from padrec.device_bench import bench_grid, device_name, file_stem, markdown_table
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"error: --device {args.device}, but torch {torch.__version__} sees no CUDA device", file=sys.stderr)
+        return 2
+    models = load_models(args, args.drafters)
+    if models is None:
+        return 2
+    stem = args.out_dir / file_stem(device_name(device))
+    header = {"dataset": args.dataset, "prefix_size_penalty": models.trie.prefix_size_penalty}
+
+    def write(report: dict) -> None:
+        """The report so far as JSON, table and plot: a run cut off keeps its finished cells."""
+        report = {**header, **report}
+        emit_report(report, stem.with_suffix(".json"), as_json=False)
+        stem.with_suffix(".md").write_text(markdown_table(report))
+        speedup_by_batch(report, stem.with_suffix(".png"))
+
+    try:
+        report = bench_grid(models.target, models.drafts, models.trie, models.data.split.test[: args.users],
+                            [int(k) for k in args.k.split(",")], [int(b) for b in args.batch_sizes.split(",")],
+                            args.dtypes.split(","), device, args.max_minutes, progress=not args.quiet, on_cell=write)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    write(report)
+    failed = sum(e["mismatches"] for c in report["cells"] if "skipped" not in c for e in c["speculative"])
+    print(f"wrote {stem}.json, .md, .png ({report['minutes']:.1f} min; mismatches {failed})")
+    return 1 if failed else 0

@@ -1,0 +1,107 @@
+"""The benchmark for one device across precisions and batch sizes: what `padrec bench-gpu` runs.
+
+Speculative decoding is built for GPUs, where a decoder step at these model sizes is bound by
+memory traffic and kernel launches, so verifying k+1 tokens costs about one step. Each cell of the
+grid (precision x batch size) runs `compare_decoders` on the same users: plain greedy and every
+(drafter, k), taking turns on each batch, with the lists of each speculative decoder checked against
+plain greedy of the same precision and batch. Cells run in the order given (batch 1 first, the
+headline), each while the time budget lasts; a cell the budget leaves out is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import time
+from collections.abc import Callable
+
+import torch
+
+from padrec.benchmark import compare_decoders, torch_decoders
+from padrec.data.split import Example
+from padrec.decoding.constraints import ItemTrie
+from padrec.models.draft import Draft
+from padrec.models.target import Target
+from padrec.verification import NEAR_TIE_GAP
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# Below this top-2 gap a differing list counts as a near-tie, per precision: bf16 keeps 8 bits of
+# mantissa, so logits of magnitude 8-16 round to steps of 1/16, and a one-token forward and a
+# (k+1)-token forward (differently shaped products, summed in another order) part by a few steps.
+NEAR_TIE_GAPS = {"fp32": NEAR_TIE_GAP, "bf16": 0.25}
+
+
+def device_name(device: torch.device) -> str:
+    """What the device is, in words: the GPU's name, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def file_stem(name: str) -> str:
+    """A device name as a file name: `NVIDIA H100 80GB HBM3` -> `nvidia-h100-80gb-hbm3`."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
+
+
+def bench_grid(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example], ks: list[int],
+               batch_sizes: list[int], dtypes: list[str], device: torch.device, max_minutes: float,
+               progress: bool = True, on_cell: Callable[[dict], None] | None = None) -> dict:
+    """Every (batch size, precision) cell in that order, starting none after `max_minutes` of
+    wall-clock. `on_cell(report so far)` hears of each finished cell (what a run that may be cut off
+    writes down)."""
+    unknown = [d for d in dtypes if d not in DTYPES]
+    if unknown:
+        raise ValueError(f"unknown precision {unknown[0]!r}; choose from {sorted(DTYPES)}")
+    started = time.perf_counter()
+    cells: list[dict] = []
+    report = {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
+              "cuda": torch.version.cuda if device.type == "cuda" else None, "users": len(examples), "ks": ks,
+              "drafters": sorted(drafts), "minutes": 0.0, "cells": cells}
+    for batch_size in batch_sizes:
+        for dtype in dtypes:
+            cell = {"dtype": dtype, "batch_size": batch_size}
+            elapsed = (time.perf_counter() - started) / 60
+            if elapsed > max_minutes:
+                cells.append({**cell, "skipped": f"time budget of {max_minutes} min spent ({elapsed:.1f} min)"})
+                continue
+            decoders = torch_decoders(target, drafts, trie, ks, rows=batch_size, device=device, dtype=DTYPES[dtype])
+            judge = decoders[("plain", 0)].target.model  # the plain decoder's own copy: same device and dtype
+            measured = compare_decoders(judge, decoders, trie, examples, progress=progress, batch_size=batch_size,
+                                        warm_up=True, near_tie_gap=NEAR_TIE_GAPS[dtype])
+            report["minutes"] = (time.perf_counter() - started) / 60
+            cells.append({**cell, "near_tie_gap": NEAR_TIE_GAPS[dtype], "minutes": report["minutes"] - elapsed,
+                          **measured})
+            del decoders, judge
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if on_cell is not None:
+                on_cell(report)
+    report["minutes"] = (time.perf_counter() - started) / 60
+    return report
+
+
+def markdown_table(report: dict) -> str:
+    """The grid as a markdown table: a row per cell and decoder."""
+    lines = [f"# {report['device']}: {report.get('dataset', '')} plain vs speculative decoding",
+             "", f"{report['users']} test users per cell, torch {report['torch']}"
+             + (f", CUDA {report['cuda']}" if report["cuda"] else "") + f", {report['minutes']:.1f} min in all.",
+             "T_target: ms per plain target call; T_verify: ms per verify call; T_draft: ms per draft call "
+             "(its k steps); tau-limit: tau x T_target / (T_draft + T_verify).", "",
+             "| precision | batch | decoder | k | tau | p50 ms | p90 ms | items/s | speed-up | tau-limit | "
+             "T_target | T_verify | T_draft | mismatches | near-ties |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for cell in report["cells"]:
+        head = f"| {cell['dtype']} | {cell['batch_size']} "
+        if "skipped" in cell:
+            lines.append(head + f"| skipped: {cell['skipped']} |" + " |" * 12)
+            continue
+        p = cell["plain"]
+        lines.append(head + f"| plain | 0 | 1.00 | {p['median_ms']:.1f} | {p['p90_ms']:.1f} | {p['items_per_s']:.0f} "
+                     f"| 1.00 | | {p['ms_per_target_call']:.2f} | | | | |")
+        for e in cell["speculative"]:
+            lines.append(head + f"| {e['drafter']} | {e['k']} | {e['tau']:.2f} | {e['median_ms']:.1f} | "
+                         f"{e['p90_ms']:.1f} | {e['items_per_s']:.0f} | {e['speedup']:.2f} | "
+                         f"{e['tau_limit_speedup']:.2f} | {p['ms_per_target_call']:.2f} | "
+                         f"{e['ms_per_target_call']:.2f} | {e['ms_per_draft_call']:.2f} | {e['mismatches']} | "
+                         f"{e['near_ties']} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The GPU benchmark in one go, on a bare GPU machine (DEVELOPERS.md, "The GPU machine"): it installs
+# nothing, needs only python3 with CUDA torch, numpy, tqdm and matplotlib (the machine's own), checks
+# the GPU, and runs `padrec bench-gpu` on Beauty within 8 minutes of wall-clock. It writes
+# results/gpu/<gpu-name>.json, .md and .png, after every finished cell, and copies them to $OUT when
+# that is set (the device tool's folder of files that come back).
+#
+#   perf/gpu/run.sh            the GPU run (make perf-gpu)
+#   perf/gpu/run.sh --smoke    the same path on the CPU, small: what CI runs (tests/perf/test_gpu_script.py)
+#
+# BENCH_ARGS adds options of `padrec bench-gpu` (later ones win), e.g. BENCH_ARGS="--users 100".
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# the checkout's .venv where there is one (here); the machine's python3 on the GPU machine (.venv does not travel)
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+OUT_DIR=${OUT_DIR:-results/gpu}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+if [[ "${1:-}" == "--smoke" ]]; then
+    # a few users, batch 1 and 4, k=2, fp32 and bf16: every code path of the GPU run, on the CPU
+    args=(--device cpu --users 6 --k 2 --batch-sizes 1,4 --dtypes fp32,bf16 --threads 1 --max-minutes 5)
+    limit=600
+else
+    command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    "$PYTHON" - <<'PY'
+import sys
+import torch
+if not torch.cuda.is_available():
+    sys.exit(f"error: torch {torch.__version__} sees no CUDA device; this script is for a GPU machine "
+             "(perf/gpu/run.sh --smoke runs its CPU path)")
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}")
+PY
+    # cells start until minute 6; the last one ends well inside the 8 minutes
+    args=(--device cuda --users 200 --k 1,2,3,4,5,6 --batch-sizes 1,16,4 --dtypes fp32,bf16 --threads 4 --max-minutes 6)
+    limit=480
+fi
+mkdir -p "$OUT_DIR"
+status=0
+# shellcheck disable=SC2086  # BENCH_ARGS is a list of options
+timeout "$limit" "$PYTHON" -m padrec.cli bench-gpu --dataset beauty --drafters eagle,padrec --out-dir "$OUT_DIR" \
+    --quiet "${args[@]}" ${BENCH_ARGS:-} || status=$?
+if [[ -n "${OUT:-}" ]]; then
+    cp "$OUT_DIR"/*.json "$OUT_DIR"/*.md "$OUT_DIR"/*.png "$OUT" 2> /dev/null || true
+fi
+exit "$status"
