@@ -207,7 +207,7 @@ def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder
                  "tau_limit_speedup": summary["tau"] * base["ms_per_target_call"]
                  / (summary["ms_per_draft_call"] + summary["ms_per_target_call"])}
         differences = compare_to_plain(target, trie, examples, runs[("plain", 0)].results, r.results, near_tie_gap)
-        entry["near_ties"], entry["mismatches"] = differences["near_ties"], differences["mismatches"]
+        entry.update({key: differences[key] for key in ("near_ties", "mismatches", "divergence_gaps")})
         report["speculative"].append(entry)
     return report
 

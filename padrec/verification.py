@@ -47,13 +47,14 @@ def divergence_gap(target: Target, trie: ItemTrie, history: list[int], plain: li
 def compare_to_plain(target: Target, trie: ItemTrie, examples: list[Example], plain: list[DecodeResult],
                      other: list[DecodeResult], near_tie_gap: float = NEAR_TIE_GAP) -> dict:
     """How a speculative decoder's greedy lists differ from the plain ones: counts of near-ties (a
-    top-2 gap below `near_tie_gap` where they part) and mismatches, and the users (by index into
-    `examples`) with a mismatch."""
+    top-2 gap below `near_tie_gap` where they part) and mismatches, the users (by index into
+    `examples`) with a mismatch, and the gap of every differing list, smallest first."""
     differing = [i for i, (p, s) in enumerate(zip(plain, other)) if p.tokens != s.tokens]
     gaps = {i: divergence_gap(target, trie, examples[i].history, plain[i].tokens, other[i].tokens) for i in differing}
     return {"near_ties": sum(g < near_tie_gap for g in gaps.values()),
             "mismatches": sum(g >= near_tie_gap for g in gaps.values()),
-            "mismatched_users": [i for i, g in gaps.items() if g >= near_tie_gap]}
+            "mismatched_users": [i for i, g in gaps.items() if g >= near_tie_gap],
+            "divergence_gaps": sorted(round(g, 6) for g in gaps.values())}
 
 
 def decode_all(decoder: ListDecoder, examples: list[Example], num_draft_tokens: int, batch_size: int,

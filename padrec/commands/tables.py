@@ -85,6 +85,22 @@ def verify_table(reports: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def paired_table(reports: list[dict]) -> str:
+    """Each drafter's tau against the baseline drafter's at the same k, paired per user (`padrec
+    verify --baseline`): ratio of mean tau with its paired-bootstrap 95% interval."""
+    rows = ["| report | dataset | users | drafter | k | tau | baseline | baseline tau | ratio | 95% CI | "
+            "users higher / lower |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        for c in r["checks"]:
+            v = c.get("versus_baseline")
+            if v is None:
+                continue
+            rows.append(f"| {r['report_file']} | {r['dataset']} | {v['users']} | {c['drafter']} | {c['k']} | "
+                        f"{v['mean']:.3f} | {r['baseline']} | {v['baseline_mean']:.3f} | {v['ratio']:.3f} | "
+                        f"{v['ratio_ci95'][0]:.3f}-{v['ratio_ci95'][1]:.3f} | {v['users_higher']} / {v['users_lower']} |")
+    return "\n".join(rows)
+
+
 def drafter_table(reports: list[dict], first: str = "padrec", second: str = "eagle") -> str:
     """tau of two drafters at equal k on each dataset's offline benchmark, and where the first wins."""
     rows = [f"| dataset | runtime | k | {first} tau | {second} tau | {first} higher | {first} speed-up | "
@@ -127,8 +143,9 @@ def signals_table(reports: list[dict]) -> str:
 
 
 def load_reports(results: Path, pattern: str) -> list[dict]:
-    """The JSON reports in `results` whose names match `pattern`, in name order."""
-    return [json.loads(path.read_text()) for path in sorted(results.glob(pattern))]
+    """The JSON reports in `results` whose names match `pattern`, in name order, each with its file
+    name as `report_file`."""
+    return [{**json.loads(path.read_text()), "report_file": path.name} for path in sorted(results.glob(pattern))]
 
 
 def print_section(title: str, reports: list[dict], render) -> None:
@@ -144,8 +161,10 @@ def run(args: argparse.Namespace) -> int:
                   load_reports(args.results, "tune_prior_*.json"), prior_table)
     print_section("PAD-Rec against the EAGLE-style draft (tau at equal k)",
                   [b for b in benches if b.get("runtime", "torch") == "torch"], drafter_table)
-    print_section("Losslessness on test sets (`padrec verify`)", load_reports(args.results, "verify_*.json"),
-                  verify_table)
+    verified = load_reports(args.results, "verify_*.json")
+    print_section("Losslessness on test sets (`padrec verify`)", verified, verify_table)
+    print_section("Drafters against the baseline drafter, paired per user (`padrec verify --baseline`)",
+                  [r for r in verified if "baseline" in r], paired_table)
     print_section("What the PAD-Rec drafts make of their position terms (`padrec draft-signals`)",
                   load_reports(args.results, "draft_signals_*.json"), signals_table)
     for bench in benches:

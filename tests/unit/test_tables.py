@@ -95,3 +95,18 @@ def test_tables_draw_plots_when_asked(tmp_path, capsys):
     (tmp_path / "bench_a.json").write_text(json.dumps(report))
     assert main(["tables", "--results", str(tmp_path), "--plots", str(tmp_path / "plots")]) == 0
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["speedup_vs_k.png", "time_split_k4.png"]
+
+
+def test_tables_render_drafters_paired_with_the_baseline(tmp_path, capsys):
+    versus = {"users": 1000, "mean": 3.15, "baseline_mean": 3.0, "difference": 0.15, "difference_ci95": [0.1, 0.2],
+              "ratio": 1.05, "ratio_ci95": [1.03, 1.07], "users_higher": 600, "users_lower": 300}
+    (tmp_path / "verify_a_shared.json").write_text(json.dumps({
+        "dataset": "a", "users": 1000, "test_users": 2000, "prefix_size_penalty": 0, "baseline": "eagle",
+        "checks": [{"drafter": "eagle", "k": 4, "tau": 3.0, "near_ties": 0, "mismatches": 0},
+                   {"drafter": "padrec", "k": 4, "tau": 3.15, "near_ties": 0, "mismatches": 0,
+                    "versus_baseline": versus}]}))
+    assert main(["tables", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert ("| verify_a_shared.json | a | 1000 | padrec | 4 | 3.150 | eagle | 3.000 | 1.050 | 1.030-1.070 | 600 / 300 |"
+            in out)
+    assert "| eagle | 4 | 3.000 | eagle |" not in out  # the baseline is not compared with itself

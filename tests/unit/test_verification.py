@@ -5,7 +5,7 @@ import copy
 from padrec.benchmark import torch_decoders
 from padrec.data.split import Example
 from padrec.decoding.constraints import ItemTrie
-from padrec.verification import check_lossless, compare_to_plain, decode_all
+from padrec.verification import NEAR_TIE_GAP, check_lossless, compare_to_plain, decode_all
 from tests.unit.test_speculative import catalogue, models
 
 
@@ -36,7 +36,9 @@ def test_a_list_that_differs_beyond_a_near_tie_is_a_mismatch():
     other = copy.deepcopy(plain)
     other[1].tokens[0] = min({int(t) for t in sids.item_tokens[:, 0]} - {plain[1].tokens[0]})
     differences = compare_to_plain(target, trie, examples, plain, other)
+    gaps = differences.pop("divergence_gaps")
     assert differences == {"near_ties": 0, "mismatches": 1, "mismatched_users": [1]}
+    assert len(gaps) == 1 and gaps[0] >= NEAR_TIE_GAP
 
 
 def test_drafters_are_compared_user_by_user_with_the_baseline_at_the_same_k():
