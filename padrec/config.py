@@ -186,7 +186,8 @@ class DecodeConfig:
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     seed: int = 0
-    beam_width: int = 20  # for the beam-search quality reference only
+    beam_width: int = 20  # beams of a top-K request (mode "beam") and of the quality reference
+    max_beam_width: int = 32  # the most a request may ask for (a beam request holds one cache row per beam)
     # beta of the prefix-size prior: a code token's decoding score is its log-probability minus
     # beta x log(items below the prefix it leads to). Token-by-token greedy decoding otherwise
     # favours the prefixes with the most items under them (their probability is summed over more
@@ -215,13 +216,14 @@ class ServingConfig:
 
     The target and each draft keep `target_slots` KV-cache rows; the batch decoder (`padrec_decode`)
     hands out rows [0, batch_slots), the streaming one the `stream_slots` after them, so the two
-    never share a row. A request holds one row from prefill to its last item. Batching (how many
+    never share a row. A list request holds one row from prefill to its last item, a beam request
+    one per beam (so the stream has as many slots as the widest beam). Batching (how many
     requests one decode execution takes, how long the batcher waits) is Triton's, in the decode
     models' config.pbtxt.
     """
 
     batch_slots: int = 32
-    stream_slots: int = 16
+    stream_slots: int = 32
     num_draft_tokens: int = 4  # default per-request draft tokens
     drafter: str = "padrec"  # default drafter; each served drafter is a model `draft_<name>`
     drafters: tuple[str, ...] = ("padrec", "eagle")

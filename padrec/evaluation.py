@@ -6,10 +6,10 @@ import numpy as np
 from tqdm import tqdm
 
 from padrec.data.split import Example, Split
-from padrec.decoding.beam import beam_search
+from padrec.decoding.beam import BeamDecoder
 from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
-from padrec.decoding.interfaces import DecodeRequest
+from padrec.decoding.interfaces import BeamRequest, DecodeRequest
 from padrec.decoding.torch_target import TorchTarget
 from padrec.models.target import Target
 
@@ -52,10 +52,16 @@ def beam_lists(
     model: Target, trie: ItemTrie, examples: list[Example], width: int = 20, top_n: int = 10,
     users_per_batch: int = 16, progress: bool = True,
 ) -> list[list[int]]:
+    """Top-n items by beam search of `width` beams (`BeamDecoder` on the torch target), a batch of
+    users at a time."""
+    decoder = BeamDecoder(trie, TorchTarget(model, users_per_batch * width, trie.sids), model.config.max_seq_len,
+                          width)
     lists = []
     for start in tqdm(range(0, len(examples), users_per_batch), desc="beam", disable=not progress):
         chunk = examples[start : start + users_per_batch]
-        lists.extend(beam_search(model, trie, [e.history for e in chunk], width, top_n))
+        requests = [BeamRequest(tuple(e.history), top_n=top_n, beam_width=width) for e in chunk]
+        rows = [list(range(u * width, (u + 1) * width)) for u in range(len(chunk))]
+        lists.extend(r.items for r in decoder.generate(requests, rows))
     return lists
 
 

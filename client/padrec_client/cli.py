@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .errors import InvalidArgument, RecommendError, Unavailable
-from .params import DRAFTERS
+from .params import DRAFTERS, MODES
 from .replicas import parse_endpoints
 from .result import DecodeStats
 from .retry import RetryPolicy
@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--history", type=parse_history, required=True,
                        help="the user's item IDs, oldest first, comma-separated: 12,55,9")
     group.add_argument("--top-n", type=int, default=10, help="how many items (default: %(default)s)")
+    group.add_argument("--mode", choices=MODES,
+                       help="list: one generated list (server default); beam: the top-N items by beam search")
+    group.add_argument("--beam-width", type=int, metavar="B", help="beams of --mode beam (server default: 20)")
     group.add_argument("--drafter", choices=DRAFTERS, help="draft model (server default: padrec)")
     group.add_argument("--num-draft-tokens", type=int, metavar="K", help="draft tokens per round; 0 = plain decoding")
     group.add_argument("--temperature", type=float, metavar="T", help="sampling temperature; 0 = greedy")
@@ -115,6 +118,8 @@ def _client(args: argparse.Namespace) -> RecommendClient:
 def _request_params(args: argparse.Namespace) -> dict[str, Any]:
     # None leaves a parameter to the server's default.
     return {
+        "mode": args.mode,
+        "beam_width": args.beam_width,
         "num_draft_tokens": args.num_draft_tokens,
         "drafter": args.drafter,
         "temperature": args.temperature,

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InvalidArgument
 
-__all__ = ["DRAFTERS", "PARAMETER_TYPES", "History", "ParamValue", "request_parameters", "history_array"]
+__all__ = ["DRAFTERS", "MODES", "PARAMETER_TYPES", "History", "ParamValue", "request_parameters", "history_array"]
 
 ParamValue = bool | int | float | str
 # A user's items, oldest first: external item IDs (integers stand for their decimal strings).
@@ -30,8 +30,12 @@ PARAMETER_TYPES: dict[str, type] = {
     "top_p": float,
     "seed": int,
     "exclude_history": bool,
+    "mode": str,
+    "beam_width": int,
 }
 DRAFTERS = ("padrec", "eagle")
+# "list": one generated list (the default); "beam": the top_n items by beam search of beam_width beams
+MODES = ("list", "beam")
 
 
 def _coerce(name: str, value: object) -> ParamValue:

@@ -104,8 +104,9 @@ class RecommendClient(ClientBase):
             history: the user's items, oldest first, as external item IDs.
             top_n: how many items to return (the server allows 1..50).
             timeout: this call's deadline in seconds, retries included; default: the client's.
-            **params: the model's other request parameters: num_draft_tokens, drafter,
-                temperature, top_p, seed, exclude_history (model_repository/README.md).
+            **params: the model's other request parameters: mode ("list" or "beam"),
+                beam_width, num_draft_tokens, drafter, temperature, top_p, seed,
+                exclude_history (model_repository/README.md).
 
         Raises:
             InvalidArgument: the server rejected the history or a parameter.

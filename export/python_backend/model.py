@@ -25,6 +25,7 @@ class TritonPythonModel:
         self.service = SERVICES[parameters["service"]](path, int(parameters["slots"]),
                                                        int(parameters["intra_op_threads"]))
         self.input_names = [tensor["name"] for tensor in config["input"]]
+        self.optional_inputs = {tensor["name"] for tensor in config["input"] if tensor.get("optional")}
         self.output_names = [tensor["name"] for tensor in config["output"]]
 
     def execute(self, requests):
@@ -34,6 +35,8 @@ class TritonPythonModel:
         inputs = {}
         for name in self.input_names:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None and name in self.optional_inputs:
+                continue
             if tensor is None:
                 return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"missing input {name!r}"))
             inputs[name] = tensor.as_numpy()

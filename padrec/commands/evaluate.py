@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from padrec.artifacts import load_prepared
+    from padrec.config import DecodeConfig
     from padrec.decoding.constraints import ItemTrie
     from padrec.evaluation import beam_lists, generated_lists, popularity_lists, ranking_metrics
     from padrec.models.target import Target
@@ -62,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     report["popularity"] = ranking_metrics(popularity_lists(data.split, examples, args.top_n, exclude), targets)
     if not args.no_beam:
         beam_examples = examples[: args.beam_users]
-        beams = beam_lists(model, trie, beam_examples, top_n=args.top_n, progress=progress)
-        report["beam_search"] = {"width": 20, "users": len(beam_examples),
+        width = max(DecodeConfig().beam_width, args.top_n)  # a beam search ranks at most its width
+        beams = beam_lists(model, trie, beam_examples, width=width, top_n=args.top_n, progress=progress)
+        report["beam_search"] = {"width": width, "users": len(beam_examples),
                                  **ranking_metrics(beams, [e.target for e in beam_examples])}
     emit_report(report, args.out, args.json)
     if not args.json:

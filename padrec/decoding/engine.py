@@ -21,6 +21,7 @@ from padrec.decoding.acceptance import greedy_accepts, rejection_step
 from padrec.decoding.constraints import ItemTrie, ListConstraint
 from padrec.decoding.interfaces import (
     DecodeRequest, DecodeResult, DraftBatch, DraftProposer, InvalidRequest, Proposal, TargetScorer,
+    validate_history,
 )
 from padrec.decoding.sampling import choose_token, constrained_distribution, constrained_log_probs
 from padrec.semantic_ids import BOS, PAD
@@ -64,11 +65,7 @@ class ListDecoder:
 
     def validate(self, request: DecodeRequest) -> None:
         """Raise InvalidRequest naming the first problem with a request."""
-        if not request.history:
-            raise InvalidRequest("history is empty")
-        bad = [i for i in request.history if not 0 <= i < self.sids.num_items]
-        if bad:
-            raise InvalidRequest(f"unknown item indices in history: {bad[:5]}")
+        validate_history(self.sids, request.history)
         if not 1 <= request.top_n <= self.max_top_n:
             raise InvalidRequest(f"top_n must be in 1..{self.max_top_n}, got {request.top_n}")
         if not 0 <= request.num_draft_tokens <= self.k_max:

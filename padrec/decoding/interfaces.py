@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from padrec.semantic_ids import SemanticIds
+
 
 class InvalidRequest(ValueError):
     """A request the engine cannot serve (the message names the problem)."""
@@ -26,6 +28,25 @@ class DecodeRequest:
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class BeamRequest:
+    """A top-K request: the top_n best items by beam search of `beam_width` beams (top_n <= beam_width)."""
+
+    history: tuple[int, ...]  # internal item indices, oldest first, already truncated
+    top_n: int = 10
+    beam_width: int = 20
+    exclude_history: bool = True
+
+
+def validate_history(sids: SemanticIds, history: tuple[int, ...]) -> None:
+    """Raise InvalidRequest when a history is empty or names an item the catalogue does not have."""
+    if not history:
+        raise InvalidRequest("history is empty")
+    bad = [i for i in history if not 0 <= i < sids.num_items]
+    if bad:
+        raise InvalidRequest(f"unknown item indices in history: {bad[:5]}")
 
 
 @dataclass
@@ -127,6 +148,9 @@ class TargetScorer(Protocol):
 
     Row r's cache keeps its first start[r] positions; tokens[r, :lengths[r]] are written after them
     and scored (positions beyond lengths[r] are padding). Moving start back is the rollback.
+    With `sources`, row r first takes those positions from row sources[r] (all read before any is
+    written): how beam search continues each beam from its parent's cache without moving it.
     """
 
-    def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> TargetScores: ...
+    def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray,
+              sources: np.ndarray | None = None) -> TargetScores: ...

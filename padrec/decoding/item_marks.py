@@ -6,7 +6,9 @@ as the cache)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from padrec.models.target import KVCache
 from padrec.semantic_ids import SemanticIds
 
 
@@ -28,6 +30,10 @@ class ItemMarkLog:
             raise ValueError(f"{target} embeds items: its host needs the semantic IDs (sids) to mark them")
         return cls(sids, rows, capacity)
 
+    def copy(self, sources: np.ndarray, rows: np.ndarray, length: int) -> None:
+        """Each of `rows` takes the first `length` tokens of its row in `sources` (as `KVCache.copy`)."""
+        self.tokens[rows, :length] = self.tokens[sources, :length]
+
     def marks(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """[B, T] marks of tokens[b, :lengths[b]] written at start[b] of row rows[b] (0 beyond)."""
         out = np.zeros(tokens.shape, dtype=np.int64)
@@ -37,3 +43,15 @@ class ItemMarkLog:
             lo = max(0, s - back)
             out[b, :n] = self.sids.item_marks(self.tokens[row, lo : s + n], lo)[s - lo :]
         return out
+
+
+def copy_prefixes(cache: KVCache, item_marks: ItemMarkLog | None, sources: np.ndarray, rows: np.ndarray,
+                  start: np.ndarray) -> None:
+    """A target host's part of `TargetScorer.score(..., sources)`: rows take their sources' first
+    start positions, in the cache and (item-embedding targets) in the mark log."""
+    if sources.shape != rows.shape:
+        raise ValueError(f"sources must match rows, got {sources.shape} and {rows.shape}")
+    length = int(start.max())
+    cache.copy(torch.from_numpy(sources), torch.from_numpy(rows), length)
+    if item_marks is not None:
+        item_marks.copy(sources, rows, length)

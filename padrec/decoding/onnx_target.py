@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from padrec.decoding.interfaces import TargetScores
-from padrec.decoding.item_marks import ItemMarkLog
+from padrec.decoding.item_marks import ItemMarkLog, copy_prefixes
 from padrec.decoding.onnx_session import cached_past, load_session, new_cache
 from padrec.semantic_ids import SemanticIds
 
@@ -23,8 +23,11 @@ class OnnxTarget:
         embeds_items = "items" in {i.name for i in self.session.get_inputs()}
         self.item_marks = ItemMarkLog.for_host(embeds_items, sids, rows, self.cache.k.shape[3], str(path))
 
-    def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> TargetScores:
+    def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray,
+              sources: np.ndarray | None = None) -> TargetScores:
         rows_t, start_t = torch.from_numpy(rows), torch.from_numpy(start)
+        if sources is not None:
+            copy_prefixes(self.cache, self.item_marks, sources, rows, start)
         past_k, past_v = cached_past(self.cache, rows_t, start_t)
         feeds = {"tokens": tokens, "past_k": past_k, "past_v": past_v, "past_lengths": start}
         if self.item_marks is not None:

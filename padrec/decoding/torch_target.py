@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from padrec.decoding.interfaces import TargetScores
-from padrec.decoding.item_marks import ItemMarkLog
+from padrec.decoding.item_marks import ItemMarkLog, copy_prefixes
 from padrec.decoding.torch_device import on_device, to_host
 from padrec.models.inference import for_inference
 from padrec.models.target import Target
@@ -30,8 +30,11 @@ class TorchTarget:
                                                "this target")
 
     @torch.inference_mode()
-    def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> TargetScores:
+    def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray,
+              sources: np.ndarray | None = None) -> TargetScores:
         rows_t, start_t = torch.from_numpy(rows), torch.from_numpy(start)
+        if sources is not None:
+            copy_prefixes(self.cache, self.item_marks, sources, rows, start)
         past_k, past_v = self.cache.view(rows_t, start_t)
         items = None
         if self.item_marks is not None:

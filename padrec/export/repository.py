@@ -66,6 +66,7 @@ class TensorSpec:
     name: str
     data_type: str
     dims: tuple[int | str, ...]
+    optional: bool = False  # a request may leave it out
 
 
 def graph_io(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -80,11 +81,15 @@ def graph_io(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return [spec(v) for v in graph.input], [spec(v) for v in graph.output]
 
 
-def stateful_io(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def stateful_io(inputs: list[TensorSpec], outputs: list[TensorSpec],
+                copies_rows: bool = False) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The I/O of a graph whose caller keeps the cache (the Python backend's models): the cache
     tensors (and the item marks, `KEPT_INPUTS`) give way to the cache rows and the positions each
-    keeps (`rows`, `start`)."""
+    keeps (`rows`, `start`); the target also takes the optional rows those positions are copied
+    from (`sources`, `TargetScorer.score`)."""
     slots = [TensorSpec("rows", "TYPE_INT64", ("batch",)), TensorSpec("start", "TYPE_INT64", ("batch",))]
+    if copies_rows:
+        slots.append(TensorSpec("sources", "TYPE_INT64", ("batch",), optional=True))
     return (slots + [s for s in inputs if s.name not in KEPT_INPUTS],
             [s for s in outputs if s.name not in CACHE_OUTPUTS])
 
@@ -102,7 +107,8 @@ def model_config(name: str, backend: str, inputs: list[TensorSpec], outputs: lis
         rows = []
         for spec in specs:
             dims = ", ".join(str(d) if isinstance(d, int) else "-1" for d in spec.dims)  # -1: dynamic
-            rows.append(f'  {{ name: "{spec.name}", data_type: {spec.data_type}, dims: [ {dims} ] }}')
+            optional = " optional: true" if spec.optional else ""
+            rows.append(f'  {{ name: "{spec.name}", data_type: {spec.data_type}, dims: [ {dims} ]{optional} }}')
         return "[\n" + ",\n".join(rows) + "\n]"
 
     parameters = {
@@ -132,7 +138,7 @@ def write_model(repository: Path, name: str, backend: str, onnx_path: Path, plan
     version_dir.mkdir(parents=True)
     inputs, outputs = graph_io(onnx_path)
     if backend == "python":
-        inputs, outputs = stateful_io(inputs, outputs)
+        inputs, outputs = stateful_io(inputs, outputs, copies_rows=name == TARGET_MODEL)
     (repository / name / "config.pbtxt").write_text(model_config(name, backend, inputs, outputs, threads, slots))
     if backend == "tensorrt":
         shutil.copy2(plan_path, version_dir / "model.plan")

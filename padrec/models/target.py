@@ -69,6 +69,13 @@ class KVCache:
         self.k[index] = new_k.permute(1, 3, 0, 2, 4)
         self.v[index] = new_v.permute(1, 3, 0, 2, 4)
 
+    def copy(self, sources: torch.Tensor, rows: torch.Tensor, length: int) -> None:
+        """Give each of `rows` the first `length` positions of the row in `sources` beside it. All
+        are read before any is written, so a permutation of rows is safe (a beam's reordering)."""
+        sources, rows = sources.to(self.k.device), rows.to(self.k.device)
+        self.k[:, rows, :, :length] = self.k[:, sources, :, :length]
+        self.v[:, rows, :, :length] = self.v[:, sources, :, :length]
+
     @staticmethod
     def _consecutive(rows: torch.Tensor) -> slice | None:
         """`rows` as a slice of the pool when they are consecutive and ascending (plain slicing: no copy)."""

@@ -1,9 +1,9 @@
-"""Served decoding: the engine of `padrec.decoding.engine` over calls to the target and draft models.
+"""Served decoding: the engines of `padrec.decoding` over calls to the target and draft models.
 
 A host (the Triton BLS model, or a test) supplies `call(model_name, inputs, output_names) -> outputs`; this module
-does the rest: one `ListDecoder` per served drafter (sharing the target), a cache slot per request
-held from prefill to the last item and released however decoding ends, and per-request errors that
-leave the other requests of a batch alone.
+does the rest: one `ListDecoder` per served drafter and a `BeamDecoder` (sharing the target), cache
+slots per request (one for a list, one per beam for a beam request) held from prefill to the end and
+released however decoding ends, and per-request errors that leave the other requests of a batch alone.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from padrec.config import DecodeConfig, ServingConfig
+from padrec.decoding.beam import BeamDecoder
 from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeResult, InvalidRequest
@@ -57,6 +58,7 @@ class ServedDecoder:
                                    draft_layout(repository, drafter))
             self.decoders[drafter] = ListDecoder(trie, target, manifest["graphs"]["max_seq_len"], decode.max_top_n,
                                                  proposer)
+        self.beam = BeamDecoder(trie, target, manifest["graphs"]["max_seq_len"], decode.max_beam_width)
         self.pool = SlotPool(rows)
         self.serving = serving
 
@@ -65,39 +67,60 @@ class ServedDecoder:
         """Per request, its result or the exception that ended it: InvalidRequest (the client's
         fault), PoolFull (no free slot), or whatever a model call raised (the server's fault)."""
         outcomes: list[DecodeResult | Exception | None] = [None] * len(requests)
-        held: dict[int, int] = {}  # request index -> slot
+        held: dict[int, list[int]] = {}  # request index -> its slots (one per beam of a beam request)
         requests = self._under_load(requests)
         try:
             for i, served in enumerate(requests):
                 try:
-                    self.decoders[served.drafter].validate(served.request)
-                    held[i] = self.pool.acquire()
+                    if served.mode == "beam":
+                        self.beam.validate(served.request)
+                        if served.request.beam_width > len(self.pool.rows):  # could never be served
+                            raise InvalidRequest(f"beam_width {served.request.beam_width} needs as many decoding "
+                                                 f"slots; this model has {len(self.pool.rows)}")
+                        held[i] = self.pool.acquire(served.request.beam_width)
+                    else:
+                        self.decoders[served.drafter].validate(served.request)
+                        held[i] = self.pool.acquire()
                 except (InvalidRequest, PoolFull) as error:
                     outcomes[i] = error
-            # one engine batch per drafter: their target calls are batched, the groups run in turn
+            # one engine batch per drafter and one of beam requests: their target calls are batched,
+            # the groups run in turn
             for drafter, decoder in self.decoders.items():
                 group = [i for i in held if requests[i].drafter == drafter]
                 if group:
                     self._generate(decoder, requests, group, held, outcomes, on_item, cancelled)
+            beams = [i for i in held if requests[i].mode == "beam"]
+            if beams:
+                self._search(requests, beams, held, outcomes)
         finally:
-            for row in held.values():
-                self.pool.release(row)
+            for rows in held.values():
+                self.pool.release(rows)
         return outcomes
 
     def _under_load(self, requests: list[ServedRequest]) -> list[ServedRequest]:
         """The requests with draft tokens capped when the batch is above the load threshold."""
-        if len(requests) <= self.serving.load_threshold:
+        if sum(r.mode == "list" for r in requests) <= self.serving.load_threshold:
             return requests
         cap = self.serving.draft_tokens_under_load
-        return [replace(r, request=replace(r.request, num_draft_tokens=min(r.request.num_draft_tokens, cap)))
+        return [r if r.mode == "beam" else
+                replace(r, request=replace(r.request, num_draft_tokens=min(r.request.num_draft_tokens, cap)))
                 for r in requests]
 
+    def _search(self, requests: list[ServedRequest], group: list[int], held: dict[int, list[int]],
+                outcomes: list) -> None:
+        try:
+            results = self.beam.generate([requests[i].request for i in group], [held[i] for i in group])
+        except Exception as error:  # noqa: BLE001 - a failed model call fails its group, not the server
+            results = [error] * len(group)
+        for i, result in zip(group, results):
+            outcomes[i] = result
+
     @staticmethod
-    def _generate(decoder: ListDecoder, requests: list[ServedRequest], group: list[int], held: dict[int, int],
+    def _generate(decoder: ListDecoder, requests: list[ServedRequest], group: list[int], held: dict[int, list[int]],
                   outcomes: list, on_item, cancelled) -> None:
         try:
             results = decoder.generate(
-                [requests[i].request for i in group], [held[i] for i in group],
+                [requests[i].request for i in group], [held[i][0] for i in group],
                 on_item=None if on_item is None else lambda j, result: on_item(group[j], result),
                 cancelled=None if cancelled is None else lambda j: cancelled(group[j]))
         except Exception as error:  # noqa: BLE001 - a failed model call fails its group, not the server

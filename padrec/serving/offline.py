@@ -10,8 +10,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from padrec.decoding.beam import BeamDecoder
+from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
-from padrec.decoding.interfaces import DecodeRequest
+from padrec.decoding.interfaces import BeamRequest, DecodeRequest, DecodeResult
 from padrec.decoding.onnx_draft import OnnxDraft
 from padrec.decoding.onnx_target import OnnxTarget
 from padrec.export.repository import MANIFEST, TARGET_MODEL, VERSION, draft_model_name
@@ -24,16 +26,30 @@ def offline_lists(repository: Path, histories: Sequence[Sequence[int]], drafter:
                   num_draft_tokens: int, top_n: int = DecodeRequest.top_n) -> list[list[int]]:
     """Each history's greedy list of `top_n` items (internal indices) from the engine on
     `repository`'s exported graphs, `OFFLINE_BATCH` users per batch; `drafter` None decodes plainly."""
-    manifest = json.loads((repository / MANIFEST).read_text())
-    trie = repository_trie(repository, manifest)
+    manifest, trie, target = _served_target(repository, OFFLINE_BATCH)
     proposer = (OnnxDraft(repository / draft_model_name(drafter) / VERSION / "model.onnx", OFFLINE_BATCH)
                 if drafter else None)
-    target = OnnxTarget(repository / TARGET_MODEL / VERSION / "model.onnx", OFFLINE_BATCH, sids=trie.sids)
-    decoder = ListDecoder(trie, target,
-                          manifest["graphs"]["max_seq_len"], proposer=proposer)
+    decoder = ListDecoder(trie, target, manifest["graphs"]["max_seq_len"], proposer=proposer)
     lists: list[list[int]] = []
     for begin in range(0, len(histories), OFFLINE_BATCH):
         requests = [DecodeRequest(tuple(h), top_n=top_n, num_draft_tokens=num_draft_tokens)
                     for h in histories[begin: begin + OFFLINE_BATCH]]
         lists += [list(r.items) for r in decoder.generate(requests, list(range(len(requests))))]
     return lists
+
+
+def offline_beams(repository: Path, histories: Sequence[Sequence[int]], beam_width: int = BeamRequest.beam_width,
+                  top_n: int = BeamRequest.top_n) -> list[DecodeResult]:
+    """Each history's top `top_n` items by beam search (`BeamDecoder`) on `repository`'s target graph,
+    one user at a time."""
+    manifest, trie, target = _served_target(repository, beam_width)
+    decoder = BeamDecoder(trie, target, manifest["graphs"]["max_seq_len"], beam_width)
+    return [decoder.generate([BeamRequest(tuple(h), top_n=top_n, beam_width=beam_width)], [list(range(beam_width))])[0]
+            for h in histories]
+
+
+def _served_target(repository: Path, rows: int) -> tuple[dict, ItemTrie, OnnxTarget]:
+    """The repository's manifest, trie and target graph (with a cache of `rows` rows)."""
+    manifest = json.loads((repository / MANIFEST).read_text())
+    trie = repository_trie(repository, manifest)
+    return manifest, trie, OnnxTarget(repository / TARGET_MODEL / VERSION / "model.onnx", rows, sids=trie.sids)

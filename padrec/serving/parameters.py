@@ -6,20 +6,28 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from padrec.config import DecodeConfig, ServingConfig
-from padrec.decoding.interfaces import DecodeRequest, InvalidRequest
+from padrec.decoding.interfaces import BeamRequest, DecodeRequest, InvalidRequest
 
 # name -> accepted JSON types (bool is not an int here, though Python says it is)
 _TYPES: dict[str, tuple[type, ...]] = {
     "top_n": (int,), "num_draft_tokens": (int,), "seed": (int,),
     "temperature": (int, float), "top_p": (int, float),
-    "drafter": (str,), "exclude_history": (bool,),
+    "drafter": (str,), "exclude_history": (bool,), "mode": (str,), "beam_width": (int,),
 }
+MODES = ("list", "beam")
+# parameters of one mode only: naming one in a request of the other mode is an error, not ignored
+_LIST_ONLY = ("num_draft_tokens", "drafter", "temperature", "top_p", "seed")
+_BEAM_ONLY = ("beam_width",)
 
 
 @dataclass(frozen=True)
 class ServedRequest:
-    request: DecodeRequest
-    drafter: str
+    request: DecodeRequest | BeamRequest
+    drafter: str | None  # None for a beam request
+
+    @property
+    def mode(self) -> str:
+        return "beam" if isinstance(self.request, BeamRequest) else "list"
 
 
 def parse_request(history: list[int], parameters: dict, serving: ServingConfig = ServingConfig(),
@@ -33,6 +41,19 @@ def parse_request(history: list[int], parameters: dict, serving: ServingConfig =
         if isinstance(value, bool) != (_TYPES[name] == (bool,)) or not isinstance(value, _TYPES[name]):
             kind = " or ".join(t.__name__ for t in _TYPES[name])
             raise InvalidRequest(f"parameter {name} must be {kind}, got {type(value).__name__} {value!r}")
+    mode = parameters.get("mode", "list")
+    if mode not in MODES:
+        raise InvalidRequest(f"mode must be one of {list(MODES)}, got {mode!r}")
+    misplaced = sorted(set(parameters) & set(_BEAM_ONLY if mode == "list" else _LIST_ONLY))
+    if misplaced:
+        raise InvalidRequest(f"parameters {misplaced} do not apply to mode {mode!r}")
+    if mode == "beam":
+        return ServedRequest(BeamRequest(
+            history=tuple(history),
+            top_n=parameters.get("top_n", decode.top_n),
+            beam_width=parameters.get("beam_width", decode.beam_width),
+            exclude_history=parameters.get("exclude_history", decode.exclude_history),
+        ), None)
     if parameters.get("seed", 0) < 0:
         raise InvalidRequest(f"seed must be >= 0, got {parameters['seed']}")
     drafter = parameters.get("drafter", serving.drafter)

@@ -25,9 +25,12 @@ class RemoteTarget:
     def __init__(self, call: Call):
         self.call = call
 
-    def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> TargetScores:
-        out = self.call({"rows": rows.astype(np.int64), "start": start.astype(np.int64),
-                         "tokens": tokens.astype(np.int64)}, self.outputs)
+    def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray,
+              sources: np.ndarray | None = None) -> TargetScores:
+        inputs = {"rows": rows.astype(np.int64), "start": start.astype(np.int64), "tokens": tokens.astype(np.int64)}
+        if sources is not None:  # an optional input of the target model: most calls copy nothing
+            inputs["sources"] = sources.astype(np.int64)
+        out = self.call(inputs, self.outputs)
         return TargetScores(out["logits"], out["hidden"])
 
 

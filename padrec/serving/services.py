@@ -33,7 +33,10 @@ class TargetService:
         tokens = inputs["tokens"]
         # rows' padding positions are scored too (the graph has no lengths); nobody reads them
         lengths = np.full(len(tokens), tokens.shape[1], dtype=np.int64)
-        scores = self.target.score(inputs["rows"], inputs["start"], tokens, lengths)
+        sources = inputs.get("sources")
+        if sources is not None:
+            _check_rows({"rows": sources, "start": inputs["start"]}, self.target.cache.k.shape[1], distinct=False)
+        scores = self.target.score(inputs["rows"], inputs["start"], tokens, lengths, sources)
         return {"logits": scores.logits, "hidden": scores.hidden}
 
 
@@ -50,10 +53,12 @@ class DraftService:
         return {"proposals": proposals, "q": q}
 
 
-def _check_rows(inputs: dict[str, np.ndarray], capacity: int) -> None:
-    """Rows and starts must address the pool (a caller bug, reported rather than crashing the model)."""
+def _check_rows(inputs: dict[str, np.ndarray], capacity: int, distinct: bool = True) -> None:
+    """Rows and starts must address the pool (a caller bug, reported rather than crashing the model);
+    rows written to must be distinct, rows copied from (`sources`) need not be."""
     rows, start = inputs["rows"], inputs["start"]
     if rows.ndim != 1 or start.shape != rows.shape or rows.size == 0:
         raise ValueError(f"rows and start must be equal-length vectors, got {rows.shape} and {start.shape}")
-    if rows.min() < 0 or rows.max() >= capacity or len(set(rows.tolist())) != rows.size:
-        raise ValueError(f"rows must be distinct slots in 0..{capacity - 1}, got {rows.tolist()}")
+    if rows.min() < 0 or rows.max() >= capacity or (distinct and len(set(rows.tolist())) != rows.size):
+        kind = "distinct slots" if distinct else "slots"
+        raise ValueError(f"rows must be {kind} in 0..{capacity - 1}, got {rows.tolist()}")

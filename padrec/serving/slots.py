@@ -17,19 +17,21 @@ class SlotPool:
         self._free = list(reversed(rows))
         self._lock = threading.Lock()
 
-    def acquire(self) -> int:
-        """A free row, or PoolFull."""
+    def acquire(self, count: int = 1) -> list[int]:
+        """`count` free rows, all or none: PoolFull when fewer are free."""
         with self._lock:
-            if not self._free:
-                raise PoolFull(f"all {len(self.rows)} decoding slots are in use; retry later")
-            return self._free.pop()
+            if count > len(self._free):
+                raise PoolFull(f"{count} decoding slots asked for, {len(self._free)} of {len(self.rows)} free; "
+                               "retry later")
+            return [self._free.pop() for _ in range(count)]
 
-    def release(self, row: int) -> None:
-        """Give a row back (releasing one that is not held is a bug, not a request error)."""
+    def release(self, rows: list[int]) -> None:
+        """Give rows back (releasing one that is not held is a bug, not a request error)."""
         with self._lock:
-            if row not in self.rows or row in self._free:
-                raise ValueError(f"slot {row} is not held")
-            self._free.append(row)
+            for row in rows:
+                if row not in self.rows or row in self._free:
+                    raise ValueError(f"slot {row} is not held")
+                self._free.append(row)
 
     @property
     def in_use(self) -> int:

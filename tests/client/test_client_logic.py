@@ -10,7 +10,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from padrec_client import DeadlineExceeded, InvalidArgument, RecommendError, RetryPolicy, Unavailable
-from padrec_client.cli import build_parser, parse_history
+from padrec_client.cli import _request_params, build_parser, parse_history
 from padrec_client.errors import error_for_status, from_triton
 from padrec_client.params import history_array, request_parameters
 from padrec_client.retry import CallBudget
@@ -115,10 +115,14 @@ def test_cli_arguments():
     defaults = build_parser().parse_args(["stream", "--history", "1"])
     assert (defaults.url, defaults.top_n, defaults.drafter, defaults.timeout, defaults.retries) == (
         "localhost:8001", 10, None, 30.0, 3)
+    beam = build_parser().parse_args(["recommend", "--history", "1", "--mode", "beam", "--beam-width", "8"])
+    assert request_parameters(beam.top_n, _request_params(beam)) == {"top_n": 10, "mode": "beam", "beam_width": 8}
+    assert "mode" not in request_parameters(10, _request_params(defaults))  # the server's default applies
 
 
 @pytest.mark.parametrize("argv", [["recommend"], ["recommend", "--history", "1", "--drafter", "medusa"],
-                                  ["recommend", "--history", "1", "--top-n", "ten"], ["nope"]])
+                                  ["recommend", "--history", "1", "--top-n", "ten"],
+                                  ["recommend", "--history", "1", "--mode", "tree"], ["nope"]])
 def test_cli_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)

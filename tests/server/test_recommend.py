@@ -15,7 +15,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from padrec.server import live_processes_in_group
-from padrec.serving.offline import offline_lists
+from padrec.serving.offline import offline_beams, offline_lists
 
 pytestmark = pytest.mark.server
 
@@ -72,6 +72,10 @@ def test_served_greedy_lists_equal_the_offline_engine(recommend_server, served_r
     ("top_n as string", "top_n must be int"),
     ("unknown parameter", "unknown parameters ['beam']"),
     ("unknown drafter", "drafter must be one of"),
+    ("unknown mode", "mode must be one of ['list', 'beam'], got 'tree'"),
+    ("beam top_n above beam_width", "top_n must be in 1..beam_width (4), got 5"),
+    ("beam_width above the maximum", "beam_width must be in 1..32, got 33"),
+    ("a list parameter in beam mode", "parameters ['num_draft_tokens'] do not apply to mode 'beam'"),
     ("wrong dtype", "HISTORY"),
     ("wrong rank", "HISTORY"),
 ])
@@ -91,7 +95,11 @@ def test_bad_input_is_invalid_argument_and_the_server_stays_up(recommend_server,
     else:
         parameters = {"top_n 0": {"top_n": 0}, "top_n 51": {"top_n": 51}, "num_draft_tokens 9": {"num_draft_tokens": 9},
                       "num_draft_tokens -1": {"num_draft_tokens": -1}, "top_n as string": {"top_n": "10"},
-                      "unknown parameter": {"beam": 4}, "unknown drafter": {"drafter": "medusa"}}[case]
+                      "unknown parameter": {"beam": 4}, "unknown drafter": {"drafter": "medusa"},
+                      "unknown mode": {"mode": "tree"},
+                      "beam top_n above beam_width": {"mode": "beam", "beam_width": 4, "top_n": 5},
+                      "beam_width above the maximum": {"mode": "beam", "beam_width": 33},
+                      "a list parameter in beam mode": {"mode": "beam", "num_draft_tokens": 2}}[case]
     with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
         with pytest.raises(grpcclient.InferenceServerException) as error:
             client.infer("recommend", inputs, parameters=parameters)
@@ -129,6 +137,32 @@ def test_stream_sends_each_item_as_verified_and_matches_the_list(recommend_serve
         client.stop_stream()
     assert items == [item.decode() for item in whole["ITEM_IDS"][0]]
     assert rounds == sorted(rounds) and rounds[-1] == whole["ROUNDS"][0, 0]  # running totals
+
+
+BEAM_USERS = 12
+
+
+def test_served_beam_top_k_equals_offline_beam_search_listed_and_streamed(recommend_server, served_repository,
+                                                                        beauty_split, beauty_histories):
+    item_ids = beauty_split.item_ids
+    beam = {"mode": "beam", "beam_width": 20, "top_n": 10}
+    expected = offline_beams(served_repository, [e.history for e in beauty_split.test[:BEAM_USERS]], 20, 10)
+    rounds_before = metric_total(recommend_server, "padrec_beam_rounds_total", model="padrec_decode")
+    with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
+        served = [recommend(client, h, **beam) for h in beauty_histories[:BEAM_USERS]]
+        responses: queue.Queue = queue.Queue()
+        client.start_stream(callback=lambda result, error: responses.put((result, error)))
+        client.async_stream_infer("recommend_stream", [history_input(beauty_histories[0])], parameters=beam)
+        streamed, error = responses.get(timeout=120)  # one response: a ranking is known only at its end
+        assert error is None, error
+        client.stop_stream()
+    for result, offline in zip(served, expected):
+        assert [i.decode() for i in result["ITEM_IDS"][0]] == [item_ids[i] for i in offline.items]
+        np.testing.assert_allclose(result["SCORES"][0], offline.scores, rtol=0, atol=1e-4)
+        assert result["ROUNDS"][0, 0] == offline.stats.rounds == 4  # prefill + the three levels before the last
+    assert streamed.as_numpy("ITEM_IDS").tolist() == served[0]["ITEM_IDS"].tolist()
+    assert metric_total(recommend_server, "padrec_beam_rounds_total", model="padrec_decode") == \
+        rounds_before + sum(r["ROUNDS"][0, 0] for r in served)
 
 
 def metric_total(server, name: str, **labels: str) -> float:

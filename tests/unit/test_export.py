@@ -199,8 +199,10 @@ def test_generated_configs_parse_for_every_backend(exported_tiny, backend):
     for name in MODELS:
         inputs, outputs = graph_io(onnx_file(exported_tiny, name))
         if backend == "python":  # the Python backend's models keep the cache: rows and start replace it
-            inputs, outputs = stateful_io(inputs, outputs)
+            inputs, outputs = stateful_io(inputs, outputs, copies_rows=name == "target")
             assert [s.name for s in inputs][:2] == ["rows", "start"]
+            # only the target copies rows (beam search), and a request may leave that input out
+            assert [s.name for s in inputs if s.optional] == (["sources"] if name == "target" else [])
             assert not {s.name for s in (*inputs, *outputs)} & {"past_k", "past_v", "past_lengths", "new_k", "new_v"}
         slots = ServingConfig().target_slots
         config = text_format.Parse(model_config(name, backend, inputs, outputs, slots=slots),
@@ -212,6 +214,7 @@ def test_generated_configs_parse_for_every_backend(exported_tiny, backend):
         assert [t.name for t in config.output] == [s.name for s in outputs]
         assert [list(t.dims) for t in config.input] == [[d if isinstance(d, int) else -1 for d in s.dims]
                                                          for s in inputs]
+        assert [t.name for t in config.input if t.optional] == [s.name for s in inputs if s.optional]
         gpu = config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
         assert gpu == (backend == "tensorrt")
         if backend == "python":  # the repository holds exactly what the generator writes

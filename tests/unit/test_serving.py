@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from padrec.config import ServingConfig
+from padrec.config import DecodeConfig, ServingConfig
 from padrec.decoding.engine import ListDecoder
-from padrec.decoding.interfaces import DecodeRequest, DecodeResult, InvalidRequest
+from padrec.decoding.interfaces import BeamRequest, DecodeRequest, DecodeResult, InvalidRequest
 from padrec.decoding.onnx_draft import OnnxDraft
 from padrec.decoding.onnx_target import OnnxTarget
 from padrec.serving.catalogue import ItemCatalogue
 from padrec.serving.decoder import ServedDecoder
+from padrec.serving.offline import offline_beams
 from padrec.serving.parameters import ServedRequest, parse_request, serving_config
 from padrec.serving.services import DraftService, TargetService
 from padrec.serving.slots import PoolFull, SlotPool
@@ -57,16 +58,37 @@ def test_deployment_load_settings_come_from_the_model_config_parameters():
             serving_config(parameters)
 
 
-def test_slot_pool_is_bounded_and_refuses_double_release():
-    pool = SlotPool(range(4, 6))
+def test_beam_mode_parameters_and_their_mistakes():
+    served = parse_request([1, 2], {"mode": "beam", "beam_width": 8, "top_n": 5})
+    assert served.mode == "beam" and served.drafter is None
+    assert served.request == BeamRequest((1, 2), top_n=5, beam_width=8)
+    assert parse_request([1], {"mode": "beam"}).request.beam_width == DecodeConfig().beam_width
+    assert parse_request([1], {"mode": "list"}).mode == "list"
+    for parameters, message in [({"mode": "tree"}, "mode must be one of"),
+                                ({"mode": "beam", "num_draft_tokens": 2}, r"\['num_draft_tokens'\] do not apply to mode 'beam'"),
+                                ({"mode": "beam", "temperature": 1.0}, "do not apply to mode 'beam'"),
+                                ({"beam_width": 4}, r"\['beam_width'\] do not apply to mode 'list'"),
+                                ({"mode": "beam", "beam_width": "4"}, "beam_width must be int")]:
+        with pytest.raises(InvalidRequest, match=message):
+            parse_request([1], parameters)
+
+
+def test_slot_pool_is_bounded_hands_out_all_or_none_and_refuses_double_release():
+    pool = SlotPool(range(4, 8))
     held = [pool.acquire(), pool.acquire()]
-    assert sorted(held) == [4, 5] and pool.in_use == 2
-    with pytest.raises(PoolFull, match="all 2 decoding slots"):
+    assert sorted(r for rows in held for r in rows) == [4, 5] and pool.in_use == 2
+    with pytest.raises(PoolFull, match="3 decoding slots asked for, 2 of 4 free"):
+        pool.acquire(3)
+    assert pool.in_use == 2  # a refused request takes nothing
+    pair = pool.acquire(2)
+    with pytest.raises(PoolFull):
         pool.acquire()
-    pool.release(held[0])
-    assert pool.acquire() == held[0]
+    pool.release(held[0] + pair)
+    assert pool.in_use == 1
     with pytest.raises(ValueError):
-        pool.release(3)
+        pool.release([3])
+    with pytest.raises(ValueError, match="not held"):
+        pool.release(pair[:1])
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +126,36 @@ def test_served_decoder_equals_the_offline_engine(exported_tiny, services):
                 assert outcome.items == expected.items and outcome.tokens == expected.tokens
                 assert outcome.stats.as_dict() == expected.stats.as_dict()
                 np.testing.assert_allclose(outcome.scores, expected.scores, rtol=0, atol=1e-5)
+
+
+def test_served_beam_requests_equal_the_offline_beam_search_beside_lists(exported_tiny, services):
+    e = exported_tiny
+    histories = [[1, 5, 9], [2], [30, 4, 17, 8]]
+    beams = [ServedRequest(BeamRequest(tuple(h), top_n=3, beam_width=5), None) for h in histories]
+    lists = [ServedRequest(DecodeRequest(tuple(h), top_n=3, num_draft_tokens=2), "padrec") for h in histories]
+    served = ServedDecoder(e.repository, direct_call(services), range(3 * 5 + 3))
+    outcomes = served.decode([r for pair in zip(beams, lists) for r in pair])
+    assert served.pool.in_use == 0
+    expected = offline_beams(e.repository, histories, beam_width=5, top_n=3)
+    for outcome, offline in zip(outcomes[::2], expected):
+        assert outcome.items == offline.items and outcome.stats.rounds == offline.stats.rounds
+        np.testing.assert_allclose(outcome.scores, offline.scores, rtol=0, atol=1e-5)
+    assert all(isinstance(o, DecodeResult) and len(o.items) == 3 for o in outcomes[1::2])
+
+
+def test_a_beam_request_needs_a_slot_per_beam_and_bad_widths_are_refused(exported_tiny, services):
+    served = ServedDecoder(exported_tiny.repository, direct_call(services), range(4))
+    outcomes = served.decode([ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=3), None),
+                              ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=2), None),
+                              ServedRequest(BeamRequest((1, 2), top_n=3, beam_width=2), None),
+                              ServedRequest(DecodeRequest((1, 2), top_n=2), "padrec")])
+    assert isinstance(outcomes[0], DecodeResult) and len(outcomes[0].items) == 2
+    assert isinstance(outcomes[1], PoolFull)  # 3 of the 4 slots are taken by the first
+    assert isinstance(outcomes[2], InvalidRequest) and "top_n must be in 1..beam_width" in str(outcomes[2])
+    assert isinstance(outcomes[3], DecodeResult)  # the fourth slot
+    assert served.pool.in_use == 0
+    wider = served.decode([ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=5), None)])[0]
+    assert isinstance(wider, InvalidRequest) and "needs as many decoding slots; this model has 4" in str(wider)
 
 
 def test_each_request_fails_alone_and_slots_always_come_back(exported_tiny, services):

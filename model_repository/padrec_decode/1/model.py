@@ -58,7 +58,8 @@ class TritonPythonModel:
             if len(result.items) >= parsed[i][0].request.top_n:
                 return
             try:
-                senders[i].send(pb_utils.InferenceResponse(output_tensors=outputs(result, parsed[i][1], True, self.catalogue)))
+                senders[i].send(pb_utils.InferenceResponse(
+                    output_tensors=outputs(result, parsed[i][1], len(result.items) - 1, self.catalogue)))
                 sent[i] += 1
             except Exception:  # noqa: BLE001 - one lost client must not fail the batch
                 gone.add(i)
@@ -69,12 +70,13 @@ class TritonPythonModel:
         responses = []
         for i in range(len(requests)):
             outcome = finished.get(i, parsed[i])
-            drafter = parsed[i][0].drafter if i in finished else None
-            self.metrics.record(outcome, drafter)
+            self.metrics.record(outcome, parsed[i][0] if i in finished else None)
             if isinstance(outcome, DecodeResult) and not outcome.cancelled:
+                # a stream's last response carries the items not sent yet: a list's last one, all of
+                # a beam request's (their ranking is known only at the end)
                 unsent = self.streaming and sent[i] < len(outcome.items)
                 response = None if self.streaming and not unsent else pb_utils.InferenceResponse(
-                    output_tensors=outputs(outcome, parsed[i][1], self.streaming, self.catalogue))
+                    output_tensors=outputs(outcome, parsed[i][1], sent[i], self.catalogue))
             else:
                 response = pb_utils.InferenceResponse(error=as_triton_error(outcome))
             if self.streaming:
@@ -124,10 +126,10 @@ def close(sender, response):
         pb_utils.Logger.log_warn(f"recommend_stream: could not end a stream: {error}")
 
 
-def outputs(result, truncated, last_only, catalogue):
-    """The response tensors of a result (batch dimension 1); `last_only`: just its newest item.
+def outputs(result, truncated, first, catalogue):
+    """The response tensors of a result (batch dimension 1) for its items from index `first` on.
     Items as internal indices, or as external IDs when there is a `catalogue` to map them."""
-    items, scores = (result.items[-1:], result.scores[-1:]) if last_only else (result.items, result.scores)
+    items, scores = result.items[first:], result.scores[first:]
     indices = np.array([items], dtype=np.int64)
     stats = result.stats
     return [
@@ -167,6 +169,8 @@ class DecodeMetrics:
             "depth": pb_utils.MetricFamily("padrec_draft_depth_total",
                                            "Draft proposals by depth (1 = first of a round) and fate: reached, accepted",
                                            counter),
+            "beam_rounds": pb_utils.MetricFamily("padrec_beam_rounds_total",
+                                                 "Target forwards of beam (top-K) requests, prefill included", counter),
         }
         self.metrics = {}
 
@@ -178,13 +182,18 @@ class DecodeMetrics:
             self.metrics[key] = self.families[family].Metric(labels={"model": self.model, **labels})
         self.metrics[key].increment(value)
 
-    def record(self, outcome, drafter):
+    def record(self, outcome, served):
+        """Count one request's outcome; `served`: its parsed request (None when it did not parse)."""
         if not isinstance(outcome, DecodeResult):
             kind = {InvalidRequest: "invalid", PoolFull: "unavailable"}.get(type(outcome), "error")
             self._increment("requests", 1, outcome=kind)
             return
         self._increment("requests", 1, outcome="cancelled" if outcome.cancelled else "ok")
         stats = outcome.stats
+        if served.mode == "beam":
+            self._increment("beam_rounds", stats.rounds)
+            return
+        drafter = served.drafter
         self._increment("rounds", stats.rounds, drafter=drafter)
         self._increment("tokens", stats.drafted, drafter=drafter, fate="drafted")
         self._increment("tokens", stats.accepted, drafter=drafter, fate="accepted")
