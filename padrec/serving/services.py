@@ -29,13 +29,13 @@ class TargetService:
         self.target = OnnxTarget(onnx_path, rows, threads, sids)
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        _check_rows(inputs, self.target.cache.k.shape[1])
+        _check_rows(inputs["rows"], inputs["start"], self.target.cache.k.shape[1])
         tokens = inputs["tokens"]
         # rows' padding positions are scored too (the graph has no lengths); nobody reads them
         lengths = np.full(len(tokens), tokens.shape[1], dtype=np.int64)
         sources = inputs.get("sources")
         if sources is not None:
-            _check_rows({"rows": sources, "start": inputs["start"]}, self.target.cache.k.shape[1], distinct=False)
+            _check_rows(sources, inputs["start"], self.target.cache.k.shape[1], distinct=False)
         scores = self.target.score(inputs["rows"], inputs["start"], tokens, lengths, sources)
         return {"logits": scores.logits, "hidden": scores.hidden}
 
@@ -47,16 +47,15 @@ class DraftService:
         self.draft = OnnxDraft(onnx_path, rows, threads)
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        _check_rows(inputs, self.draft.cache.k.shape[1])
+        _check_rows(inputs["rows"], inputs["start"], self.draft.cache.k.shape[1])
         feeds = {name: value for name, value in inputs.items() if name not in SLOT_INPUTS}
         proposals, q = self.draft.run(inputs["rows"], inputs["start"], feeds)
         return {"proposals": proposals, "q": q}
 
 
-def _check_rows(inputs: dict[str, np.ndarray], capacity: int, distinct: bool = True) -> None:
+def _check_rows(rows: np.ndarray, start: np.ndarray, capacity: int, distinct: bool = True) -> None:
     """Rows and starts must address the pool (a caller bug, reported rather than crashing the model);
     rows written to must be distinct, rows copied from (`sources`) need not be."""
-    rows, start = inputs["rows"], inputs["start"]
     if rows.ndim != 1 or start.shape != rows.shape or rows.size == 0:
         raise ValueError(f"rows and start must be equal-length vectors, got {rows.shape} and {start.shape}")
     if rows.min() < 0 or rows.max() >= capacity or (distinct and len(set(rows.tolist())) != rows.size):
