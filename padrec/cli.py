@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("padrec.commands.bench", "offline speed and acceptance: plain vs speculative decoding"),
     "bench-gpu": ("padrec.commands.bench_gpu", "plain vs speculative decoding on a GPU, by precision and batch size"),
     "verify": ("padrec.commands.verify", "greedy speculative lists against plain greedy lists on a whole test set"),
+    "verify-beam": ("padrec.commands.verify_beam", "speculative beam search against plain beam search, with its speed"),
     "forward-costs": ("padrec.commands.forward_costs", "a target forward against a draft step at batch 1, per target shape"),
     "draft-signals": ("padrec.commands.draft_signals", "how much a PAD-Rec draft uses its position terms"),
     "export": ("padrec.commands.export", "target and draft to ONNX / TensorRT, checked, as a Triton model repository"),

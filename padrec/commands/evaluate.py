@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, help="evaluate the first N users only")
     parser.add_argument("--beam-users", type=int, help="users for the beam-search reference (default: as --users)")
     parser.add_argument("--no-beam", action="store_true", help="skip the beam-search reference")
+    parser.add_argument("--no-list", action="store_true",
+                        help="skip the generated lists and popularity (beam search only)")
     parser.add_argument("--top-n", type=int, default=10)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -55,17 +57,22 @@ def run(args: argparse.Namespace) -> int:
               "checkpoint": str(checkpoint), "decoding": {"temperature": args.temperature, "top_p": args.top_p,
                                                           "seed": args.seed, "exclude_history": exclude,
                                                           "prefix_size_penalty": beta}}
-    started = time.time()
-    lists = generated_lists(model, trie, examples, args.top_n, progress=progress, exclude_history=exclude,
-                            temperature=args.temperature, top_p=args.top_p, seed=args.seed)
-    report["target"] = ranking_metrics(lists, targets)
-    report["target_seconds"] = time.time() - started
-    report["popularity"] = ranking_metrics(popularity_lists(data.split, examples, args.top_n, exclude), targets)
+    if args.no_list and args.no_beam:
+        print("error: --no-list and --no-beam leave nothing to evaluate", file=sys.stderr)
+        return 2
+    if not args.no_list:
+        started = time.time()
+        lists = generated_lists(model, trie, examples, args.top_n, progress=progress, exclude_history=exclude,
+                                temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+        report["target"] = ranking_metrics(lists, targets)
+        report["target_seconds"] = time.time() - started
+        report["popularity"] = ranking_metrics(popularity_lists(data.split, examples, args.top_n, exclude), targets)
     if not args.no_beam:
         beam_examples = examples[: args.beam_users]
         width = max(DecodeConfig().beam_width, args.top_n)  # a beam search ranks at most its width
+        started = time.time()
         beams = beam_lists(model, trie, beam_examples, width=width, top_n=args.top_n, progress=progress)
-        report["beam_search"] = {"width": width, "users": len(beam_examples),
+        report["beam_search"] = {"width": width, "users": len(beam_examples), "seconds": time.time() - started,
                                  **ranking_metrics(beams, [e.target for e in beam_examples])}
     emit_report(report, args.out, args.json)
     if not args.json:

@@ -32,12 +32,17 @@ class DecodeRequest:
 
 @dataclass(frozen=True)
 class BeamRequest:
-    """A top-K request: the top_n best items by beam search of `beam_width` beams (top_n <= beam_width)."""
+    """A top-K request: the top_n best items by beam search of `beam_width` beams (top_n <= beam_width).
+
+    With draft_width > 0 the search is speculative: after the first code level the draft proposes
+    draft_width candidate prefixes per deeper level and the target scores them all in one forward
+    (`padrec.decoding.beam`); the items and their order stay those of plain beam search."""
 
     history: tuple[int, ...]  # internal item indices, oldest first, already truncated
     top_n: int = 10
     beam_width: int = 20
     exclude_history: bool = True
+    draft_width: int = 0  # 0 = plain beam search
 
 
 def validate_history(sids: SemanticIds, history: tuple[int, ...]) -> None:
@@ -141,6 +146,22 @@ class DraftProposer(Protocol):
     k_max: int
 
     def propose(self, batch: DraftBatch) -> Proposal: ...
+
+
+@dataclass
+class DraftScores:
+    logits: np.ndarray  # [B, T, V] float32, through the target's head
+    features: np.ndarray  # [B, T, D] the draft's predicted next features (its input at the next depth)
+
+
+class DraftScorer(Protocol):
+    """Runs the draft over (feature, token) pairs of several cache rows and returns its
+    distributions at every one: what speculative beam search needs (many continuations per prefix,
+    not one chosen token). Rows, start, lengths and sources mean what they mean for `TargetScorer`;
+    `depth` is the draft depth of every pair (1: its feature is the target's)."""
+
+    def score(self, rows: np.ndarray, start: np.ndarray, features: np.ndarray, tokens: np.ndarray,
+              lengths: np.ndarray, depth: int, sources: np.ndarray | None = None) -> DraftScores: ...
 
 
 class TargetScorer(Protocol):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from padrec.decoding.constraints import ListConstraint
-from padrec.decoding.interfaces import DraftBatch, Proposal
+from padrec.decoding.interfaces import DraftBatch, DraftScores, Proposal
 from padrec.decoding.sampling import constrained_distribution, greedy_scores
 from padrec.decoding.torch_device import on_device, to_host
 from padrec.models.draft import Draft, DraftOutput
@@ -16,7 +16,7 @@ from padrec.semantic_ids import PAD, SemanticIds
 
 
 class TorchDraft:
-    """`DraftProposer` over a torch `Draft` (run as prepared by `for_inference`, on `device` in
+    """`DraftProposer` and `DraftScorer` over a torch `Draft` (run as prepared by `for_inference`, on `device` in
     `dtype`) and a pool of `rows` cache rows beside it.
 
     Each draft step's logits come back to the host, where the trie constraints choose the next token
@@ -44,6 +44,16 @@ class TorchDraft:
         out = self.draft.decode(self.input(features, tokens, positions, depth), positions, mask, past_k, past_v)
         self.cache.write(rows, start, out.new_k, out.new_v)
         return out
+
+    @torch.inference_mode()
+    def score(self, rows: np.ndarray, start: np.ndarray, features: np.ndarray, tokens: np.ndarray,
+              lengths: np.ndarray, depth: int, sources: np.ndarray | None = None) -> DraftScores:
+        rows_t, start_t = torch.from_numpy(rows), torch.from_numpy(start)
+        if sources is not None:
+            self.cache.copy(torch.from_numpy(sources), rows_t, int(start.max()))
+        out = self._step(rows_t, start_t, on_device(features, self.device, self.dtype), on_device(tokens, self.device),
+                         depth)
+        return DraftScores(to_host(out.logits), to_host(out.features))
 
     @torch.inference_mode()
     def propose(self, batch: DraftBatch) -> Proposal:

@@ -12,6 +12,7 @@ from padrec.decoding.constraints import ItemTrie, ListConstraint
 from padrec.decoding.interfaces import BeamRequest, InvalidRequest
 from padrec.decoding.onnx_target import OnnxTarget
 from padrec.decoding.sampling import constrained_log_probs
+from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
 from padrec.semantic_ids import BOS
 
@@ -106,5 +107,58 @@ def test_bad_beam_requests_name_the_problem(exported_tiny):
                              (BeamRequest((1,) * 40, top_n=1, beam_width=2), "positions; the model has")]:
         with pytest.raises(InvalidRequest, match=message):
             decoder.validate(request)
-    with pytest.raises(ValueError, match="needs as many cache rows"):
+    with pytest.raises(ValueError, match="needs 4 cache rows, got 2"):
         decoder.generate([BeamRequest((1,), top_n=2, beam_width=4)], [[0, 1]])
+
+
+@pytest.mark.parametrize("width,draft_width", [(1, 1), (4, 2), (6, 6), (8, 16)])
+def test_speculative_beam_equals_plain_beam(exported_tiny, width, draft_width):
+    """The tiny draft is untrained, so its trees miss most beams: every fallback path runs. A batch
+    mixes plain and speculative requests; each must equal plain search alone."""
+    e = exported_tiny
+    rows = 64 * len(HISTORIES)
+    decoder = BeamDecoder(e.trie, TorchTarget(e.target, rows, e.trie.sids), e.target.config.max_seq_len,
+                          max_beam_width=8, draft=TorchDraft(e.draft, e.trie.sids, rows), max_draft_width=16)
+    requests = [BeamRequest(tuple(h), top_n=min(3, width), beam_width=width, draft_width=draft_width * (u % 3 != 1))
+                for u, h in enumerate(HISTORIES)]
+    needed = [decoder.rows_needed(r) for r in requests]
+    offsets = np.cumsum([0] + needed)
+    batched = decoder.generate(requests, [list(range(a, b))[::-1] for a, b in zip(offsets[:-1], offsets[1:])])
+    for request, together in zip(requests, batched):
+        plain = BeamRequest(request.history, request.top_n, request.beam_width)
+        alone = decoder.generate([plain], [list(range(width))])[0]
+        assert together.items == alone.items
+        np.testing.assert_allclose(together.scores, alone.scores, atol=1e-5)
+        if request.draft_width:
+            assert together.stats.drafted > 0
+        else:
+            assert together.stats.drafted == 0 and together.stats.target_calls == alone.stats.target_calls
+
+
+def test_speculative_beam_with_room_for_every_item_is_exact(exported_tiny):
+    """A draft tree as wide as the catalogue holds every prefix: the tree's one forward scores all
+    levels (no fallback), and the result is the exhaustive top-K."""
+    e = exported_tiny
+    width = 64
+    decoder = BeamDecoder(e.trie, TorchTarget(e.target, 64 * 3, e.trie.sids), e.target.config.max_seq_len,
+                          max_beam_width=width, draft=TorchDraft(e.draft, e.trie.sids, 64 * 3), max_draft_width=64)
+    for history in HISTORIES[:2]:
+        request = BeamRequest(tuple(history), top_n=10, beam_width=width, draft_width=64)
+        result = decoder.generate([request], [list(range(decoder.rows_needed(request)))])[0]
+        items, scores = brute_force_top(e.target.eval(), e.trie, history, 10)
+        assert result.items == items
+        np.testing.assert_allclose(result.scores, scores, atol=1e-4)
+        assert result.stats.target_calls == 2  # prefill + the tree
+        assert result.stats.accepted == e.trie.sids.num_levels - 2
+
+
+def test_draft_width_is_checked(exported_tiny):
+    e = exported_tiny
+    plain = BeamDecoder(e.trie, TorchTarget(e.target, 8, e.trie.sids), e.target.config.max_seq_len, max_beam_width=8)
+    with pytest.raises(InvalidRequest, match=r"draft_width must be in 0..0, got 2 \(this decoder has no draft\)"):
+        plain.validate(BeamRequest((1,), top_n=1, beam_width=2, draft_width=2))
+    drafting = BeamDecoder(e.trie, TorchTarget(e.target, 8, e.trie.sids), e.target.config.max_seq_len,
+                           max_beam_width=8, draft=TorchDraft(e.draft, e.trie.sids, 8), max_draft_width=4)
+    with pytest.raises(InvalidRequest, match="draft_width must be in 0..4, got 5"):
+        drafting.validate(BeamRequest((1,), top_n=1, beam_width=2, draft_width=5))
+    assert drafting.rows_needed(BeamRequest((1,), beam_width=4, draft_width=3)) == 4 + 3 * (e.trie.sids.num_levels - 2)

@@ -1,0 +1,72 @@
+"""Speculative beam search against plain beam search, user by user: same items in the same order,
+and how many target forwards and how much time each took.
+
+Both searches run on the same machine, one request at a time, interleaved user by user (so noise
+hits both alike). A differing top-K is a near-tie when the two lists part at a rank where their
+scores agree to within `NEAR_TIE_SCORE` (float rounding of a prefix scored inside a longer path
+can reorder candidates that tie), otherwise a mismatch (a bug).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from padrec.data.split import Example
+from padrec.decoding.beam import BeamDecoder
+from padrec.decoding.interfaces import BeamRequest, DecodeResult
+
+NEAR_TIE_SCORE = 1e-5
+
+
+def timed_search(decoder: BeamDecoder, request: BeamRequest) -> tuple[DecodeResult, float]:
+    """One request alone in rows 0.., and the seconds it took."""
+    started = time.perf_counter()
+    result = decoder.generate([request], [list(range(decoder.rows_needed(request)))])[0]
+    return result, time.perf_counter() - started
+
+
+def differs(plain: DecodeResult, other: DecodeResult) -> str | None:
+    """None when two top-K lists agree, else "near_tie" or "mismatch" (see the module docstring)."""
+    if plain.items == other.items:
+        return None
+    rank = next((i for i, (a, b) in enumerate(zip(plain.items, other.items)) if a != b), None)
+    if rank is None:
+        return "mismatch"  # different lengths
+    return "near_tie" if abs(plain.scores[rank] - other.scores[rank]) < NEAR_TIE_SCORE else "mismatch"
+
+
+def check_beams(decoder: BeamDecoder, examples: list[Example], settings: list[tuple[int, int]], top_n: int = 10,
+                progress: bool = True) -> list[dict]:
+    """For each (beam_width, draft_width) setting, plain and speculative beam search of every example;
+    per setting: differing lists, mean target forwards, accepted levels and drafted prefixes per
+    request, and the speed-up (total plain time / total speculative time, and the median per user)."""
+    rows = []
+    for width, draft_width in settings:
+        plain_s, spec_s, calls, accepted, drafted = [], [], [], [], []
+        verdicts = {"near_tie": [], "mismatch": []}
+        for u, e in enumerate(tqdm(examples, desc=f"beam {width} draft {draft_width}", disable=not progress)):
+            history = tuple(e.history)
+            plain, t_plain = timed_search(decoder, BeamRequest(history, top_n, width))
+            spec, t_spec = timed_search(decoder, BeamRequest(history, top_n, width, draft_width=draft_width))
+            plain_s.append(t_plain)
+            spec_s.append(t_spec)
+            calls.append((plain.stats.target_calls, spec.stats.target_calls))
+            accepted.append(spec.stats.accepted)
+            drafted.append(spec.stats.drafted)
+            verdict = differs(plain, spec)
+            if verdict:
+                verdicts[verdict].append(u)
+        calls = np.array(calls)
+        ratios = np.array(plain_s) / np.array(spec_s)
+        rows.append({"beam_width": width, "draft_width": draft_width, "users": len(examples),
+                     "mismatches": len(verdicts["mismatch"]), "near_ties": len(verdicts["near_tie"]),
+                     "mismatched_users": verdicts["mismatch"], "near_tie_users": verdicts["near_tie"],
+                     "plain_target_calls": float(calls[:, 0].mean()), "spec_target_calls": float(calls[:, 1].mean()),
+                     "accepted_levels": float(np.mean(accepted)), "drafted": float(np.mean(drafted)),
+                     "plain_ms_median": 1e3 * float(np.median(plain_s)), "spec_ms_median": 1e3 * float(np.median(spec_s)),
+                     "speedup_total": float(np.sum(plain_s) / np.sum(spec_s)),
+                     "speedup_median": float(np.median(ratios))})
+    return rows

@@ -1,0 +1,49 @@
+"""`padrec verify-beam`: speculative beam search == plain beam search on test users, with its speed."""
+
+from __future__ import annotations
+
+import argparse
+
+from padrec.commands import add_report_arguments, emit_report, load_models
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--users", type=int, default=500, help="the first N test users (default 500)")
+    parser.add_argument("--drafter", default="padrec")
+    parser.add_argument("--beam-widths", default="20", help="comma-separated")
+    parser.add_argument("--draft-widths", default="20",
+                        help="comma-separated prefixes the draft proposes per level; each checked at each beam width")
+    parser.add_argument("--top-n", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    add_report_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from padrec.beam_verification import check_beams
+    from padrec.decoding.beam import BeamDecoder, beam_rows
+    from padrec.decoding.torch_draft import TorchDraft
+    from padrec.decoding.torch_target import TorchTarget
+
+    args.prefix_size_penalty = 0.0  # beam search ranks by the target's own log-probabilities
+    models = load_models(args, args.drafter)
+    if models is None:
+        return 2
+    widths = [int(w) for w in args.beam_widths.split(",")]
+    draft_widths = [int(w) for w in args.draft_widths.split(",")]
+    settings = [(w, d) for w in widths for d in draft_widths]
+    sids = models.data.sids
+    rows = max(beam_rows(sids.num_levels, w, d) for w, d in settings)
+    decoder = BeamDecoder(models.trie, TorchTarget(models.target, rows, sids), models.target.config.max_seq_len,
+                          max(widths), TorchDraft(models.drafts[args.drafter], sids, rows), max(draft_widths))
+    report = {"dataset": args.dataset, "drafter": args.drafter, "threads": args.threads, "top_n": args.top_n,
+              "checks": check_beams(decoder, models.data.split.test[: args.users], settings, args.top_n,
+                                    progress=not args.quiet)}
+    emit_report(report, args.out, args.json)
+    if not args.json:
+        for c in report["checks"]:
+            print(f"B={c['beam_width']:3d} draft {c['draft_width']:3d}  users {c['users']}  mismatches {c['mismatches']}  "
+                  f"near-ties {c['near_ties']}  forwards {c['plain_target_calls']:.2f} -> {c['spec_target_calls']:.2f}  "
+                  f"accepted levels {c['accepted_levels']:.2f}  speed-up {c['speedup_total']:.2f}x "
+                  f"(median {c['speedup_median']:.2f}x)")
+    return 1 if any(c["mismatches"] for c in report["checks"]) else 0
