@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from padrec.commands import add_report_arguments, emit_report, load_models
 
@@ -25,12 +26,16 @@ def run(args: argparse.Namespace) -> int:
     from padrec.decoding.torch_draft import TorchDraft
     from padrec.decoding.torch_target import TorchTarget
 
+    widths = [int(w) for w in args.beam_widths.split(",")]
+    draft_widths = [int(w) for w in args.draft_widths.split(",")]
+    if min(widths) < args.top_n or min(draft_widths) < 1:
+        print(f"error: every beam width must be at least --top-n ({args.top_n}) and every draft width at least 1",
+              file=sys.stderr)
+        return 2
     args.prefix_size_penalty = 0.0  # beam search ranks by the target's own log-probabilities
     models = load_models(args, args.drafter)
     if models is None:
         return 2
-    widths = [int(w) for w in args.beam_widths.split(",")]
-    draft_widths = [int(w) for w in args.draft_widths.split(",")]
     settings = [(w, d) for w in widths for d in draft_widths]
     sids = models.data.sids
     rows = max(beam_rows(sids.num_levels, w, d) for w, d in settings)

@@ -121,14 +121,16 @@ def unrolled_loss(draft: Draft, feats: torch.Tensor, tokens: torch.Tensor, token
 
 
 def train_draft(target: Target, data: Prepared, draft_config: DraftConfig, config: DraftTrainConfig,
-                seqs: list[np.ndarray], feats: list[torch.Tensor], progress: bool = True) -> tuple[Draft, dict]:
-    """Train one draft on prepared distillation data; returns it and a log."""
+                seqs: list[np.ndarray], feats: list[torch.Tensor], progress: bool = True,
+                init: Draft | None = None) -> tuple[Draft, dict]:
+    """Train one draft on prepared distillation data (from `init`'s weights if given, else from the
+    target's); returns it and a log."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
     # the step embeddings training reaches are those of its unroll; deeper draft steps reuse the last
     draft_config = replace(draft_config, step_depths=config.unroll_steps)
-    draft = Draft.from_target(draft_config, target, data.sids.num_slots).train()
+    draft = (init if init is not None else Draft.from_target(draft_config, target, data.sids.num_slots)).train()
     params = [p for p in draft.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     lengths = [len(s) for s in seqs]

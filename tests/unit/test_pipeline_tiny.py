@@ -106,6 +106,16 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
         assert report[part]["ndcg@10"] <= report[part]["recall@10"]
     assert report["decoding"]["prefix_size_penalty"] == 0.0
 
+    # beam search alone: the same beam metrics, no lists, no popularity
+    assert main(["eval", "--dataset", "small", "--json", "--artifacts", str(art), "--users", "20", "--no-list",
+                 "--quiet"]) == 0
+    beam_only = json.loads(capsys.readouterr().out)
+    assert "target" not in beam_only and "popularity" not in beam_only
+    assert {k: v for k, v in beam_only["beam_search"].items() if k != "seconds"} == {
+        k: v for k, v in report["beam_search"].items() if k != "seconds"}
+    assert main(["eval", "--dataset", "small", "--artifacts", str(art), "--no-list", "--no-beam"]) == 2
+    assert "leave nothing to evaluate" in capsys.readouterr().err
+
     # with the prefix-size prior the lists change, the popularity baseline does not
     assert main(["eval", "--dataset", "small", "--json", "--artifacts", str(art), "--no-beam",
                  "--prefix-size-penalty", "2.0", "--quiet"]) == 0
@@ -153,6 +163,14 @@ def test_prepare_train_evaluate(small_dataset, tmp_path, capsys):
     verified = json.loads(capsys.readouterr().out)
     assert verified["prefix_size_penalty"] == tuned["prefix_size_penalty"] and verified["users"] == 6
     assert [c["mismatches"] for c in verified["checks"]] == [0]
+    # speculative beam search (the barely trained draft misses beams: fallbacks) equals plain beam search
+    assert main(["verify-beam", "--dataset", "small", "--beam-widths", "4", "--artifacts", str(art)]) == 2
+    assert "at least --top-n (10)" in capsys.readouterr().err
+    assert main(["verify-beam", "--dataset", "small", "--users", "5", "--beam-widths", "4", "--draft-widths", "2,6",
+                 "--top-n", "3", "--json", "--quiet", "--artifacts", str(art)]) == 0
+    beams = json.loads(capsys.readouterr().out)["checks"]
+    assert [(c["beam_width"], c["draft_width"], c["users"], c["mismatches"]) for c in beams] == [(4, 2, 5, 0), (4, 6, 5, 0)]
+    assert all(c["drafted"] > 0 and c["plain_target_calls"] >= 2 for c in beams)
     assert main(["bench", "--dataset", "small", "--users", "2", "--k", "2", "--drafters", "padrec,eagle",
                  "--json", "--artifacts", str(art)]) == 2
     assert "padrec train-draft --dataset small --drafter eagle" in capsys.readouterr().err
