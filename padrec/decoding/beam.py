@@ -58,6 +58,7 @@ class _Search:
     beams: list[_Beam]
     stats: DecodeStats = field(default_factory=DecodeStats)
     scores: dict[Codes, np.ndarray] = field(default_factory=dict)  # next-token target logits after each prefix
+    log_probs: dict[Codes, np.ndarray] = field(default_factory=dict)  # those scores over each prefix's allowed codes
     paths: dict[int, Codes] = field(default_factory=dict)  # target cache row -> codes it holds after the prompt
     prompt_features: np.ndarray | None = None  # the target's features of the prompt (drafting only)
 
@@ -162,15 +163,8 @@ class BeamDecoder:
     def _missing(self, s: _Search) -> list[_Beam]:
         """The beams of s whose scores the next expansion needs and nobody has: those with more than
         one allowed code, no scores, and a score at least the width-th best child already ranked."""
-        ranked, unknown = [], []
-        for beam in s.beams:
-            allowed = beam.constraint.allowed()
-            if len(allowed) == 1:
-                ranked.append(beam.score)
-            elif len(allowed) > 1 and beam.codes in s.scores:
-                ranked.extend(beam.score + constrained_log_probs(s.scores[beam.codes], allowed))
-            elif len(allowed) > 1:
-                unknown.append(beam)
+        ranked = _children(s.beams, lambda beam, allowed: self._log_probs(s, beam, allowed))[2]
+        unknown = [b for b in s.beams if len(b.constraint.allowed()) > 1 and b.codes not in s.scores]
         width = s.request.beam_width
         if unknown and len(ranked) >= width:
             floor = np.partition(np.asarray(ranked), len(ranked) - width)[len(ranked) - width]
@@ -275,23 +269,18 @@ class BeamDecoder:
     def _expand(self, s: _Search) -> None:
         """Replace s's beams by the beam_width best one-code extensions under the target's scores
         (beams without scores were shown unable to contribute by `_missing`)."""
-        parent, token, total = [], [], []
-        for b, beam in enumerate(s.beams):
-            allowed = beam.constraint.allowed()
-            if len(allowed) == 1:
-                logp = np.zeros(1)
-            elif beam.codes in s.scores:
-                logp = constrained_log_probs(s.scores[beam.codes], allowed)
-            else:
-                continue
-            parent.append(np.full(len(allowed), b))
-            token.append(allowed)
-            total.append(beam.score + logp)
-        if not parent:
-            s.beams = []
-            return
-        s.beams, _ = _best(s.beams, np.concatenate(parent), np.concatenate(token), np.concatenate(total),
-                           s.request.beam_width)
+        parent, token, total = _children(s.beams, lambda beam, allowed: self._log_probs(s, beam, allowed))
+        s.beams, _ = _best(s.beams, parent, token, total, s.request.beam_width)
+
+    @staticmethod
+    def _log_probs(s: _Search, beam: _Beam, allowed: np.ndarray) -> np.ndarray | None:
+        """The target's constrained log-probabilities of a beam's allowed codes (0 for a single one),
+        None while its scores are unknown; computed once per prefix."""
+        if len(allowed) == 1:
+            return np.zeros(1)
+        if beam.codes not in s.log_probs and beam.codes in s.scores:
+            s.log_probs[beam.codes] = constrained_log_probs(s.scores[beam.codes], allowed)
+        return s.log_probs.get(beam.codes)
 
     def _result(self, s: _Search) -> DecodeResult:
         top = s.beams[: s.request.top_n]
@@ -318,14 +307,9 @@ class _Tree:
     def grow(self, logits: np.ndarray, features: np.ndarray) -> None:
         """Add the draft_width best children of the frontier (logits[j], features[j]: the draft's
         output at frontier node j); they become the frontier."""
-        parent, token, total = [], [], []
-        for j, node in enumerate(self.frontier):
-            allowed = node.constraint.allowed()
-            parent.append(np.full(len(allowed), j))
-            token.append(allowed)
-            total.append(node.score + constrained_log_probs(logits[j], allowed))
-        chosen, parents = _best(self.frontier, np.concatenate(parent), np.concatenate(token), np.concatenate(total),
-                                self.search.request.draft_width)
+        logits_of = {id(node): logits[j] for j, node in enumerate(self.frontier)}
+        chosen, parents = _best(self.frontier, *_children(self.frontier, lambda node, allowed: constrained_log_probs(
+            logits_of[id(node)], allowed)), self.search.request.draft_width)
         self.features = [features[p] for p in parents]
         self.sources = [self.search.rows[p] for p in parents]
         self.frontier = chosen
@@ -337,6 +321,21 @@ def beam_rows(num_levels: int, beam_width: int, draft_width: int) -> int:
     """Cache rows a beam request holds: one per beam, and one per prefix the draft adds beyond the
     first level (the draft's tree has at most one path, hence one row, per node)."""
     return beam_width + draft_width * max(0, num_levels - 2)
+
+
+def _children(nodes: list[_Beam], log_probs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every allowed one-code extension of `nodes` whose log-probability is known: parent index,
+    code and summed score, in node then trie order. log_probs(node, allowed) gives a node's
+    log-probabilities over its allowed codes, or None to leave it out."""
+    parent, token, total = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+    for j, node in enumerate(nodes):
+        allowed = node.constraint.allowed()
+        logp = log_probs(node, allowed) if len(allowed) else None
+        if logp is not None:
+            parent.append(np.full(len(allowed), j))
+            token.append(allowed)
+            total.append(node.score + logp)
+    return np.concatenate(parent), np.concatenate(token), np.concatenate(total)
 
 
 def _best(beams: list[_Beam], parent: np.ndarray, token: np.ndarray, total: np.ndarray,
