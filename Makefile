@@ -28,17 +28,18 @@ EXPORTED := model_repository/padrec_export.json
 # The first Beauty test user's history (external item IDs, oldest first): the demo's sample request.
 DEMO_HISTORY ?= 1,2,3,4
 
-.PHONY: help setup test serve cluster demo perf perf-report perf-datasets perf-failover perf-gpu lint-deploy clean
+.PHONY: help setup test artifacts serve cluster demo perf perf-report perf-datasets perf-failover perf-gpu lint-deploy clean
 
 help:
 	@echo "make setup   .venv with the pinned dependencies, a Triton server and perf_analyzer"
 	@echo "make test    setup, then every test (some start a real tritonserver)"
+	@echo "make artifacts  restore the other datasets' trained models from git history (artifacts/archived.json)"
 	@echo "make serve   setup and export, then serve model_repository/ on 127.0.0.1:8001 (SERVE_ARGS='--host 0.0.0.0 ...')"
 	@echo "make cluster N=2  setup and export, then N replicas of model_repository/ on free ports (restarted if one dies)"
 	@echo "make demo    setup and export, serve, ask for one user's recommendations (speculative and plain), stop"
 	@echo "make perf    setup and export, perf_analyzer runs against a fresh server, then perf/REPORT.md (PERF_ARGS='--quick')"
 	@echo "make perf-report  re-render perf/REPORT.md and perf/plots/ from perf/results.json"
-	@echo "make perf-datasets  PAD-Rec against EAGLE at k=2,3,4 on beauty, sports, toys, yelp through Triton: perf/DATASETS.md"
+	@echo "make perf-datasets  (restores the artifacts) PAD-Rec against EAGLE at k=2,3,4 on beauty, sports, toys, yelp through Triton: perf/DATASETS.md"
 	@echo "make perf-failover  two replicas under load, one killed and restarted: perf/FAILOVER.md"
 	@echo "make perf-gpu  on a GPU machine (no setup, nothing installed): perf/gpu/run.sh, results/gpu/<gpu>.json/.md/.png"
 	@echo "make clean   remove .venv and .cache"
@@ -84,6 +85,11 @@ test: setup
 	if [ $$status -eq 5 ]; then echo "make test: pytest ran no tests (exit code 5)" >&2; fi
 	exit $$status
 
+# Sports, Toys, Yelp, ML-100K and the shared-vocabulary models live in git history, not in the
+# checkout (so it travels to a GPU machine); this brings them back, checked (padrec/archive.py).
+artifacts: setup
+	$(BIN)/padrec restore-artifacts --all
+
 # The target and drafts as ONNX graphs with their Python-backend models; redone when a checkpoint
 # changes, or the library code that builds the graphs (any of padrec/, to be safe).
 $(EXPORTED): artifacts/$(DATASET)/target.pt artifacts/$(DATASET)/draft_padrec.pt artifacts/$(DATASET)/draft_eagle.pt \
@@ -118,7 +124,7 @@ perf-report: setup
 
 # Each dataset with trained drafts exported into build/perf-datasets/<dataset>/ (never model_repository/)
 # and served on its own: perf/datasets/<dataset>/results.json, perf/DATASETS.md (about 5 minutes a dataset).
-perf-datasets: setup
+perf-datasets: setup artifacts
 	$(BIN)/python -m perf datasets $(PERF_DATASETS_ARGS)
 
 # Two replicas of model_repository/, 8 clients for 60 s, replica 0 SIGKILLed and restarted (perf/README.md).

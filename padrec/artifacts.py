@@ -10,6 +10,9 @@
         draft_<name>.pt     a trained draft (eagle, padrec, item-only, step-only) + its _train.json
         decoding.json       optional: the dataset's decoding defaults, chosen on validation lists
                             (`padrec tune-prior`), with the evidence they were chosen on
+
+    The checkpoints (*.pt) of every dataset but the default one are archived in git history and
+    restored on demand (padrec/archive.py, artifacts/archived.json).
 """
 
 from __future__ import annotations

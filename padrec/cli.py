@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "draft-signals": ("padrec.commands.draft_signals", "how much a PAD-Rec draft uses its position terms"),
     "export": ("padrec.commands.export", "target and draft to ONNX / TensorRT, checked, as a Triton model repository"),
     "tables": ("padrec.commands.tables", "markdown tables of the committed results"),
+    "restore-artifacts": ("padrec.commands.restore_artifacts", "bring back the trained models archived in git history"),
 }
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from padrec.archive import restore_hint
 from padrec.config import ARTIFACTS_DIR
 from padrec.server import REPO_ROOT, ServerConfig, ServerError, TritonServer, log_tail
 from perf.comparison import DATASETS_DIR, INDEX_FILE
@@ -85,7 +86,9 @@ def missing(dataset: str, artifacts: Path = ARTIFACTS_DIR) -> str | None:
         return None
     kinds = [kind for kind, prefix in (("target", "target"), ("drafts", "draft_"))
              if any(path.name.startswith(prefix) for path in absent)]
-    return f"no trained {' and '.join(kinds)}: {', '.join(_shown(path) for path in absent)} missing"
+    hint = restore_hint(absent[0], artifacts)
+    return f"no trained {' and '.join(kinds)}: {', '.join(_shown(path) for path in absent)} missing" + (
+        f"; {hint}" if hint else "")
 
 
 def _shown(path: Path) -> str:

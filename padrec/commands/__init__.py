@@ -50,11 +50,19 @@ def emit_report(report: dict, out: Path | None, as_json: bool) -> None:
         print(text)
 
 
+def missing_checkpoint(what: str, path: Path, train_command: str) -> None:
+    """Say on stderr that a checkpoint is missing, and how to get it: restore it where it is archived
+    in git history (padrec/archive.py), else the `padrec` command that trains it."""
+    from padrec.archive import restore_hint
+
+    print(f"error: no {what} at {path} ({restore_hint(path) or f'run `padrec {train_command}`'})", file=sys.stderr)
+
+
 def has_target(data: Prepared) -> bool:
-    """Whether the prepared dataset has a trained target; if not, say so with the command that trains it."""
+    """Whether the prepared dataset has a trained target; if not, say so with the command that brings it."""
     if data.paths.target.is_file():
         return True
-    print(f"error: no target at {data.paths.target} (run `padrec train-target --dataset {data.name}`)", file=sys.stderr)
+    missing_checkpoint("target", data.paths.target, f"train-target --dataset {data.name}")
     return False
 
 
@@ -87,8 +95,7 @@ def load_models(args, drafter_names: str) -> Models | None:
     for name in drafter_names.split(","):
         path = data.paths.draft(name)
         if name not in DRAFTERS or not path.is_file():
-            print(f"error: no {name!r} draft at {path} (run `padrec train-draft --dataset {args.dataset} "
-                  f"--drafter {name}`)", file=sys.stderr)
+            missing_checkpoint(f"{name!r} draft", path, f"train-draft --dataset {args.dataset} --drafter {name}")
             return None
         drafts[name] = Draft.load(path)
     return Models(data, Target.load(data.paths.target), drafts, ItemTrie(data.sids, prefix_size_penalty(args, data)))

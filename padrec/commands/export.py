@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from padrec.commands import add_prior_argument, emit_report, prefix_size_penalty
+from padrec.commands import add_prior_argument, emit_report, missing_checkpoint, prefix_size_penalty
 from padrec.config import ARTIFACTS_DIR, DRAFTERS, REPO_ROOT, ServingConfig
 from padrec.export.forced_room import COVERAGE, ROOM_USERS, measured_room
 
@@ -90,8 +90,7 @@ def _export(args: argparse.Namespace, trt) -> int:
     sources = {TARGET_MODEL: data.paths.target} | {draft_model_name(d): data.paths.draft(d) for d in args.drafters}
     for (name, path), command in zip(sources.items(), ["train-target", *(f"train-draft --drafter {d}" for d in args.drafters)]):
         if not path.is_file():
-            print(f"error: no {name} checkpoint at {path} (run `padrec {command} --dataset {args.dataset}`)",
-                  file=sys.stderr)
+            missing_checkpoint(f"{name} checkpoint", path, f"{command} --dataset {args.dataset}")
             return 2
     trie = ItemTrie(data.sids, beta)
     target = Target.load(sources[TARGET_MODEL])
