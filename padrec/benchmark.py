@@ -111,16 +111,19 @@ def _summary(runs: _Runs, targets: list[int]) -> dict:
 
 
 def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int], rows: int = 1,
-                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
-    """Plain and (drafter, k) decoders on torch eager with `rows` cache rows each, sharing one
-    inference copy of each model on `device` in `dtype`."""
+                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                   trees: list[tuple[int, tuple[int, ...], int]] = ()) -> dict:
+    """Plain, (drafter, k) and, per token tree (k, widths by slot, budget) of `trees`, (drafter, k,
+    widths, budget) decoders on torch eager with `rows` cache rows each, sharing one inference copy of each
+    model on `device` in `dtype`."""
     max_len = target.config.max_seq_len
     target = for_inference(target, device, dtype)
     drafts = {name: for_inference(d, device, dtype) for name, d in drafts.items()}
     decoders = {("plain", 0): ListDecoder(trie, TorchTarget(target, rows, trie.sids, device, dtype), max_len)}
-    decoders.update({(name, k): ListDecoder(trie, TorchTarget(target, rows, trie.sids, device, dtype), max_len,
-                                            proposer=TorchDraft(d, trie.sids, rows, device, dtype))
-                     for name, d in drafts.items() for k in ks})
+    shapes = [(k,) for k in ks] + [tuple(tree) for tree in trees]
+    decoders.update({(name, *shape): ListDecoder(trie, TorchTarget(target, rows, trie.sids, device, dtype), max_len,
+                                                 proposer=TorchDraft(d, trie.sids, rows, device, dtype))
+                     for name, d in drafts.items() for shape in shapes})
     return decoders
 
 
@@ -149,12 +152,16 @@ def onnx_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: 
 
 def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example],
                   ks: list[int], top_n: int = 10, progress: bool = True, runtime: str = "torch",
-                  workdir: Path | None = None, forced_room: int | None = None) -> dict:
+                  workdir: Path | None = None, forced_room: int | None = None,
+                  trees: list[tuple[int, tuple[int, ...], int]] = ()) -> dict:
     """Decode every example with every configuration on one runtime; returns the report dict.
-    onnxruntime needs the draft graphs' `forced_room` (`padrec.export.forced_room`)."""
+    onnxruntime needs the draft graphs' `forced_room` (`padrec.export.forced_room`); token `trees`
+    (k, widths by slot, budget) run on torch only."""
     if runtime == "torch":
-        decoders = torch_decoders(target, drafts, trie, ks)
+        decoders = torch_decoders(target, drafts, trie, ks, trees=trees)
     else:
+        if trees:
+            raise ValueError("token trees run on torch only: the exported draft graphs unroll chains")
         if forced_room is None:
             raise ValueError("the onnxruntime benchmark needs the draft graphs' forced_room")
         decoders = onnx_decoders(target, drafts, trie, ks, workdir or Path(tempfile.mkdtemp(prefix="padrec_bench_")),
@@ -181,8 +188,8 @@ def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder
     runs = {key: _Runs() for key in decoders}
     batches = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
     if warm_up and batches:
-        for (_, k), decoder in decoders.items():
-            decoder.generate(_requests(batches[0], top_n, k), list(range(len(batches[0]))))
+        for key, decoder in decoders.items():
+            decoder.generate(_requests(batches[0], top_n, key), list(range(len(batches[0]))))
     watches = {}
     for key, decoder in decoders.items():  # the decoders now time their target and draft calls
         decoder.target = _Stopwatch(decoder.target, "score")
@@ -190,18 +197,23 @@ def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder
         watches[key] = (decoder.target, decoder.proposer)
     for batch in tqdm(batches, desc=f"bench batch {batch_size}", disable=not progress):
         for key, decoder in decoders.items():
-            _time_batch(decoder, watches[key], _requests(batch, top_n, key[1]), runs[key])
+            _time_batch(decoder, watches[key], _requests(batch, top_n, key), runs[key])
     targets = [e.target for e in examples]
     base = _summary(runs[("plain", 0)], targets)
     report = {"users": len(examples), "top_n": top_n, "batch_size": batch_size, "threads": torch.get_num_threads(),
               "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                           "torch": torch.__version__},
               "plain": base, "speculative": []}
-    for (name, k), r in runs.items():
+    for key, r in runs.items():
+        name, k, *tree = key
         if name == "plain":
             continue
         summary = _summary(r, targets)
-        entry = {"drafter": name, "k": k, **summary, "speedup": base["median_ms"] / summary["median_ms"],
+        shape = {}
+        if tree:
+            widths, budget = tree
+            shape = {"tree_width": max(widths), "tree_budget": budget, "tree_slot_widths": list(widths)}
+        entry = {"drafter": name, "k": k, **shape, **summary, "speedup": base["median_ms"] / summary["median_ms"],
                  "cpu_speedup": base["median_cpu_ms"] / summary["median_cpu_ms"],
                  # tau x T_target / (k T_draft + T_verify), the draft's k steps being one draft call
                  "tau_limit_speedup": summary["tau"] * base["ms_per_target_call"]
@@ -212,8 +224,13 @@ def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder
     return report
 
 
-def _requests(batch: list[Example], top_n: int, k: int) -> list[DecodeRequest]:
-    return [DecodeRequest(tuple(e.history), top_n=top_n, num_draft_tokens=k) for e in batch]
+def _requests(batch: list[Example], top_n: int, key: tuple) -> list[DecodeRequest]:
+    """The requests of a decoder keyed (name, k) or, for token trees, (name, k, widths by slot, budget)."""
+    _, k, *tree = key
+    widths, budget = tree or ((0,), 0)
+    return [DecodeRequest(tuple(e.history), top_n=top_n, num_draft_tokens=k, tree_width=max(widths),
+                          tree_budget=budget, tree_slot_widths=tuple(widths) if len(set(widths)) > 1 else ())
+            for e in batch]
 
 
 def _time_batch(decoder: ListDecoder, watches: tuple, requests: list[DecodeRequest], runs: _Runs) -> None:

@@ -188,6 +188,9 @@ class DecodeConfig:
     seed: int = 0
     beam_width: int = 20  # beams of a top-K request (mode "beam") and of the quality reference
     max_beam_width: int = 32  # the most a request may ask for (a beam request holds one cache row per beam)
+    # the most draft tokens a token-tree round may draft (tree_width x num_draft_tokens): at most the
+    # caches' 16 spare positions (`KVCache.slack`), which a round's tokens may run into at the list's end
+    max_tree_nodes: int = 16
     # beta of the prefix-size prior: a code token's decoding score is its log-probability minus
     # beta x log(items below the prefix it leads to). Token-by-token greedy decoding otherwise
     # favours the prefixes with the most items under them (their probability is summed over more

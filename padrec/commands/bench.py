@@ -14,6 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=200, help="first N test users")
     parser.add_argument("--k", default="2,3,4,5,6", help="draft tokens per round, comma-separated")
     parser.add_argument("--drafters", default=",".join(sorted(DRAFTERS)), help="comma-separated")
+    parser.add_argument("--trees", default="", type=tree_shapes, metavar="KxW[:B],...",
+                        help="token trees too (torch only): K deep, W wide, the B likeliest nodes verified "
+                             "(default all), e.g. 4x2,4x3:6; W may give a width per within-item slot, "
+                             "dash-separated (a position-shaped tree: 4x4-2-1-1-1:8)")
     parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (1: batch-1 latency)")
     parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                         help="run target and drafts on torch eager or on their exported ONNX graphs")
@@ -23,12 +27,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_report_arguments(parser)
 
 
+def tree_shapes(text: str) -> list[tuple[int, tuple[int, ...], int]]:
+    """'4x2,4x3-1:6' -> [(4, (2,), 0), (4, (3, 1), 6)]: (draft depth k, width or widths by slot,
+    budget; 0 = every node)."""
+    shapes = []
+    for spec in filter(None, text.split(",")):
+        try:
+            depth_width, _, budget = spec.partition(":")
+            k, widths = depth_width.split("x")
+            shape = (int(k), tuple(int(w) for w in widths.split("-")), int(budget or 0))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a tree is KxW[:B], W a width or dash-separated widths by slot "
+                                             f"(e.g. 4x2:6, 4x4-2-1-1-1), got {spec!r}") from None
+        if shape[0] < 1 or min(shape[1]) < 1 or shape[2] < 0:
+            raise argparse.ArgumentTypeError(f"a tree needs K, W >= 1 and B >= 0, got {spec!r}")
+        shapes.append(shape)
+    return shapes
+
+
 def run(args: argparse.Namespace) -> int:
     from padrec.benchmark import run_benchmark
 
     if args.forced_room is not None and (args.runtime != "onnxruntime" or args.forced_room < 1):
         # torch drafts take their forced tokens one step each: only the exported graph has a room to size
         print("error: --forced-room takes a number >= 1, and only with --runtime onnxruntime", file=sys.stderr)
+        return 2
+    if args.trees and args.runtime != "torch":
+        print("error: --trees runs on torch only (the exported draft graphs unroll chains)", file=sys.stderr)
         return 2
     models = load_models(args, args.drafters)
     if models is None:
@@ -41,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         forced_room = measured_room(models.target, models.trie, models.data.split.test)
     report = run_benchmark(models.target, models.drafts, models.trie, models.data.split.test[: args.users], ks,
                            progress=not args.quiet, runtime=args.runtime,
-                           workdir=REPO_ROOT / ".cache" / "bench" / args.dataset, forced_room=forced_room)
+                           workdir=REPO_ROOT / ".cache" / "bench" / args.dataset, forced_room=forced_room,
+                           trees=args.trees)
     report["dataset"] = args.dataset
     if forced_room is not None:
         report["forced_room"] = forced_room
@@ -51,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         p = report["plain"]
         print(f"plain        {p['median_ms']:7.1f} ms  calls/list {p['target_calls_per_list']:.1f}")
         for e in report["speculative"]:
-            print(f"{e['drafter']:10s} k={e['k']}  {e['median_ms']:7.1f} ms  x{e['speedup']:.2f} (CPU x{e['cpu_speedup']:.2f})  "
+            tree = (f" tree {'-'.join(map(str, e['tree_slot_widths']))} wide, {e['tree_budget'] or 'all'} nodes"
+                    if "tree_width" in e else "")
+            print(f"{e['drafter']:10s} k={e['k']}{tree}  {e['median_ms']:7.1f} ms  x{e['speedup']:.2f} (CPU x{e['cpu_speedup']:.2f})  "
                   f"tau {e['tau']:.2f}  mismatches {e['mismatches']} near-ties {e['near_ties']}")
     return 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from padrec.config import DecodeConfig
 from padrec.decoding.acceptance import greedy_accepts, rejection_step
 from padrec.decoding.constraints import ItemTrie, ListConstraint
 from padrec.decoding.interfaces import (
@@ -24,6 +25,7 @@ from padrec.decoding.interfaces import (
     validate_history,
 )
 from padrec.decoding.sampling import choose_token, constrained_distribution, constrained_log_probs
+from padrec.decoding.tree import TreeLayout, chain_parents
 from padrec.semantic_ids import BOS, PAD
 
 
@@ -51,13 +53,19 @@ class ListDecoder:
     """Generates recommendation lists with a target and, optionally, a draft."""
 
     def __init__(self, trie: ItemTrie, target: TargetScorer, max_seq_len: int, max_top_n: int = 50,
-                 proposer: DraftProposer | None = None):
+                 proposer: DraftProposer | None = None, max_tree_nodes: int = DecodeConfig.max_tree_nodes):
         self.trie = trie
         self.sids = trie.sids
         self.target = target
         self.proposer = proposer
         self.max_seq_len = max_seq_len
         self.max_top_n = max_top_n
+        self.max_tree_nodes = max_tree_nodes
+
+    @property
+    def verifies_trees(self) -> bool:
+        """Whether requests may ask for token trees: the draft grows them and the target keeps a path."""
+        return getattr(self.proposer, "proposes_trees", False) and callable(getattr(self.target, "keep", None))
 
     @property
     def k_max(self) -> int:
@@ -74,10 +82,34 @@ class ListDecoder:
                 + ("" if self.proposer else " (this decoder has no draft)"))
         if request.temperature < 0 or not 0 < request.top_p <= 1:
             raise InvalidRequest("temperature must be >= 0 and top_p in (0, 1]")
+        self._validate_tree(request)
         needed = 1 + (len(request.history) + request.top_n) * self.sids.tokens_per_item
         if needed > self.max_seq_len:
             raise InvalidRequest(f"history of {len(request.history)} items plus top_n {request.top_n} "
                                  f"needs {needed} positions; the model has {self.max_seq_len}")
+
+    def _validate_tree(self, request: DecodeRequest) -> None:
+        width, budget = request.tree_width, request.tree_budget
+        if width == 0:
+            if budget != 0 or request.tree_slot_widths:
+                raise InvalidRequest("tree_budget and tree_slot_widths need tree_width > 0")
+            return
+        slot_widths = request.tree_slot_widths
+        if slot_widths and (len(slot_widths) != self.sids.tokens_per_item or min(slot_widths) < 1):
+            raise InvalidRequest(f"tree_slot_widths needs one width >= 1 per slot ({self.sids.tokens_per_item}), "
+                                 f"got {list(slot_widths)}")
+        drafted = max(slot_widths or (width,)) * request.num_draft_tokens
+        if width < 0 or request.num_draft_tokens == 0 or drafted > self.max_tree_nodes:
+            raise InvalidRequest(f"tree_width must be >= 0, with num_draft_tokens > 0 and tree_width (the widest "
+                                 f"slot) x num_draft_tokens <= {self.max_tree_nodes}; got tree_width {width}, "
+                                 f"num_draft_tokens {request.num_draft_tokens}")
+        if not 0 <= budget <= drafted:
+            raise InvalidRequest(f"tree_budget must be in 0..{drafted} (the widest slot x num_draft_tokens), "
+                                 f"got {budget}")
+        if request.temperature > 0:
+            raise InvalidRequest("token trees are greedy only (temperature 0): sampling verifies chains")
+        if not self.verifies_trees:
+            raise InvalidRequest("this decoder's draft or target cannot verify token trees (tree_width must be 0)")
 
     def generate(self, requests: list[DecodeRequest], cache_rows: list[int],
                  on_item: Callable[[int, DecodeResult], None] | None = None,
@@ -116,23 +148,46 @@ class ListDecoder:
 
     def _round(self, rows: list[_Row]) -> None:
         drafts = self._propose(rows)
-        guesses, qs = zip(*(drafts.get(id(r), ([], None)) for r in rows))
+        guesses, qs, guess_parents = zip(*(drafts.get(id(r), ([], None, None)) for r in rows))
         fed = [r.pending + g for r, g in zip(rows, guesses)]
         lengths = np.array([len(f) for f in fed])
         tokens = np.full((len(rows), lengths.max()), PAD, dtype=np.int64)
         for i, f in enumerate(fed):
             tokens[i, : len(f)] = f
         start = np.array([r.committed for r in rows])
-        scores = self.target.score(np.array([r.cache_row for r in rows]), start, tokens, lengths)
-        for i, row in enumerate(rows):
-            self._verify(row, scores.logits[i], scores.hidden[i], guesses[i], qs[i])
+        cache_rows = np.array([r.cache_row for r in rows])
+        # parents of each call token (padding: -1); None when every row sends a chain
+        parents = None
+        if any(p is not None for p in guess_parents):
+            parents = np.full(tokens.shape, -1, dtype=np.int64)
+            for i, (row, g) in enumerate(zip(rows, guess_parents)):
+                parents[i, : len(fed[i])] = _call_parents(len(row.pending), len(guesses[i]), g)
+        if parents is None:
+            scores = self.target.score(cache_rows, start, tokens, lengths)
+        else:
+            scores = self.target.score(cache_rows, start, tokens, lengths, tree=TreeLayout.from_parents(parents))
+        kept = [self._verify(row, scores.logits[i], scores.hidden[i], fed[i],
+                             None if parents is None else parents[i, : len(fed[i])], qs[i])
+                for i, row in enumerate(rows)]
+        if parents is not None:
+            self.target.keep(cache_rows, start, kept, [np.asarray(f)[k] for f, k in zip(fed, kept)])
 
-    def _propose(self, rows: list[_Row]) -> dict[int, tuple[list[int], np.ndarray | None]]:
+    def _propose(self, rows: list[_Row]) -> dict[int, tuple[list[int], np.ndarray | None, np.ndarray | None]]:
         """Per row (by id) that asked for draft tokens and has draft state (not at prefill): its
-        guesses and, when sampling, the draft distributions they were drawn from."""
+        guesses, when sampling the draft distributions they were drawn from, and for a token tree
+        each guess's parent among them (-1: the known tokens). Chains and trees go to the draft
+        separately."""
         wanted = [r for r in rows if r.request.num_draft_tokens > 0 and r.fresh_tokens]
         if not wanted or self.proposer is None:
             return {}
+        out = {}
+        for trees in (False, True):
+            group = [r for r in wanted if (r.request.tree_width > 0) == trees]
+            if group:
+                out.update(self._propose_group(group, trees))
+        return out
+
+    def _propose_group(self, wanted: list[_Row], trees: bool) -> dict:
         k = np.array([min(r.request.num_draft_tokens, self._tokens_left(r)) for r in wanted])
         n_fresh = np.array([len(r.fresh_tokens) for r in wanted])
         dim = wanted[0].fresh_features[0].shape[-1]
@@ -150,61 +205,80 @@ class ListDecoder:
             constraints=[r.constraint for r in wanted],
             temperatures=np.array([r.request.temperature for r in wanted]),
             rngs=[r.rng for r in wanted],
+            widths=np.array([r.request.tree_slot_widths or (r.request.tree_width,) * self.sids.tokens_per_item
+                             for r in wanted]) if trees else None,
+            budgets=np.array([r.request.tree_budget for r in wanted]) if trees else None,
         )
         proposal: Proposal = self.proposer.propose(batch)
         out = {}
         for i, r in enumerate(wanted):
             r.draft_committed += int(n_fresh[i])
             r.fresh_features, r.fresh_tokens = [], []
+            n = proposal.counts[i]
             q = proposal.probs[i] if proposal.probs is not None else None
-            out[id(r)] = (proposal.tokens[i, : proposal.counts[i]].tolist(), q)
+            parents = proposal.parents[i, :n] if proposal.parents is not None else None
+            out[id(r)] = (proposal.tokens[i, :n].tolist(), q, parents)
         return out
 
-    def _verify(self, row: _Row, logits: np.ndarray, hidden: np.ndarray, guesses: list[int], q) -> None:
-        """Accept the longest agreeing prefix of the guesses, then the target's bonus token."""
+    def _verify(self, row: _Row, logits: np.ndarray, hidden: np.ndarray, fed: list[int],
+                parents: np.ndarray | None, q) -> np.ndarray:
+        """Accept the longest path of guesses the target agrees with, then its bonus token.
+
+        `fed` is the call's tokens: the row's pending ones, then its guesses, a chain or (with
+        `parents`, each call token's parent in the call) a tree. Returns the call indices the
+        target's cache keeps: the pending tokens and the accepted path."""
         p = len(row.pending)
         stats = row.result.stats
         stats.target_calls += 1
-        stats.drafted += len(guesses)
-        fed = row.pending + guesses
-        accepted = 0
+        stats.drafted += len(fed) - p
+        if parents is None:
+            parents = _call_parents(p, len(fed) - p, None)
+        kept = list(range(p))
+        at = p - 1  # the call index whose logits predict the next token
         bonus = None
-        for j, guess in enumerate(guesses):
+        for j in range(len(fed) - p):
+            children = [c for c in range(p, len(fed)) if parents[c] == at]
+            if not children:
+                break
             allowed, prior = row.constraint.allowed(), row.constraint.prior()
             slot = row.constraint.slot
             if row.rng is None:
-                token, logp = choose_token(logits[p - 1 + j], allowed, 0.0, 1.0, None, prior)
-                ok = greedy_accepts(token, guess)
-            else:
-                target_p = constrained_distribution(logits[p - 1 + j], allowed, row.request.temperature,
+                token, logp = choose_token(logits[at], allowed, 0.0, 1.0, None, prior)
+                child = next((c for c in children if greedy_accepts(token, fed[c])), None)
+            else:  # sampling verifies chains: one child
+                (child,) = children
+                target_p = constrained_distribution(logits[at], allowed, row.request.temperature,
                                                     row.request.top_p, prior)
-                ok, token = rejection_step(target_p, q[j].astype(np.float64), guess, row.rng)
-                logp = _log_prob(logits[p - 1 + j], allowed, token)
-            stats.count_verified(j, slot, ok)
-            if not ok:
+                ok, token = rejection_step(target_p, q[j].astype(np.float64), fed[child], row.rng)
+                logp = _log_prob(logits[at], allowed, token)
+                child = child if ok else None
+            stats.count_verified(j, slot, child is not None)
+            if child is None:
                 bonus = (token, logp)
                 break
-            accepted += 1
+            kept.append(child)
+            at = child
             self._accept(row, token, logp)
             if row.done:
                 break
         # the target's cache now holds pending + accepted guesses; their features are real
-        row.committed += p + accepted
+        row.committed += len(kept)
         row.pending = []
         if row.done:
-            return
+            return np.array(kept)
         drafting = row.request.num_draft_tokens > 0
         if drafting:
-            row.fresh_features.extend(hidden[: p + accepted])
-            row.fresh_tokens.extend(fed[1 : p + accepted])
+            row.fresh_features.extend(hidden[kept])
+            row.fresh_tokens.extend(fed[c] for c in kept[1:])
         if bonus is None:
-            bonus = choose_token(logits[p - 1 + accepted], row.constraint.allowed(), row.request.temperature,
+            bonus = choose_token(logits[at], row.constraint.allowed(), row.request.temperature,
                                  row.request.top_p, row.rng, row.constraint.prior())
         stats.chosen_tokens += 1
         self._accept(row, *bonus)
         if drafting:
             row.fresh_tokens.append(bonus[0])
         self._extend_forced(row)
+        return np.array(kept)
 
     # --- bookkeeping ------------------------------------------------------------------------------
 
@@ -237,6 +311,14 @@ class ListDecoder:
                 return
             row.result.stats.forced_tokens += 1
             self._accept(row, int(allowed[0]), 0.0)
+
+
+def _call_parents(pending: int, guesses: int, guess_parents: np.ndarray | None) -> np.ndarray:
+    """Each call token's parent in the call: the pending tokens in a chain, then the guesses, a
+    chain after them or (guess_parents, -1 = the last pending token) a tree."""
+    if guess_parents is None:
+        return chain_parents(pending + guesses)
+    return np.concatenate([chain_parents(pending), np.where(guess_parents < 0, pending - 1, guess_parents + pending)])
 
 
 def _unfinished(rows: list[_Row], cancelled: Callable[[int], bool] | None) -> list[_Row]:

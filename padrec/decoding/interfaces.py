@@ -28,6 +28,13 @@ class DecodeRequest:
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     seed: int = 0
+    # > 0: each round drafts a token tree num_draft_tokens deep, tree_width wide (greedy only), and
+    # verifies its tree_budget likeliest nodes (0: all of them) in one forward
+    tree_width: int = 0
+    tree_budget: int = 0
+    # a position-shaped tree: the width at each within-item slot of the drafted token (one per
+    # slot; empty: tree_width everywhere), e.g. wide at an item's hard first code, 1 where it is easy
+    tree_slot_widths: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,12 @@ class DraftBatch:
     constraints: list  # ListConstraint per row, positioned after the forced tokens
     temperatures: np.ndarray  # [B]; 0 = greedy proposals
     rngs: list  # np.random.Generator per row (None when greedy)
+    # Token trees (greedy rows only; None: a chain of num_tokens per row): at each of num_tokens[r]
+    # depths the draft keeps the widths[r, slot] likeliest continuations (by the draft's probability
+    # of the whole path; slot: the drafted tokens' within-item slot) and proposes the budgets[r]
+    # likeliest nodes of that tree.
+    widths: np.ndarray | None = None  # [B, slots]: the width at each within-item slot
+    budgets: np.ndarray | None = None  # [B]
 
 
 @dataclass
@@ -138,12 +151,16 @@ class Proposal:
     tokens: np.ndarray  # [B, k] proposed tokens; row r's are the first counts[r]
     counts: np.ndarray  # [B] (fewer than asked only when the catalogue runs out)
     probs: np.ndarray | None  # [B, k, V] draft distributions they were drawn from (sampling rows only)
+    # a token tree: the proposal each one continues (-1: the round's known tokens); None: chains
+    parents: np.ndarray | None = None  # [B, k]
 
 
 class DraftProposer(Protocol):
-    """Proposes draft tokens; owns the draft's cache (rolled back through `start`)."""
+    """Proposes draft tokens; owns the draft's cache (rolled back through `start`). One that sets
+    `proposes_trees` also answers batches with `widths` with token trees."""
 
     k_max: int
+    proposes_trees: bool
 
     def propose(self, batch: DraftBatch) -> Proposal: ...
 
@@ -175,3 +192,14 @@ class TargetScorer(Protocol):
 
     def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray,
               sources: np.ndarray | None = None) -> TargetScores: ...
+
+
+class TreeTargetScorer(TargetScorer, Protocol):
+    """A `TargetScorer` that also verifies token trees: `score(..., tree=TreeLayout)` scores each
+    row's tokens as a tree (`padrec.decoding.tree`), and `keep` then moves the accepted path up
+    over the dropped branches, so the cache again holds one sequence."""
+
+    def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray,
+              sources: np.ndarray | None = None, tree=None) -> TargetScores: ...
+
+    def keep(self, rows: np.ndarray, start: np.ndarray, kept: list[np.ndarray], tokens: list[np.ndarray]) -> None: ...

@@ -45,6 +45,24 @@ class ItemMarkLog:
         return out
 
 
+    def tree_marks(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, ancestors: np.ndarray) -> np.ndarray:
+        """[B, T] marks of a token tree (`TreeLayout.ancestors`) scored after start[b] of row rows[b]:
+        each token's mark as if its path were the sequence. The log is left alone: `keep` writes
+        the path that was kept."""
+        out = np.zeros(tokens.shape, dtype=np.int64)
+        back = self.sids.num_levels
+        for b, (row, s) in enumerate(zip(rows.tolist(), start.tolist())):
+            lo = max(0, s - back)
+            for t in range(tokens.shape[1]):
+                path = np.concatenate([self.tokens[row, lo:s], tokens[b, ancestors[b, t]]])
+                out[b, t] = self.sids.item_marks(path, lo)[-1]
+        return out
+
+    def keep(self, row: int, start: int, tokens: np.ndarray) -> None:
+        """Row `row` holds `tokens` from position `start` on (the path a tree verification kept)."""
+        self.tokens[row, start : start + len(tokens)] = tokens
+
+
 def copy_prefixes(cache: KVCache, item_marks: ItemMarkLog | None, sources: np.ndarray, rows: np.ndarray,
                   start: np.ndarray) -> None:
     """A target host's part of `TargetScorer.score(..., sources)`: rows take their sources' first

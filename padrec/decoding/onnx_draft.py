@@ -84,7 +84,9 @@ def unforced_path(path: Path) -> Path:
 
 class OnnxDraft:
     """`DraftProposer` over an exported draft graph (and its unforced round, if export wrote one)
-    and a pool of `rows` cache rows."""
+    and a pool of `rows` cache rows. Chains only: the graph unrolls one."""
+
+    proposes_trees = False
 
     def __init__(self, path: Path, rows: int, threads: int = 1):
         self.session = load_session(path, threads)

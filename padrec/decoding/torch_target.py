@@ -8,6 +8,7 @@ import torch
 from padrec.decoding.interfaces import TargetScores
 from padrec.decoding.item_marks import ItemMarkLog, copy_prefixes
 from padrec.decoding.torch_device import on_device, to_host
+from padrec.decoding.tree import TreeLayout
 from padrec.models.inference import for_inference
 from padrec.models.target import Target
 from padrec.semantic_ids import SemanticIds
@@ -31,15 +32,26 @@ class TorchTarget:
 
     @torch.inference_mode()
     def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray,
-              sources: np.ndarray | None = None) -> TargetScores:
+              sources: np.ndarray | None = None, tree: TreeLayout | None = None) -> TargetScores:
         rows_t, start_t = torch.from_numpy(rows), torch.from_numpy(start)
         if sources is not None:
             copy_prefixes(self.cache, self.item_marks, sources, rows, start)
         past_k, past_v = self.cache.view(rows_t, start_t)
         items = None
         if self.item_marks is not None:
-            items = on_device(self.item_marks.marks(rows, start, tokens, lengths), self.device)
-        out = self.model(on_device(tokens, self.device), past_k, past_v, start_t.to(self.device), items)
+            marks = (self.item_marks.marks(rows, start, tokens, lengths) if tree is None else
+                     self.item_marks.tree_marks(rows, start, tokens, tree.ancestors))
+            items = on_device(marks, self.device)
+        layout = None if tree is None else (on_device(tree.depths, self.device), on_device(tree.ancestors, self.device))
+        out = self.model(on_device(tokens, self.device), past_k, past_v, start_t.to(self.device), items, layout)
         self.cache.write(rows_t, start_t, out.new_k, out.new_v)
         return TargetScores(to_host(out.logits), to_host(out.hidden))
+
+    def keep(self, rows: np.ndarray, start: np.ndarray, kept: list[np.ndarray], tokens: list[np.ndarray]) -> None:
+        """After a tree call: row rows[b] keeps the call's tokens kept[b] (call indices, root first,
+        whose token ids are tokens[b]) as its positions start[b] onwards; the rest is dropped."""
+        for row, first, indices, path in zip(rows.tolist(), start.tolist(), kept, tokens):
+            self.cache.keep(row, first, torch.from_numpy(np.asarray(indices, dtype=np.int64)))
+            if self.item_marks is not None:
+                self.item_marks.keep(row, first, path)
 

@@ -44,20 +44,26 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + swapped * sin
 
 
-def attention_mask(past_lengths: torch.Tensor | None, past_capacity: int, new_len: int) -> torch.Tensor:
-    """Boolean [B or 1, 1, T, S + T]: query t may see past key j < length and new keys 0..t.
+def attention_mask(past_lengths: torch.Tensor | None, past_capacity: int, new_len: int,
+                   new_visible: torch.Tensor | None = None) -> torch.Tensor:
+    """Boolean [B or 1, 1, T, S + T]: query t may see past key j < length and new keys 0..t, or,
+    with `new_visible` [B, T, T] (a token tree: each token sees its ancestors and itself), the new
+    keys that says.
 
     Worked example, a row with past length 2 in a cache slice of 3, two new tokens:
         query 0: [1 1 0 | 1 0]
         query 1: [1 1 0 | 1 1]
     """
     device = past_lengths.device if past_lengths is not None else None
-    causal = torch.ones(new_len, new_len, dtype=torch.bool, device=device).tril()[None, None]  # [1,1,T,T]
+    if new_visible is None:
+        new = torch.ones(new_len, new_len, dtype=torch.bool, device=device).tril()[None, None]  # [1,1,T,T]
+    else:
+        new = new_visible[:, None]  # [B,1,T,T]
     if past_lengths is None:
-        return causal
+        return new
     past = torch.arange(past_capacity, device=device)[None, :] < past_lengths[:, None]  # [B,S]
     past = past[:, None, None, :].expand(-1, 1, new_len, past_capacity)  # [B,1,T,S]
-    return torch.cat([past, causal.expand(past.shape[0], 1, new_len, new_len)], dim=-1)
+    return torch.cat([past, new.expand(past.shape[0], 1, new_len, new_len)], dim=-1)
 
 
 class Attention(nn.Module):

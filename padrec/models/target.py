@@ -76,6 +76,14 @@ class KVCache:
         self.k[:, rows, :, :length] = self.k[:, sources, :, :length]
         self.v[:, rows, :, :length] = self.v[:, sources, :, :length]
 
+    def keep(self, row: int, start: int, indices: torch.Tensor) -> None:
+        """Row `row` keeps the entries at start + indices (ascending) as its positions start, start + 1,
+        ...: the path a token tree's verification accepted, moved up over the branches it dropped."""
+        source = start + indices.to(self.k.device)
+        n = len(indices)
+        self.k[:, row, :, start : start + n] = self.k[:, row, :, source]  # the gather copies before writing
+        self.v[:, row, :, start : start + n] = self.v[:, row, :, source]
+
     @staticmethod
     def _consecutive(rows: torch.Tensor) -> slice | None:
         """`rows` as a slice of the pool when they are consecutive and ascending (plain slicing: no copy)."""
@@ -116,10 +124,15 @@ class Target(nn.Module):
         past_v: torch.Tensor | None = None,
         past_lengths: torch.Tensor | None = None,  # [B]
         items: torch.Tensor | None = None,  # [B, T] `SemanticIds.item_marks`; item-embedding targets only
+        tree: tuple[torch.Tensor, torch.Tensor] | None = None,  # a token tree: (depths [B, T], ancestors [B, T, T])
     ) -> ForwardOutput:
+        """Scores T new tokens per row after its past_lengths cached ones: a sequence, or with `tree`
+        a token tree, where token t sits at position past_length + depths[t] and sees the cached
+        tokens, its ancestors and itself (`padrec.decoding.tree.TreeLayout`)."""
         B, T = tokens.shape
         start = past_lengths[:, None] if past_lengths is not None else tokens.new_zeros(B, 1)
-        positions = start + torch.arange(T, device=tokens.device)  # [B,T]
+        offsets = torch.arange(T, device=tokens.device) if tree is None else tree[0]
+        positions = start + offsets  # [B,T]
         S = past_k.shape[3] if past_k is not None else 0
         x = self.embed(tokens)
         if self.item_embed is not None:
@@ -129,7 +142,8 @@ class Target(nn.Module):
                 items = items * (torch.rand(items.shape) >= self.config.item_dropout)
             x = x + self.item_embed(items)
         x, new_k, new_v = run_blocks(self.blocks, x, positions, self.rope_cos, self.rope_sin,
-                                     attention_mask(past_lengths, S, T), past_k, past_v)
+                                     attention_mask(past_lengths, S, T, None if tree is None else tree[1]),
+                                     past_k, past_v)
         hidden = self.norm(x)
         logits = self.head(hidden, self.head_weight)
         return ForwardOutput(logits, hidden, new_k, new_v)

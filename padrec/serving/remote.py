@@ -35,9 +35,10 @@ class RemoteTarget:
 
 
 class RemoteDraft:
-    """`DraftProposer` whose draft graph (and cache) live behind `call`."""
+    """`DraftProposer` whose draft graph (and cache) live behind `call`. Chains only, like the graph."""
 
     outputs = ("proposals", "q")
+    proposes_trees = False
 
     def __init__(self, call: Call, layout: DraftGraphLayout):
         self.call = call
