@@ -27,6 +27,7 @@ scores of its own, in either mode.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,11 +110,13 @@ class BeamDecoder:
             raise InvalidRequest(f"history of {len(request.history)} items needs {needed} positions; "
                                  f"the model has {self.max_seq_len}")
 
-    def generate(self, requests: list[BeamRequest], cache_rows: list[list[int]]) -> list[DecodeResult]:
+    def generate(self, requests: list[BeamRequest], cache_rows: list[list[int]],
+                 cancelled: Callable[[int], bool] | None = None) -> list[DecodeResult]:
         """Search a batch of requests; request i uses cache rows cache_rows[i] (`rows_needed` of them).
         Each result's items are its top_n, best first, with their scores; its stats count target
         forwards (target_calls), drafted prefixes (drafted) and the levels after the draft's tree
-        that needed no forward of their own (accepted)."""
+        that needed no forward of their own (accepted). cancelled(i), asked before every level, ends
+        request i's search there: its result has no items and says `cancelled`."""
         for request, rows in zip(requests, cache_rows, strict=True):
             self.validate(request)
             if len(rows) != self.rows_needed(request):
@@ -122,14 +125,21 @@ class BeamDecoder:
                             [_Beam(0.0, ListConstraint(self.trie, r.history if r.exclude_history else ()), ())])
                     for r, rows in zip(requests, cache_rows)]
         self._prefill(searches)
+        stopped: set[int] = set()
         for level in range(self.sids.num_levels):
+            if cancelled is not None:
+                stopped |= {i for i in range(len(searches)) if i not in stopped and cancelled(i)}
+            active = [s for i, s in enumerate(searches) if i not in stopped]
+            if not active:
+                break
             if level == 1:
-                self._score_first_level(searches)
+                self._score_first_level(active)
             elif level > 1:
-                self._score_missing(searches)
-            for s in searches:
+                self._score_missing(active)
+            for s in active:
                 self._expand(s)
-        return [self._result(s) for s in searches]
+        return [DecodeResult([], [], [], s.stats, cancelled=True) if i in stopped else self._result(s)
+                for i, s in enumerate(searches)]
 
     # --- the target's scores ---------------------------------------------------------------------
 

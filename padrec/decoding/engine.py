@@ -98,14 +98,16 @@ class ListDecoder:
         if slot_widths and (len(slot_widths) != self.sids.tokens_per_item or min(slot_widths) < 1):
             raise InvalidRequest(f"tree_slot_widths needs one width >= 1 per slot ({self.sids.tokens_per_item}), "
                                  f"got {list(slot_widths)}")
-        drafted = max(slot_widths or (width,)) * request.num_draft_tokens
-        if width < 0 or request.num_draft_tokens == 0 or drafted > self.max_tree_nodes:
-            raise InvalidRequest(f"tree_width must be >= 0, with num_draft_tokens > 0 and tree_width (the widest "
-                                 f"slot) x num_draft_tokens <= {self.max_tree_nodes}; got tree_width {width}, "
-                                 f"num_draft_tokens {request.num_draft_tokens}")
+        k, slots = request.num_draft_tokens, len(slot_widths)
+        # the most nodes a round can draft: its levels' widths, from whichever slot the round starts at
+        drafted = (max(sum(slot_widths[(s + d) % slots] for d in range(k)) for s in range(slots)) if slot_widths
+                   else width * k)
+        if width < 0 or k == 0 or drafted > self.max_tree_nodes:
+            raise InvalidRequest(f"tree_width must be >= 0, with num_draft_tokens > 0 and at most "
+                                 f"{self.max_tree_nodes} drafted nodes a round; got tree_width {width}, "
+                                 f"num_draft_tokens {k}, tree_slot_widths {list(slot_widths)}: up to {drafted}")
         if not 0 <= budget <= drafted:
-            raise InvalidRequest(f"tree_budget must be in 0..{drafted} (the widest slot x num_draft_tokens), "
-                                 f"got {budget}")
+            raise InvalidRequest(f"tree_budget must be in 0..{drafted} (the nodes a round can draft), got {budget}")
         if request.temperature > 0:
             raise InvalidRequest("token trees are greedy only (temperature 0): sampling verifies chains")
         if not self.verifies_trees:

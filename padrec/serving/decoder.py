@@ -91,7 +91,7 @@ class ServedDecoder:
                     self._generate(decoder, requests, group, held, outcomes, on_item, cancelled)
             beams = [i for i in held if requests[i].mode == "beam"]
             if beams:
-                self._search(requests, beams, held, outcomes)
+                self._search(requests, beams, held, outcomes, cancelled)
         finally:
             for rows in held.values():
                 self.pool.release(rows)
@@ -107,9 +107,10 @@ class ServedDecoder:
                 for r in requests]
 
     def _search(self, requests: list[ServedRequest], group: list[int], held: dict[int, list[int]],
-                outcomes: list) -> None:
+                outcomes: list, cancelled) -> None:
         try:
-            results = self.beam.generate([requests[i].request for i in group], [held[i] for i in group])
+            results = self.beam.generate([requests[i].request for i in group], [held[i] for i in group],
+                                         cancelled=None if cancelled is None else lambda j: cancelled(group[j]))
         except Exception as error:  # noqa: BLE001 - a failed model call fails its group, not the server
             results = [error] * len(group)
         for i, result in zip(group, results):

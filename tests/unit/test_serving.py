@@ -201,3 +201,18 @@ def test_above_the_load_threshold_requests_draft_less_and_get_the_same_lists(exp
     assert [r.items for r in loaded] == [r.items for r in light]
     assert all(r.stats.drafted <= r.stats.rounds - 1 for r in loaded)  # at most 1 token per round
     assert any(r.stats.drafted > r.stats.rounds for r in light)
+
+
+def test_a_cancelled_beam_request_ends_between_levels_and_frees_its_slots(exported_tiny, services):
+    served = ServedDecoder(exported_tiny.repository, direct_call(services), range(10))
+    beams = [ServedRequest(BeamRequest(h, top_n=3, beam_width=5), None) for h in ((1, 5, 9), (2,))]
+    asked = []
+
+    def cancelled(i):  # the first request's client goes away after the first level
+        asked.append(i)
+        return i == 0 and asked.count(0) > 1
+
+    cut, kept = served.decode(beams, cancelled=cancelled)
+    assert cut.cancelled and cut.items == [] and asked.count(0) == 2
+    assert not kept.cancelled and kept.items == offline_beams(exported_tiny.repository, [[2]], 5, 3)[0].items
+    assert served.pool.in_use == 0

@@ -123,7 +123,8 @@ def test_a_wider_tree_is_accepted_at_least_as_far_per_round():
 
 @pytest.mark.parametrize("fields, message", [
     ({"tree_width": 2}, "num_draft_tokens > 0"),
-    ({"tree_width": 5, "num_draft_tokens": 4}, "<= 16"),
+    ({"tree_width": 5, "num_draft_tokens": 4}, "at most 16 drafted nodes"),
+    ({"tree_width": 8, "num_draft_tokens": 4, "tree_slot_widths": (8, 8, 1, 1)}, "up to 18"),
     ({"tree_width": -1, "num_draft_tokens": 2}, "tree_width must be >= 0"),
     ({"tree_width": 2, "num_draft_tokens": 2, "tree_budget": 5}, "tree_budget must be in 0..4"),
     ({"tree_budget": 3, "num_draft_tokens": 2}, "need tree_width > 0"),
