@@ -20,7 +20,8 @@ from perf.run import RESULTS_FILE, Endpoints, benchmark, benchmark_with_server, 
 DEFAULT_OUT = REPO_ROOT / "perf"
 QUICK_OUT = REPO_ROOT / "build" / "perf-quick"
 # A few minutes: fewer requests and concurrency levels, the k sweep's ends only.
-QUICK = {"requests": 10, "requests_per_client": 2, "repeats": 1, "concurrency": (1, 4, 16), "sweep_k": (1, 4)}
+QUICK = {"requests": 10, "requests_per_client": 2, "repeats": 1, "concurrency": (1, 4, 16), "sweep_k": (1, 4),
+         "beam_widths": (20,)}
 DEFAULT_OFFLINE_BENCH = REPO_ROOT / "results" / "bench_beauty_onnxruntime.json"
 DATASETS_QUICK_OUT = REPO_ROOT / "build" / "perf-datasets-quick"
 # A minute or two per dataset: is everything wired up?
@@ -54,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--stream-concurrency", type=_ints,
                      help=f"concurrency levels of recommend_stream (default {defaults.stream_concurrency})")
     run.add_argument("--warmup-requests", type=int, help=f"default {defaults.warmup_requests}")
+    run.add_argument("--beam-widths", type=_ints,
+                     help=f"beam widths of the top-K runs at concurrency 1 (default {defaults.beam_widths})")
     run.add_argument("--note", default="", help="recorded in the report, e.g. what else ran on the machine")
     run.add_argument("--offline-bench", type=Path, default=DEFAULT_OFFLINE_BENCH,
                      help="padrec bench JSON for acceptance by slot (default: %(default)s)")

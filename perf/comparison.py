@@ -120,7 +120,7 @@ def dataset_rows(dataset: str, results: dict, ks: tuple[int, ...]) -> list[Row]:
     which both drafters were measured (failed runs are left out by perf.merge)."""
     top_n = results["settings"]["top_n"]
     found = {(run["drafter"] if run["k"] else None, run["k"]): run for run in configurations(results["runs"])
-             if (run["model"], run["concurrency"], run["top_n"]) == (BATCH_MODEL, 1, top_n)}
+             if (run["model"], run["concurrency"], run["top_n"], run["beam_width"]) == (BATCH_MODEL, 1, top_n, 0)}
     plain = found.get((None, 0))
     rows = []
     for k in ks:

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from statistics import fmean, median
 
-CONFIGURATION = ("model", "drafter", "k", "concurrency", "top_n")
+CONFIGURATION = ("model", "drafter", "k", "beam_width", "concurrency", "top_n")
+# what a record from before a field existed measured
+DEFAULTS = {"beam_width": 0}
+
+
+def configuration(run: dict) -> tuple:
+    """The fields that make two runs the same configuration."""
+    return tuple(run.get(field, DEFAULTS.get(field)) for field in CONFIGURATION)
 
 
 def configurations(runs: list[dict]) -> list[dict]:
@@ -19,7 +26,7 @@ def configurations(runs: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         if "error" not in run:
-            groups.setdefault(tuple(run[field] for field in CONFIGURATION), []).append(run)
+            groups.setdefault(configuration(run), []).append(run)
     return [merge(group) for group in groups.values()]
 
 
@@ -27,7 +34,7 @@ def merge(repeats: list[dict]) -> dict:
     """One record for the repeats of a configuration; `repeats` says how many there were."""
     first = repeats[0]
     return {
-        **{field: first[field] for field in CONFIGURATION},
+        **dict(zip(CONFIGURATION, configuration(first))),
         "repeats": len(repeats),
         "requests": sum(run["requests"] for run in repeats),
         "load": [round(fmean(run["load"][i] for run in repeats), 2) for i in range(len(first["load"]))],

@@ -11,17 +11,23 @@ MIN_REQUESTS = 2
 
 @dataclass(frozen=True)
 class Mode:
-    """How requests decode: plain (k = 0) or speculative with `drafter` proposing k tokens per round."""
+    """How requests decode: a plain list (k = 0), a speculative list with `drafter` proposing k tokens
+    per round, or (beam_width > 0) top-K by beam search of that many beams."""
 
     drafter: str | None = None
     k: int = 0
+    beam_width: int = 0
 
     @property
     def name(self) -> str:
+        if self.beam_width:
+            return f"beam B={self.beam_width}"
         return "plain" if self.k == 0 else f"{self.drafter} k={self.k}"
 
     def parameters(self) -> list[tuple[str, object, str]]:
         """Triton request parameters (name, value, type) selecting this mode."""
+        if self.beam_width:
+            return [("mode", "beam", "string"), ("beam_width", self.beam_width, "int")]
         if self.k == 0:
             return [("num_draft_tokens", 0, "int")]
         return [("num_draft_tokens", self.k, "int"), ("drafter", self.drafter, "string")]
@@ -79,6 +85,9 @@ class Settings:
     # per-token cost of the target (perf.breakdown.target_costs).
     calibration_top_n: int = 1
     stream_modes: tuple[str, ...] = ("plain", "padrec")  # "plain", or a drafter at k
+    # top-K by beam search (`recommend` with mode "beam"), at concurrency 1: a request holds a
+    # decoding slot per beam, and the batch decoder has ServingConfig.batch_slots (32) of them
+    beam_widths: tuple[int, ...] = (10, 20)
 
     def __post_init__(self) -> None:
         # perf_analyzer reads the ensemble's per-model statistics right after a pass; with one request
@@ -87,6 +96,8 @@ class Settings:
         for name in ("requests", "warmup_requests"):
             if getattr(self, name) < MIN_REQUESTS:
                 raise ValueError(f"{name} must be at least {MIN_REQUESTS} per run, got {getattr(self, name)}")
+        if any(width < self.top_n for width in self.beam_widths):
+            raise ValueError(f"beam widths must be at least top_n ({self.top_n}), got {self.beam_widths}")
         if self.requests_per_client < 1:
             raise ValueError(f"requests_per_client must be at least 1, got {self.requests_per_client}")
 
@@ -116,6 +127,8 @@ def plan(settings: Settings) -> list[RunSpec]:
             for k in settings.sweep_k:
                 for mode in settings.speculative(k):
                     add(BATCH_MODEL, mode, 1)
+            for width in settings.beam_widths:
+                add(BATCH_MODEL, Mode(beam_width=width), 1)
         if concurrency in settings.stream_concurrency:
             for name in settings.stream_modes:
                 add(STREAM_MODEL, PLAIN if name == "plain" else Mode(name, settings.k), concurrency)
@@ -126,5 +139,6 @@ def warmups(runs: list[RunSpec], requests: int) -> list[RunSpec]:
     """A few unmeasured requests per model and drafter, so no measured run pays for a first call."""
     seen: dict[tuple, RunSpec] = {}
     for spec in runs:
-        seen.setdefault((spec.model, spec.mode.drafter), RunSpec(spec.model, spec.mode, 1, requests, spec.top_n))
+        seen.setdefault((spec.model, spec.mode.drafter, spec.mode.beam_width > 0),
+                        RunSpec(spec.model, spec.mode, 1, requests, spec.top_n))
     return list(seen.values())

@@ -33,7 +33,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def mode_name(run: dict) -> str:
-    return Mode(run["drafter"], run["k"]).name
+    return Mode(run["drafter"], run["k"], run.get("beam_width", 0)).name
 
 
 class Runs:
@@ -46,13 +46,17 @@ class Runs:
         self.failed = [run for run in results["runs"] if "error" in run]
 
     def find(self, model: str = BATCH_MODEL, k: int = 0, drafter: str | None = None, concurrency: int = 1,
-             top_n: int | None = None) -> dict | None:
+             top_n: int | None = None, beam_width: int = 0) -> dict | None:
         top_n = self.settings["top_n"] if top_n is None else top_n
         for run in self.measured:
-            if (run["model"], run["k"], run["concurrency"], run["top_n"]) == (model, k, concurrency, top_n) \
-                    and (k == 0 or run["drafter"] == drafter):
+            if (run["model"], run["k"], run["beam_width"], run["concurrency"], run["top_n"]) == \
+                    (model, k, beam_width, concurrency, top_n) and (k == 0 or run["drafter"] == drafter):
                 return run
         return None
+
+    def beam_runs(self) -> list[dict]:
+        """`recommend` in beam mode, by beam width."""
+        return sorted((run for run in self.measured if run["beam_width"]), key=lambda run: run["beam_width"])
 
     def modes(self, k: int) -> list[tuple[str | None, int]]:
         """Plain, then each drafter at k, as (drafter, k)."""
@@ -132,7 +136,8 @@ def settings_section(results: dict) -> str:
         f"top_n {s['top_n']}, greedy decoding.",
         f"- Runs: `recommend` at concurrency {listed(s['concurrency'])} for plain and each drafter at k={s['k']}; "
         f"each drafter at k={listed(s['sweep_k'])} at concurrency 1; `recommend_stream` at concurrency "
-        f"{listed(s['stream_concurrency'])}; plain at top_n {s['calibration_top_n']} (the prefill calibration).",
+        f"{listed(s['stream_concurrency'])}; plain at top_n {s['calibration_top_n']} (the prefill calibration)"
+        + (f"; beam search at B={listed(s['beam_widths'])}, concurrency 1." if s.get("beam_widths") else "."),
         f"- Each run sends exactly {s['requests']} requests, at least {s['requests_per_client']} per concurrent "
         f"client (perf_analyzer `--request-count`), after {s['warmup_requests']} unmeasured warm-up requests per "
         "model and drafter at the start.",
@@ -214,6 +219,27 @@ def stream_section(runs: Runs) -> str:
             "from sending to the first response (profile export); p50/p95/p99: perf_analyzer's, to the end of the "
             "stream.\n\n" + table(("mode", "concurrency", "requests", "requests/s", "first item p50 ms",
                                    "first item max ms", "p50 ms", "p95 ms", "p99 ms", "load"), rows))
+
+
+def beam_section(runs: Runs) -> str:
+    """Top-K by beam search beside the greedy list it replaces, at concurrency 1."""
+    plain = runs.plain()
+    beams = runs.beam_runs()
+    if not beams or plain is None:
+        return "## Top-K by beam search: `recommend` with mode \"beam\"\n\nNot measured."
+    plain_p50 = latency_summary(plain["csv"])["p50_ms"]
+    rows = []
+    for run in [plain, *beams]:
+        summary = latency_summary(run["csv"])
+        rows.append((mode_name(run) + (" (greedy list)" if run is plain else ""), run["concurrency"], run["requests"],
+                     f"{summary['throughput']:.2f}", _ms(summary["p50_ms"]), _ms(summary["p95_ms"]),
+                     _ratio(summary["p50_ms"] / plain_p50), f"{_mean(run, 'rounds'):.1f}"))
+    return ("## Top-K by beam search: `recommend` with mode \"beam\"\n\nThe top_n best items by plain beam search "
+            "(the served beam mode has no draft yet), against the plain greedy list of the same top_n, at "
+            "concurrency 1 (a beam request holds a decoding slot per beam). Target forwards per request: the "
+            "response's ROUNDS output.\n\n"
+            + table(("mode", "concurrency", "requests", "requests/s", "p50 ms", "p95 ms", "p50 / greedy list",
+                     "target forwards/request"), rows))
 
 
 def sweep_section(runs: Runs, plots_dir: Path) -> str:
@@ -404,6 +430,7 @@ def render(results: dict, out_dir: Path, offline_bench: Path | None = None) -> P
         findings_section(runs),
         latency_section(runs, plots_dir),
         stream_section(runs),
+        beam_section(runs),
         sweep_section(runs, plots_dir),
         breakdown_section(runs, plots_dir),
         load_section(runs),

@@ -75,7 +75,7 @@ def benchmark(settings: Settings, endpoints: Endpoints, out_dir: Path, command: 
 def _measure(spec: RunSpec, client: grpcclient.InferenceServerClient, endpoints: Endpoints,
              input_data: Path, workdir: Path) -> dict:
     """One run's record: what was asked, the load, perf_analyzer's numbers and the server's."""
-    record = {"model": spec.model, "drafter": spec.mode.drafter, "k": spec.mode.k,
+    record = {"model": spec.model, "drafter": spec.mode.drafter, "k": spec.mode.k, "beam_width": spec.mode.beam_width,
               "concurrency": spec.concurrency, "top_n": spec.top_n, "requests": spec.requests,
               "load": machine.load_average()}
     before = server_stats.take(client, endpoints.metrics_url)

@@ -14,10 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=200, help="first N test users")
     parser.add_argument("--k", default="2,3,4,5,6", help="draft tokens per round, comma-separated")
     parser.add_argument("--drafters", default=",".join(sorted(DRAFTERS)), help="comma-separated")
-    parser.add_argument("--trees", default="", type=tree_shapes, metavar="KxW[:B],...",
-                        help="token trees too (torch only): K deep, W wide, the B likeliest nodes verified "
-                             "(default all), e.g. 4x2,4x3:6; W may give a width per within-item slot, "
-                             "dash-separated (a position-shaped tree: 4x4-2-1-1-1:8)")
+    parser.add_argument("--trees", default="", type=tree_shapes, metavar="KxW[@C][:B],...",
+                        help="token trees too (torch only): K deep, W nodes kept per depth, the B likeliest "
+                             "nodes verified (default all), e.g. 4x2,4x3:6; @C gives the continuations of a node "
+                             "at each within-item slot, dash-separated (a position-shaped tree: 4x3@1-3-2-1-1)")
     parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (1: batch-1 latency)")
     parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                         help="run target and drafts on torch eager or on their exported ONNX graphs")
@@ -27,21 +27,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_report_arguments(parser)
 
 
-def tree_shapes(text: str) -> list[tuple[int, tuple[int, ...], int]]:
-    """'4x2,4x3-1:6' -> [(4, (2,), 0), (4, (3, 1), 6)]: (draft depth k, width or widths by slot,
-    budget; 0 = every node)."""
+def tree_shapes(text: str) -> list[tuple[int, int, tuple[int, ...], int]]:
+    """'4x2,4x3@1-3-2-1-1:6' -> [(4, 2, (), 0), (4, 3, (1, 3, 2, 1, 1), 6)]: (draft depth k, nodes kept
+    per depth, continuations per node by slot (empty: the width), budget; 0 = every node)."""
     shapes = []
     for spec in filter(None, text.split(",")):
         try:
-            depth_width, _, budget = spec.partition(":")
-            k, widths = depth_width.split("x")
-            shape = (int(k), tuple(int(w) for w in widths.split("-")), int(budget or 0))
+            shape, _, budget = spec.partition(":")
+            shape, at, children = shape.partition("@")
+            if at and not children:
+                raise ValueError("no continuations after @")
+            k, width = (int(n) for n in shape.split("x"))
+            parsed = (k, width, tuple(int(c) for c in children.split("-")) if children else (), int(budget or 0))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"a tree is KxW[:B], W a width or dash-separated widths by slot "
-                                             f"(e.g. 4x2:6, 4x4-2-1-1-1), got {spec!r}") from None
-        if shape[0] < 1 or min(shape[1]) < 1 or shape[2] < 0:
-            raise argparse.ArgumentTypeError(f"a tree needs K, W >= 1 and B >= 0, got {spec!r}")
-        shapes.append(shape)
+            raise argparse.ArgumentTypeError(f"a tree is KxW[@C][:B], C dash-separated continuations by slot "
+                                             f"(e.g. 4x2:6, 4x3@1-3-2-1-1), got {spec!r}") from None
+        if min(parsed[0], parsed[1], *parsed[2]) < 1 or parsed[3] < 0:
+            raise argparse.ArgumentTypeError(f"a tree needs K, W, C >= 1 and B >= 0, got {spec!r}")
+        shapes.append(parsed)
     return shapes
 
 
@@ -77,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
         p = report["plain"]
         print(f"plain        {p['median_ms']:7.1f} ms  calls/list {p['target_calls_per_list']:.1f}")
         for e in report["speculative"]:
-            tree = (f" tree {'-'.join(map(str, e['tree_slot_widths']))} wide, {e['tree_budget'] or 'all'} nodes"
-                    if "tree_width" in e else "")
+            shaped = f" (continuations by slot {'-'.join(map(str, e['tree_slot_widths']))})" if e.get(
+                "tree_slot_widths") else ""
+            tree = (f" tree {e['tree_width']} wide{shaped}, {e['tree_budget'] or 'all'} nodes" if "tree_width" in e
+                    else "")
             print(f"{e['drafter']:10s} k={e['k']}{tree}  {e['median_ms']:7.1f} ms  x{e['speedup']:.2f} (CPU x{e['cpu_speedup']:.2f})  "
                   f"tau {e['tau']:.2f}  mismatches {e['mismatches']} near-ties {e['near_ties']}")
     return 0

@@ -11,7 +11,8 @@ from padrec.config import REPO_ROOT
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "results",
-                        help="folder of eval_*.json, tune_prior_*.json, bench_*.json, verify_*.json, draft_signals_*.json")
+                        help="folder of eval_*.json, tune_prior_*.json, bench_*.json, verify_*.json, draft_signals_*.json "
+                             "and trees/bench_*.json")
     parser.add_argument("--plots", type=Path, metavar="DIR",
                         help="also draw the torch benchmarks into DIR: speedup_vs_k.png, time_split_k<K>.png")
     parser.add_argument("--split-k", type=int, default=4, help="the k of time_split_k<K>.png (default 4)")
@@ -142,6 +143,28 @@ def signals_table(reports: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def tree_table(report: dict) -> str:
+    """Chains and token trees of one `padrec bench --trees` report: what each verifies per round, its
+    tau, speed-up and costs, and acceptance by slot."""
+    p = report["plain"]
+    rows = [f"{report['dataset']}: {report['users']} test users, batch 1, {report['threads']} thread(s); plain "
+            f"decoding {p['median_ms']:.1f} ms per list (median), {p['ms_per_target_call']:.2f} ms per target call.",
+            "",
+            "| drafter | k | tree: width, continuations by slot, budget | verified tokens / round | tau | speed-up | "
+            "ms / target call | ms / draft call | host ms / list | acceptance by slot | mismatches |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in report["speculative"]:
+        tree = "chain"
+        if "tree_width" in e:
+            children = "-".join(map(str, e.get("tree_slot_widths") or [])) or "-"
+            tree = f"{e['tree_width']}, {children}, {e['tree_budget'] or 'all'}"
+        per_round = e["drafted"] / (e["target_calls_per_list"] * report["users"])
+        rows.append(f"| {e['drafter']} | {e['k']} | {tree} | {per_round:.1f} | {e['tau']:.2f} | {e['speedup']:.2f}x | "
+                    f"{e['ms_per_target_call']:.2f} | {e['ms_per_draft_call']:.2f} | {e['time_split_ms']['host']:.1f} | "
+                    f"{' '.join(f'{a:.2f}' for a in e['acceptance_by_slot'])} | {e['mismatches']} |")
+    return "\n".join(rows)
+
+
 def load_reports(results: Path, pattern: str) -> list[dict]:
     """The JSON reports in `results` whose names match `pattern`, in name order, each with its file
     name as `report_file`."""
@@ -169,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
                   load_reports(args.results, "draft_signals_*.json"), signals_table)
     for bench in benches:
         print(f"### Offline speculative decoding\n\n{bench_table(bench)}\n")
+    for trees in load_reports(args.results / "trees", "bench_*.json"):
+        print(f"### Chains and token trees (`padrec bench --trees`, {trees['report_file']})\n\n{tree_table(trees)}\n")
     torch_benches = [b for b in benches if b.get("runtime", "torch") == "torch"]
     if args.plots is not None and torch_benches:
         from padrec import bench_plots  # matplotlib only when asked for

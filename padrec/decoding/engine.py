@@ -98,14 +98,12 @@ class ListDecoder:
         if slot_widths and (len(slot_widths) != self.sids.tokens_per_item or min(slot_widths) < 1):
             raise InvalidRequest(f"tree_slot_widths needs one width >= 1 per slot ({self.sids.tokens_per_item}), "
                                  f"got {list(slot_widths)}")
-        k, slots = request.num_draft_tokens, len(slot_widths)
-        # the most nodes a round can draft: its levels' widths, from whichever slot the round starts at
-        drafted = (max(sum(slot_widths[(s + d) % slots] for d in range(k)) for s in range(slots)) if slot_widths
-                   else width * k)
+        k = request.num_draft_tokens
+        drafted = width * k  # the most nodes a round can draft
         if width < 0 or k == 0 or drafted > self.max_tree_nodes:
             raise InvalidRequest(f"tree_width must be >= 0, with num_draft_tokens > 0 and at most "
                                  f"{self.max_tree_nodes} drafted nodes a round; got tree_width {width}, "
-                                 f"num_draft_tokens {k}, tree_slot_widths {list(slot_widths)}: up to {drafted}")
+                                 f"num_draft_tokens {k}: up to {drafted}")
         if not 0 <= budget <= drafted:
             raise InvalidRequest(f"tree_budget must be in 0..{drafted} (the nodes a round can draft), got {budget}")
         if request.temperature > 0:
@@ -207,8 +205,9 @@ class ListDecoder:
             constraints=[r.constraint for r in wanted],
             temperatures=np.array([r.request.temperature for r in wanted]),
             rngs=[r.rng for r in wanted],
-            widths=np.array([r.request.tree_slot_widths or (r.request.tree_width,) * self.sids.tokens_per_item
-                             for r in wanted]) if trees else None,
+            widths=np.array([r.request.tree_width for r in wanted]) if trees else None,
+            slot_children=np.array([r.request.tree_slot_widths or (r.request.tree_width,) * self.sids.tokens_per_item
+                                    for r in wanted]) if trees else None,
             budgets=np.array([r.request.tree_budget for r in wanted]) if trees else None,
         )
         proposal: Proposal = self.proposer.propose(batch)

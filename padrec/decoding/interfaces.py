@@ -32,8 +32,9 @@ class DecodeRequest:
     # verifies its tree_budget likeliest nodes (0: all of them) in one forward
     tree_width: int = 0
     tree_budget: int = 0
-    # a position-shaped tree: the width at each within-item slot of the drafted token (one per
-    # slot; empty: tree_width everywhere), e.g. wide at an item's hard first code, 1 where it is easy
+    # a position-shaped tree: how many continuations each node gets at each within-item slot (one
+    # number per slot; empty: tree_width everywhere), e.g. several where the draft is often wrong,
+    # 1 where it is nearly always right
     tree_slot_widths: tuple[int, ...] = ()
 
 
@@ -139,10 +140,11 @@ class DraftBatch:
     temperatures: np.ndarray  # [B]; 0 = greedy proposals
     rngs: list  # np.random.Generator per row (None when greedy)
     # Token trees (greedy rows only; None: a chain of num_tokens per row): at each of num_tokens[r]
-    # depths the draft keeps the widths[r, slot] likeliest continuations (by the draft's probability
-    # of the whole path; slot: the drafted tokens' within-item slot) and proposes the budgets[r]
-    # likeliest nodes of that tree.
-    widths: np.ndarray | None = None  # [B, slots]: the width at each within-item slot
+    # depths the draft keeps the widths[r] likeliest nodes (by the draft's probability of the whole
+    # path), each node of the level above giving its slot_children[r, slot] likeliest tokens (slot:
+    # the level's within-item slot), and proposes the budgets[r] likeliest nodes of that tree.
+    widths: np.ndarray | None = None  # [B]
+    slot_children: np.ndarray | None = None  # [B, slots]
     budgets: np.ndarray | None = None  # [B]
 
 

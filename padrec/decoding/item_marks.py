@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from padrec.decoding.tree import TreeLayout
 from padrec.models.target import KVCache
 from padrec.semantic_ids import SemanticIds
 
@@ -45,17 +46,18 @@ class ItemMarkLog:
         return out
 
 
-    def tree_marks(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, ancestors: np.ndarray) -> np.ndarray:
-        """[B, T] marks of a token tree (`TreeLayout.ancestors`) scored after start[b] of row rows[b]:
-        each token's mark as if its path were the sequence. The log is left alone: `keep` writes
-        the path that was kept."""
+    def tree_marks(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, tree: TreeLayout) -> np.ndarray:
+        """[B, T] marks of a token tree scored after start[b] of row rows[b]: each token's mark as if
+        its path were the sequence. Only an item's last slot can carry a mark, so only the tokens
+        there are looked at. The log is left alone: `keep` writes the path that was kept."""
         out = np.zeros(tokens.shape, dtype=np.int64)
         back = self.sids.num_levels
-        for b, (row, s) in enumerate(zip(rows.tolist(), start.tolist())):
+        last_slots = self.sids.slot_at(start[:, None] + tree.depths) == self.sids.tokens_per_item - 1
+        for b, t in zip(*np.nonzero(last_slots)):
+            row, s = int(rows[b]), int(start[b])
             lo = max(0, s - back)
-            for t in range(tokens.shape[1]):
-                path = np.concatenate([self.tokens[row, lo:s], tokens[b, ancestors[b, t]]])
-                out[b, t] = self.sids.item_marks(path, lo)[-1]
+            path = np.concatenate([self.tokens[row, lo:s], tokens[b, tree.ancestors[b, t]]])
+            out[b, t] = self.sids.item_marks(path, lo)[-1]
         return out
 
     def keep(self, row: int, start: int, tokens: np.ndarray) -> None:

@@ -113,8 +113,8 @@ class TorchDraft:
                          on_device(batch.tokens, self.device), 1)
         last = batch.lengths - 1
         base = batch.start + batch.lengths  # first free slot, and the draft position of the next pair
-        trees = [_DraftTree(batch.constraints[r], batch.forced[r], int(batch.num_tokens[r]), batch.widths[r].tolist())
-                 for r in range(B)]
+        trees = [_DraftTree(batch.constraints[r], batch.forced[r], int(batch.num_tokens[r]), int(batch.widths[r]),
+                            batch.slot_children[r].tolist()) for r in range(B)]
         logits = to_host(out.logits[np.arange(B), last])
         expanding = [[_Open(-1, logits[r], out.features[r, last[r]], (), trees[r].root_constraint)] for r in range(B)]
         next_slot = base.copy()
@@ -204,14 +204,14 @@ class _Born:
 
 class _DraftTree:
     """One row's token tree while the draft grows it: the round's known (forced) tokens first, as a
-    chain, then `depth` levels of proposals, each the w likeliest children of the level above by path
-    probability (children of a node: its w likeliest allowed tokens), w = widths[slot] for the
-    within-item slot of that level's tokens."""
+    chain, then `depth` levels of proposals, each the `width` likeliest children of the level above
+    by path probability; a node's children are its c likeliest allowed tokens, c = children[slot]
+    for the within-item slot of the level's tokens."""
 
-    def __init__(self, constraint: ListConstraint, forced: list[int], depth: int, widths: list[int]):
+    def __init__(self, constraint: ListConstraint, forced: list[int], depth: int, width: int, children: list[int]):
         self.root_constraint = constraint  # after the forced tokens; only the last known token reads it
         self.forced = list(forced)
-        self.depth, self.widths = depth, widths
+        self.depth, self.width, self.children = depth, width, children
         self.steps = len(self.forced) + depth
         self.tokens: list[int] = []
         self.parents: list[int] = []
@@ -225,18 +225,17 @@ class _DraftTree:
             (parent,) = opened
             return [_Born(self.forced[step], -1, parent, self.root_constraint, 0.0)]
         candidates = []
-        width = 0
         for parent in opened:
             allowed = parent.constraint.allowed()
             if len(allowed) == 0 or parent.constraint.exhausted():
                 continue
-            width = self.widths[parent.constraint.slot]  # every node of a level is at the same slot
             log_probs = constrained_log_probs(parent.logits, allowed, 1.0, parent.constraint.prior())
-            for i in np.argsort(-log_probs, kind="stable")[:width].tolist():
+            children = self.children[parent.constraint.slot]
+            for i in np.argsort(-log_probs, kind="stable")[:children].tolist():
                 candidates.append((parent.log_prob + float(log_probs[i]), int(allowed[i]), parent))
         candidates.sort(key=lambda c: -c[0])  # stable: ties keep the parent's and the token's order
         born = []
-        for log_prob, token, parent in candidates[:width]:
+        for log_prob, token, parent in candidates[: self.width]:
             constraint = parent.constraint.copy()
             constraint.advance(token)
             born.append(_Born(token, len(self.tokens), parent, constraint, log_prob))

@@ -40,7 +40,7 @@ class TorchTarget:
         items = None
         if self.item_marks is not None:
             marks = (self.item_marks.marks(rows, start, tokens, lengths) if tree is None else
-                     self.item_marks.tree_marks(rows, start, tokens, tree.ancestors))
+                     self.item_marks.tree_marks(rows, start, tokens, tree))
             items = on_device(marks, self.device)
         layout = None if tree is None else (on_device(tree.depths, self.device), on_device(tree.ancestors, self.device))
         out = self.model(on_device(tokens, self.device), past_k, past_v, start_t.to(self.device), items, layout)

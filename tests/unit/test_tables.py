@@ -110,3 +110,19 @@ def test_tables_render_drafters_paired_with_the_baseline(tmp_path, capsys):
     assert ("| verify_a_shared.json | a | 1000 | padrec | 4 | 3.150 | eagle | 3.000 | 1.050 | 1.030-1.070 | 600 / 300 |"
             in out)
     assert "| eagle | 4 | 3.000 | eagle |" not in out  # the baseline is not compared with itself
+
+
+def test_tables_render_chains_beside_token_trees(tmp_path, capsys):
+    entry = {"drafter": "padrec", "k": 4, "tau": 2.5, "speedup": 1.1, "ms_per_target_call": 5.0, "ms_per_draft_call": 2.0,
+             "time_split_ms": {"host": 4.5}, "acceptance_by_slot": [0.4, 1.0], "mismatches": 0, "drafted": 60,
+             "target_calls_per_list": 10.0}
+    tree = {**entry, "tree_width": 3, "tree_slot_widths": [1, 3], "tree_budget": 0, "drafted": 200, "tau": 3.0}
+    (tmp_path / "trees").mkdir()
+    (tmp_path / "trees" / "bench_x.json").write_text(json.dumps({
+        "dataset": "x", "users": 2, "threads": 1, "plain": {"median_ms": 100.0, "ms_per_target_call": 4.0},
+        "speculative": [entry, tree]}))
+    assert main(["tables", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Chains and token trees (`padrec bench --trees`, bench_x.json)" in out
+    assert "| padrec | 4 | chain | 3.0 | 2.50 | 1.10x | 5.00 | 2.00 | 4.5 | 0.40 1.00 | 0 |" in out
+    assert "| padrec | 4 | 3, 1-3, all | 10.0 | 3.00 |" in out

@@ -124,7 +124,6 @@ def test_a_wider_tree_is_accepted_at_least_as_far_per_round():
 @pytest.mark.parametrize("fields, message", [
     ({"tree_width": 2}, "num_draft_tokens > 0"),
     ({"tree_width": 5, "num_draft_tokens": 4}, "at most 16 drafted nodes"),
-    ({"tree_width": 8, "num_draft_tokens": 4, "tree_slot_widths": (8, 8, 1, 1)}, "up to 18"),
     ({"tree_width": -1, "num_draft_tokens": 2}, "tree_width must be >= 0"),
     ({"tree_width": 2, "num_draft_tokens": 2, "tree_budget": 5}, "tree_budget must be in 0..4"),
     ({"tree_budget": 3, "num_draft_tokens": 2}, "need tree_width > 0"),
@@ -149,32 +148,49 @@ def test_a_decoder_whose_draft_has_no_trees_refuses_them():
         decoder.validate(DecodeRequest((1, 2), num_draft_tokens=2, tree_width=2))
 
 
-def test_a_position_shaped_tree_is_wide_only_at_the_slots_that_ask_for_it():
+def test_a_position_shaped_tree_branches_only_at_the_slots_that_ask_for_it():
     sids = catalogue(60, (6, 4, 3), 2)  # 3 k-means levels, the disambiguating one, a separator: 5 slots
     target, draft = models(sids, 2)
-    history = (4, 9, 33)
-    plain = decode(sids, target, None, [DecodeRequest(history, top_n=6)])[0]
-    proposer = TorchDraft(draft, sids, 1)
-    levels = []  # (slot, nodes) of every level of every tree the draft grows
+    histories = [(4, 9, 33), (12,), (50, 1)]
+    plain = decode(sids, target, None, [DecodeRequest(h, top_n=6) for h in histories])
+    chain = decode(sids, target, draft, [DecodeRequest(h, top_n=6, num_draft_tokens=3) for h in histories])
+    # one continuation per node everywhere: however wide the levels may be, the tree is the chain
+    single = decode(sids, target, draft, [DecodeRequest(h, top_n=6, num_draft_tokens=3, tree_width=4,
+                                                        tree_slot_widths=(1,) * 5) for h in histories])
+    for a, b in zip(chain, single):
+        assert a.tokens == b.tokens and a.stats.as_dict() == b.stats.as_dict()
+    # branching at slot 0 only: a level has more nodes than the one above only where its tokens are first codes
+    proposer = TorchDraft(draft, sids, 4)
+    grown = []
     grow = proposer._propose_trees
 
     def recording(batch):
         proposal = grow(batch)
-        parents = proposal.parents[0, : proposal.counts[0]]
-        depth = [0] * len(parents)
-        for i, p in enumerate(parents):
-            depth[i] = 0 if p < 0 else depth[p] + 1
-        levels.extend(np.bincount(depth).tolist())
+        grown.append(([c.slot for c in batch.constraints], proposal))  # the slots now: decoding moves on
         return proposal
 
     proposer._propose_trees = recording
-    decoder = ListDecoder(ItemTrie(sids), TorchTarget(target, 1), CONFIG.max_seq_len, proposer=proposer)
-    shaped = decoder.generate([DecodeRequest(history, top_n=6, num_draft_tokens=3, tree_width=4,
-                                             tree_slot_widths=(4, 1, 1, 1, 1))], [0])[0]
-    assert shaped.tokens == plain.tokens
-    assert max(levels) == 4 and set(levels) <= {1, 2, 3, 4}  # 4 wide only where a level's slot is 0
+    decoder = ListDecoder(ItemTrie(sids), TorchTarget(target, 4), CONFIG.max_seq_len, proposer=proposer)
+    shaped = decoder.generate([DecodeRequest(h, top_n=6, num_draft_tokens=3, tree_width=4,
+                                             tree_slot_widths=(4, 1, 1, 1, 1)) for h in histories], [0, 1, 2])
+    assert [r.tokens for r in shaped] == [r.tokens for r in plain]
+    branched = 0
+    for slots, proposal in grown:
+        for r, first in enumerate(slots):
+            parents = proposal.parents[r, : proposal.counts[r]]
+            depth = np.zeros(len(parents), dtype=int)
+            for i, p in enumerate(parents):
+                depth[i] = 0 if p < 0 else depth[p] + 1
+            # depth d's tokens are at slot first + d (first: the slot after the row's known tokens)
+            counts = np.bincount(depth)
+            for d in range(len(counts)):
+                above = 1 if d == 0 else counts[d - 1]
+                if counts[d] > above:
+                    assert (first + d) % sids.tokens_per_item == 0
+                    branched += 1
+    assert branched > 0
     with pytest.raises(InvalidRequest, match="one width >= 1 per slot"):
-        decoder.validate(DecodeRequest(history, num_draft_tokens=2, tree_width=2, tree_slot_widths=(2, 1)))
+        decoder.validate(DecodeRequest((1, 2), num_draft_tokens=2, tree_width=2, tree_slot_widths=(2, 1)))
 
 
 def test_the_benchmark_runs_trees_beside_chains_and_stays_lossless():
@@ -185,12 +201,12 @@ def test_the_benchmark_runs_trees_beside_chains_and_stays_lossless():
     sids = catalogue(60, (6, 4, 3))
     target, draft = models(sids, 0)
     examples = [Example("u", [1, 2, 3], 4), Example("v", [5, 6], 7)]
-    trees = tree_shapes("3x2,3x3-1-1-1-1:4")
-    assert trees == [(3, (2,), 0), (3, (3, 1, 1, 1, 1), 4)]
+    trees = tree_shapes("3x2,3x3@3-1-1-1-1:4")
+    assert trees == [(3, 2, (), 0), (3, 3, (3, 1, 1, 1, 1), 4)]
     report = run_benchmark(target, {"padrec": draft}, ItemTrie(sids), examples, ks=[3], top_n=4, progress=False,
                            trees=trees)
     shapes = [(e["k"], e.get("tree_slot_widths"), e.get("tree_budget")) for e in report["speculative"]]
-    assert shapes == [(3, None, None), (3, [2], 0), (3, [3, 1, 1, 1, 1], 4)]
+    assert shapes == [(3, None, None), (3, [], 0), (3, [3, 1, 1, 1, 1], 4)]
     for e in report["speculative"]:
         assert e["mismatches"] == 0 and e["recall@10"] == report["plain"]["recall@10"] and e["tau"] >= 1.0
     with pytest.raises(ValueError, match="torch only"):
@@ -198,7 +214,7 @@ def test_the_benchmark_runs_trees_beside_chains_and_stays_lossless():
                       forced_room=2, trees=trees)
 
 
-@pytest.mark.parametrize("spec", ["4", "4x", "0x2", "4x2:-1", "4x2-0"])
+@pytest.mark.parametrize("spec", ["4", "4x", "0x2", "4x2:-1", "4x2@0-1", "4x2@"])
 def test_bad_tree_specs_are_refused(spec):
     import argparse
 
