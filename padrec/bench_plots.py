@@ -84,10 +84,19 @@ def speedup_by_batch(report: dict, path: Path) -> dict[str, dict[str, list[tuple
     return series
 
 
+def decoder_label(entry: dict) -> str:
+    """A report entry's drafter, and its tree when it has one: 'padrec', 'padrec tree 3 wide@1-3-2-1-1, 8 nodes'."""
+    if "tree_width" not in entry:
+        return entry["drafter"]
+    shaped = "@" + "-".join(map(str, entry["tree_slot_widths"])) if entry.get("tree_slot_widths") else ""
+    budget = f", {entry['tree_budget']} nodes" if entry["tree_budget"] else ""
+    return f"{entry['drafter']} tree {entry['tree_width']} wide{shaped}{budget}"
+
+
 def _by_drafter(report: dict) -> dict[str, list[tuple[int, float]]]:
     points: dict[str, list[tuple[int, float]]] = {}
     for entry in sorted(report["speculative"], key=lambda e: e["k"]):
-        points.setdefault(entry["drafter"], []).append((entry["k"], entry["speedup"]))
+        points.setdefault(decoder_label(entry), []).append((entry["k"], entry["speedup"]))
     return points
 
 

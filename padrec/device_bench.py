@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from padrec.bench_plots import decoder_label
 from padrec.benchmark import compare_decoders, torch_decoders
 from padrec.data.split import Example
 from padrec.decoding.constraints import ItemTrie
@@ -45,10 +46,12 @@ def file_stem(name: str) -> str:
 
 def bench_grid(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example], ks: list[int],
                batch_sizes: list[int], dtypes: list[str], device: torch.device, max_minutes: float,
-               progress: bool = True, on_cell: Callable[[dict], None] | None = None) -> dict:
+               progress: bool = True, on_cell: Callable[[dict], None] | None = None,
+               trees: list[tuple[int, int, tuple[int, ...], int]] = ()) -> dict:
     """Every (batch size, precision) cell in that order, starting none after `max_minutes` of
-    wall-clock. `on_cell(report so far)` hears of each finished cell (what a run that may be cut off
-    writes down)."""
+    wall-clock; each cell measures plain, every (drafter, k) chain and every token tree of `trees`
+    (`padrec.benchmark.torch_decoders`). `on_cell(report so far)` hears of each finished cell (what a
+    run that may be cut off writes down)."""
     unknown = [d for d in dtypes if d not in DTYPES]
     if unknown:
         raise ValueError(f"unknown precision {unknown[0]!r}; choose from {sorted(DTYPES)}")
@@ -64,7 +67,8 @@ def bench_grid(target: Target, drafts: dict[str, Draft], trie: ItemTrie, example
             if elapsed > max_minutes:
                 cells.append({**cell, "skipped": f"time budget of {max_minutes} min spent ({elapsed:.1f} min)"})
                 continue
-            decoders = torch_decoders(target, drafts, trie, ks, rows=batch_size, device=device, dtype=DTYPES[dtype])
+            decoders = torch_decoders(target, drafts, trie, ks, rows=batch_size, device=device, dtype=DTYPES[dtype],
+                                      trees=trees)
             judge = decoders[("plain", 0)].target.model  # the plain decoder's own copy: same device and dtype
             measured = compare_decoders(judge, decoders, trie, examples, progress=progress, batch_size=batch_size,
                                         warm_up=True, near_tie_gap=NEAR_TIE_GAPS[dtype])
@@ -99,9 +103,10 @@ def markdown_table(report: dict) -> str:
         lines.append(head + f"| plain | 0 | 1.00 | {p['median_ms']:.1f} | {p['p90_ms']:.1f} | {p['items_per_s']:.0f} "
                      f"| 1.00 | | {p['ms_per_target_call']:.2f} | | | | |")
         for e in cell["speculative"]:
-            lines.append(head + f"| {e['drafter']} | {e['k']} | {e['tau']:.2f} | {e['median_ms']:.1f} | "
+            lines.append(head + f"| {decoder_label(e)} | {e['k']} | {e['tau']:.2f} | {e['median_ms']:.1f} | "
                          f"{e['p90_ms']:.1f} | {e['items_per_s']:.0f} | {e['speedup']:.2f} | "
                          f"{e['tau_limit_speedup']:.2f} | {p['ms_per_target_call']:.2f} | "
                          f"{e['ms_per_target_call']:.2f} | {e['ms_per_draft_call']:.2f} | {e['mismatches']} | "
                          f"{e['near_ties']} |")
     return "\n".join(lines) + "\n"
+

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from padrec.commands import add_prior_argument, emit_report, load_models
+from padrec.commands.bench import tree_shapes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=200, help="first N test users, in every cell")
     parser.add_argument("--k", default="1,2,3,4,5,6", help="draft tokens per round, comma-separated")
     parser.add_argument("--drafters", default="eagle,padrec", help="comma-separated")
+    parser.add_argument("--trees", default="", type=tree_shapes, metavar="KxW[@C][:B],...",
+                        help="token trees too, as for `padrec bench --trees` (e.g. 4x3,5x3)")
     parser.add_argument("--batch-sizes", default="1,4,16", help="users per engine batch, comma-separated")
     parser.add_argument("--dtypes", default="fp32,bf16", help="precisions, comma-separated: fp32, bf16")
     parser.add_argument("--max-minutes", type=float, default=7.0,
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = bench_grid(models.target, models.drafts, models.trie, models.data.split.test[: args.users],
                             [int(k) for k in args.k.split(",")], [int(b) for b in args.batch_sizes.split(",")],
-                            args.dtypes.split(","), device, args.max_minutes, progress=not args.quiet, on_cell=write)
+                            args.dtypes.split(","), device, args.max_minutes, progress=not args.quiet, on_cell=write,
+                            trees=args.trees)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
