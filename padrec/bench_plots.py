@@ -90,7 +90,8 @@ def decoder_label(entry: dict) -> str:
         return entry["drafter"]
     shaped = "@" + "-".join(map(str, entry["tree_slot_widths"])) if entry.get("tree_slot_widths") else ""
     budget = f", {entry['tree_budget']} nodes" if entry["tree_budget"] else ""
-    return f"{entry['drafter']} tree {entry['tree_width']} wide{shaped}{budget}"
+    stop = f", p >= {entry['tree_min_prob']:g}" if entry.get("tree_min_prob") else ""
+    return f"{entry['drafter']} tree {entry['tree_width']} wide{shaped}{budget}{stop}"
 
 
 def _by_drafter(report: dict) -> dict[str, list[tuple[int, float]]]:

@@ -112,9 +112,9 @@ def _summary(runs: _Runs, targets: list[int]) -> dict:
 
 def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int], rows: int = 1,
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                   trees: list[tuple[int, int, tuple[int, ...], int]] = ()) -> dict:
-    """Plain, (drafter, k) and, per token tree (k, width, children by slot, budget) of `trees`,
-    (drafter, k, width, children, budget) decoders on torch eager with `rows` cache rows each, sharing one inference copy of each
+                   trees: list[tuple[int, int, tuple[int, ...], int, float]] = ()) -> dict:
+    """Plain, (drafter, k) and, per token tree (k, width, children by slot, budget, min_prob) of
+    `trees` (`padrec.commands.bench.tree_shapes`), (drafter, k, width, children, budget, min_prob) decoders on torch eager with `rows` cache rows each, sharing one inference copy of each
     model on `device` in `dtype`."""
     max_len = target.config.max_seq_len
     target = for_inference(target, device, dtype)
@@ -153,10 +153,10 @@ def onnx_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: 
 def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example],
                   ks: list[int], top_n: int = 10, progress: bool = True, runtime: str = "torch",
                   workdir: Path | None = None, forced_room: int | None = None,
-                  trees: list[tuple[int, int, tuple[int, ...], int]] = ()) -> dict:
+                  trees: list[tuple[int, int, tuple[int, ...], int, float]] = ()) -> dict:
     """Decode every example with every configuration on one runtime; returns the report dict.
     onnxruntime needs the draft graphs' `forced_room` (`padrec.export.forced_room`); token `trees`
-    (k, width, children by slot, budget) run on torch only."""
+    (as for `torch_decoders`) run on torch only."""
     if runtime == "torch":
         decoders = torch_decoders(target, drafts, trie, ks, trees=trees)
     else:
@@ -211,8 +211,9 @@ def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder
         summary = _summary(r, targets)
         shape = {}
         if tree:
-            width, children, budget = tree
-            shape = {"tree_width": width, "tree_budget": budget, "tree_slot_widths": list(children)}
+            width, children, budget, min_prob = tree
+            shape = {"tree_width": width, "tree_budget": budget, "tree_slot_widths": list(children),
+                     "tree_min_prob": min_prob}
         entry = {"drafter": name, "k": k, **shape, **summary, "speedup": base["median_ms"] / summary["median_ms"],
                  "cpu_speedup": base["median_cpu_ms"] / summary["median_cpu_ms"],
                  # tau x T_target / (k T_draft + T_verify), the draft's k steps being one draft call
@@ -226,11 +227,11 @@ def compare_decoders(target: Target, decoders: dict[tuple[str, int], ListDecoder
 
 def _requests(batch: list[Example], top_n: int, key: tuple) -> list[DecodeRequest]:
     """The requests of a decoder keyed (name, k) or, for token trees, (name, k, width, children by
-    slot, budget)."""
+    slot, budget, min_prob)."""
     _, k, *tree = key
-    width, children, budget = tree or (0, (), 0)
+    width, children, budget, min_prob = tree or (0, (), 0, 0.0)
     return [DecodeRequest(tuple(e.history), top_n=top_n, num_draft_tokens=k, tree_width=width, tree_budget=budget,
-                          tree_slot_widths=tuple(children)) for e in batch]
+                          tree_slot_widths=tuple(children), tree_min_prob=min_prob) for e in batch]
 
 
 def _time_batch(decoder: ListDecoder, watches: tuple, requests: list[DecodeRequest], runs: _Runs) -> None:

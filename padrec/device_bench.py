@@ -47,7 +47,7 @@ def file_stem(name: str) -> str:
 def bench_grid(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example], ks: list[int],
                batch_sizes: list[int], dtypes: list[str], device: torch.device, max_minutes: float,
                progress: bool = True, on_cell: Callable[[dict], None] | None = None,
-               trees: list[tuple[int, int, tuple[int, ...], int]] = ()) -> dict:
+               trees: list[tuple[int, int, tuple[int, ...], int, float]] = ()) -> dict:
     """Every (batch size, precision) cell in that order, starting none after `max_minutes` of
     wall-clock; each cell measures plain, every (drafter, k) chain and every token tree of `trees`
     (`padrec.benchmark.torch_decoders`). `on_cell(report so far)` hears of each finished cell (what a

@@ -14,10 +14,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=200, help="first N test users")
     parser.add_argument("--k", default="2,3,4,5,6", help="draft tokens per round, comma-separated")
     parser.add_argument("--drafters", default=",".join(sorted(DRAFTERS)), help="comma-separated")
-    parser.add_argument("--trees", default="", type=tree_shapes, metavar="KxW[@C][:B],...",
+    parser.add_argument("--trees", default="", type=tree_shapes, metavar="KxW[@C][:B][~P],...",
                         help="token trees too (torch only): K deep, W nodes kept per depth, the B likeliest "
                              "nodes verified (default all), e.g. 4x2,4x3:6; @C gives the continuations of a node "
-                             "at each within-item slot, dash-separated (a position-shaped tree: 4x3@1-3-2-1-1)")
+                             "at each within-item slot, dash-separated (a position-shaped tree: 4x3@1-3-2-1-1); "
+                             "~P drafts no node whose path the draft gives less than P (6x1~0.3: a chain that stops)")
     parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (1: batch-1 latency)")
     parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                         help="run target and drafts on torch eager or on their exported ONNX graphs")
@@ -27,23 +28,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_report_arguments(parser)
 
 
-def tree_shapes(text: str) -> list[tuple[int, int, tuple[int, ...], int]]:
-    """'4x2,4x3@1-3-2-1-1:6' -> [(4, 2, (), 0), (4, 3, (1, 3, 2, 1, 1), 6)]: (draft depth k, nodes kept
-    per depth, continuations per node by slot (empty: the width), budget; 0 = every node)."""
+def tree_shapes(text: str) -> list[tuple[int, int, tuple[int, ...], int, float]]:
+    """'4x2,4x3@1-3-2-1-1:6,6x1~0.3' -> [(4, 2, (), 0, 0.0), (4, 3, (1, 3, 2, 1, 1), 6, 0.0), (6, 1, (), 0, 0.3)]:
+    (draft depth k, nodes kept per depth, continuations per node by slot (empty: the width), budget
+    (0 = every node), the path probability below which nothing is drafted)."""
     shapes = []
     for spec in filter(None, text.split(",")):
         try:
+            spec, _, min_prob = spec.partition("~")
             shape, _, budget = spec.partition(":")
             shape, at, children = shape.partition("@")
             if at and not children:
                 raise ValueError("no continuations after @")
             k, width = (int(n) for n in shape.split("x"))
-            parsed = (k, width, tuple(int(c) for c in children.split("-")) if children else (), int(budget or 0))
+            parsed = (k, width, tuple(int(c) for c in children.split("-")) if children else (), int(budget or 0),
+                      float(min_prob or 0))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"a tree is KxW[@C][:B], C dash-separated continuations by slot "
-                                             f"(e.g. 4x2:6, 4x3@1-3-2-1-1), got {spec!r}") from None
-        if min(parsed[0], parsed[1], *parsed[2]) < 1 or parsed[3] < 0:
-            raise argparse.ArgumentTypeError(f"a tree needs K, W, C >= 1 and B >= 0, got {spec!r}")
+            raise argparse.ArgumentTypeError(f"a tree is KxW[@C][:B][~P], C dash-separated continuations by slot "
+                                             f"(e.g. 4x2:6, 4x3@1-3-2-1-1, 6x1~0.3), got {spec!r}") from None
+        if min(parsed[0], parsed[1], *parsed[2]) < 1 or parsed[3] < 0 or not 0 <= parsed[4] < 1:
+            raise argparse.ArgumentTypeError(f"a tree needs K, W, C >= 1, B >= 0 and 0 <= P < 1, got {spec!r}")
         shapes.append(parsed)
     return shapes
 
@@ -82,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
         for e in report["speculative"]:
             shaped = f" (continuations by slot {'-'.join(map(str, e['tree_slot_widths']))})" if e.get(
                 "tree_slot_widths") else ""
-            tree = (f" tree {e['tree_width']} wide{shaped}, {e['tree_budget'] or 'all'} nodes" if "tree_width" in e
-                    else "")
+            stop = f", stop below p {e['tree_min_prob']:g}" if e.get("tree_min_prob") else ""
+            tree = (f" tree {e['tree_width']} wide{shaped}, {e['tree_budget'] or 'all'} nodes{stop}"
+                    if "tree_width" in e else "")
             print(f"{e['drafter']:10s} k={e['k']}{tree}  {e['median_ms']:7.1f} ms  x{e['speedup']:.2f} (CPU x{e['cpu_speedup']:.2f})  "
                   f"tau {e['tau']:.2f}  mismatches {e['mismatches']} near-ties {e['near_ties']}")
     return 0

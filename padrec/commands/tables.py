@@ -150,7 +150,7 @@ def tree_table(report: dict) -> str:
     rows = [f"{report['dataset']}: {report['users']} test users, batch 1, {report['threads']} thread(s); plain "
             f"decoding {p['median_ms']:.1f} ms per list (median), {p['ms_per_target_call']:.2f} ms per target call.",
             "",
-            "| drafter | k | tree: width, continuations by slot, budget | verified tokens / round | tau | speed-up | "
+            "| drafter | k | tree: width, continuations by slot, budget[, stop] | verified tokens / round | tau | speed-up | "
             "ms / target call | ms / draft call | host ms / list | acceptance by slot | mismatches |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in report["speculative"]:
@@ -158,6 +158,8 @@ def tree_table(report: dict) -> str:
         if "tree_width" in e:
             children = "-".join(map(str, e.get("tree_slot_widths") or [])) or "-"
             tree = f"{e['tree_width']}, {children}, {e['tree_budget'] or 'all'}"
+            if e.get("tree_min_prob"):
+                tree += f", p >= {e['tree_min_prob']:g}"
         per_round = e["drafted"] / (e["target_calls_per_list"] * report["users"])
         rows.append(f"| {e['drafter']} | {e['k']} | {tree} | {per_round:.1f} | {e['tau']:.2f} | {e['speedup']:.2f}x | "
                     f"{e['ms_per_target_call']:.2f} | {e['ms_per_draft_call']:.2f} | {e['time_split_ms']['host']:.1f} | "

@@ -91,8 +91,8 @@ class ListDecoder:
     def _validate_tree(self, request: DecodeRequest) -> None:
         width, budget = request.tree_width, request.tree_budget
         if width == 0:
-            if budget != 0 or request.tree_slot_widths:
-                raise InvalidRequest("tree_budget and tree_slot_widths need tree_width > 0")
+            if budget != 0 or request.tree_slot_widths or request.tree_min_prob != 0:
+                raise InvalidRequest("tree_budget, tree_slot_widths and tree_min_prob need tree_width > 0")
             return
         slot_widths = request.tree_slot_widths
         if slot_widths and (len(slot_widths) != self.sids.tokens_per_item or min(slot_widths) < 1):
@@ -106,6 +106,8 @@ class ListDecoder:
                                  f"num_draft_tokens {k}: up to {drafted}")
         if not 0 <= budget <= drafted:
             raise InvalidRequest(f"tree_budget must be in 0..{drafted} (the nodes a round can draft), got {budget}")
+        if not 0 <= request.tree_min_prob < 1:
+            raise InvalidRequest(f"tree_min_prob must be in [0, 1), got {request.tree_min_prob}")
         if request.temperature > 0:
             raise InvalidRequest("token trees are greedy only (temperature 0): sampling verifies chains")
         if not self.verifies_trees:
@@ -209,6 +211,7 @@ class ListDecoder:
             slot_children=np.array([r.request.tree_slot_widths or (r.request.tree_width,) * self.sids.tokens_per_item
                                     for r in wanted]) if trees else None,
             budgets=np.array([r.request.tree_budget for r in wanted]) if trees else None,
+            min_probs=np.array([r.request.tree_min_prob for r in wanted]) if trees else None,
         )
         proposal: Proposal = self.proposer.propose(batch)
         out = {}

@@ -36,6 +36,9 @@ class DecodeRequest:
     # number per slot; empty: tree_width everywhere), e.g. several where the draft is often wrong,
     # 1 where it is nearly always right
     tree_slot_widths: tuple[int, ...] = ()
+    # a draft that knows when to stop: nodes whose path the draft gives less than this probability
+    # are not drafted (with tree_width 1: a chain that stops where the draft is unsure)
+    tree_min_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ class DraftBatch:
     widths: np.ndarray | None = None  # [B]
     slot_children: np.ndarray | None = None  # [B, slots]
     budgets: np.ndarray | None = None  # [B]
+    min_probs: np.ndarray | None = None  # [B]: the path probability below which a node is not drafted
 
 
 @dataclass

@@ -114,7 +114,7 @@ class TorchDraft:
         last = batch.lengths - 1
         base = batch.start + batch.lengths  # first free slot, and the draft position of the next pair
         trees = [_DraftTree(batch.constraints[r], batch.forced[r], int(batch.num_tokens[r]), int(batch.widths[r]),
-                            batch.slot_children[r].tolist()) for r in range(B)]
+                            batch.slot_children[r].tolist(), float(batch.min_probs[r])) for r in range(B)]
         logits = to_host(out.logits[np.arange(B), last])
         expanding = [[_Open(-1, logits[r], out.features[r, last[r]], (), trees[r].root_constraint)] for r in range(B)]
         next_slot = base.copy()
@@ -206,12 +206,15 @@ class _DraftTree:
     """One row's token tree while the draft grows it: the round's known (forced) tokens first, as a
     chain, then `depth` levels of proposals, each the `width` likeliest children of the level above
     by path probability; a node's children are its c likeliest allowed tokens, c = children[slot]
-    for the within-item slot of the level's tokens."""
+    for the within-item slot of the level's tokens. A node whose path the draft gives less than
+    `min_prob` is not drafted: the tree stops growing where the draft expects to be wrong."""
 
-    def __init__(self, constraint: ListConstraint, forced: list[int], depth: int, width: int, children: list[int]):
+    def __init__(self, constraint: ListConstraint, forced: list[int], depth: int, width: int, children: list[int],
+                 min_prob: float = 0.0):
         self.root_constraint = constraint  # after the forced tokens; only the last known token reads it
         self.forced = list(forced)
         self.depth, self.width, self.children = depth, width, children
+        self.min_log_prob = np.log(min_prob) if min_prob > 0 else -np.inf
         self.steps = len(self.forced) + depth
         self.tokens: list[int] = []
         self.parents: list[int] = []
@@ -232,7 +235,8 @@ class _DraftTree:
             log_probs = constrained_log_probs(parent.logits, allowed, 1.0, parent.constraint.prior())
             children = self.children[parent.constraint.slot]
             for i in np.argsort(-log_probs, kind="stable")[:children].tolist():
-                candidates.append((parent.log_prob + float(log_probs[i]), int(allowed[i]), parent))
+                if parent.log_prob + log_probs[i] >= self.min_log_prob:
+                    candidates.append((parent.log_prob + float(log_probs[i]), int(allowed[i]), parent))
         candidates.sort(key=lambda c: -c[0])  # stable: ties keep the parent's and the token's order
         born = []
         for log_prob, token, parent in candidates[: self.width]:

@@ -128,6 +128,8 @@ def test_a_wider_tree_is_accepted_at_least_as_far_per_round():
     ({"tree_width": 2, "num_draft_tokens": 2, "tree_budget": 5}, "tree_budget must be in 0..4"),
     ({"tree_budget": 3, "num_draft_tokens": 2}, "need tree_width > 0"),
     ({"tree_width": 2, "num_draft_tokens": 2, "temperature": 1.0}, "greedy only"),
+    ({"tree_width": 1, "num_draft_tokens": 2, "tree_min_prob": 1.0}, "tree_min_prob must be in"),
+    ({"num_draft_tokens": 2, "tree_min_prob": 0.5}, "need tree_width > 0"),
 ])
 def test_bad_tree_requests_are_refused(fields, message):
     sids = catalogue(30, (4, 3), 0)
@@ -202,7 +204,7 @@ def test_the_benchmark_runs_trees_beside_chains_and_stays_lossless():
     target, draft = models(sids, 0)
     examples = [Example("u", [1, 2, 3], 4), Example("v", [5, 6], 7)]
     trees = tree_shapes("3x2,3x3@3-1-1-1-1:4")
-    assert trees == [(3, 2, (), 0), (3, 3, (3, 1, 1, 1, 1), 4)]
+    assert trees == [(3, 2, (), 0, 0.0), (3, 3, (3, 1, 1, 1, 1), 4, 0.0)]
     report = run_benchmark(target, {"padrec": draft}, ItemTrie(sids), examples, ks=[3], top_n=4, progress=False,
                            trees=trees)
     shapes = [(e["k"], e.get("tree_slot_widths"), e.get("tree_budget")) for e in report["speculative"]]
@@ -214,7 +216,7 @@ def test_the_benchmark_runs_trees_beside_chains_and_stays_lossless():
                       forced_room=2, trees=trees)
 
 
-@pytest.mark.parametrize("spec", ["4", "4x", "0x2", "4x2:-1", "4x2@0-1", "4x2@"])
+@pytest.mark.parametrize("spec", ["4", "4x", "0x2", "4x2:-1", "4x2@0-1", "4x2@", "4x2~1", "4x2~x"])
 def test_bad_tree_specs_are_refused(spec):
     import argparse
 
@@ -222,3 +224,18 @@ def test_bad_tree_specs_are_refused(spec):
 
     with pytest.raises(argparse.ArgumentTypeError):
         tree_shapes(spec)
+
+
+def test_a_chain_that_stops_where_the_draft_is_unsure_drafts_less_and_stays_lossless():
+    sids = catalogue(60, (6, 4, 3), 4)
+    target, draft = models(sids, 4)
+    rng = np.random.default_rng(4)
+    histories = [tuple(rng.choice(60, size=3, replace=False).tolist()) for _ in range(5)]
+    plain = decode(sids, target, None, [DecodeRequest(h, top_n=6) for h in histories])
+    drafted = {}
+    for min_prob in (0.0, 0.3, 0.9):
+        results = decode(sids, target, draft, [DecodeRequest(h, top_n=6, num_draft_tokens=5, tree_width=1,
+                                                             tree_min_prob=min_prob) for h in histories])
+        assert [r.tokens for r in results] == [r.tokens for r in plain]
+        drafted[min_prob] = sum(r.stats.drafted for r in results)
+    assert drafted[0.0] > drafted[0.3] > drafted[0.9]
