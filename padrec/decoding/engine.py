@@ -235,13 +235,12 @@ class ListDecoder:
         stats = row.result.stats
         stats.target_calls += 1
         stats.drafted += len(fed) - p
-        if parents is None:
-            parents = _call_parents(p, len(fed) - p, None)
+        children_of = _children_of(p, len(fed), parents)
         kept = list(range(p))
         at = p - 1  # the call index whose logits predict the next token
         bonus = None
         for j in range(len(fed) - p):
-            children = [c for c in range(p, len(fed)) if parents[c] == at]
+            children = children_of.get(at)
             if not children:
                 break
             allowed, prior = row.constraint.allowed(), row.constraint.prior()
@@ -323,6 +322,17 @@ def _call_parents(pending: int, guesses: int, guess_parents: np.ndarray | None) 
     if guess_parents is None:
         return chain_parents(pending + guesses)
     return np.concatenate([chain_parents(pending), np.where(guess_parents < 0, pending - 1, guess_parents + pending)])
+
+
+def _children_of(pending: int, length: int, parents: np.ndarray | None) -> dict[int, list[int]]:
+    """Each call index's guesses (their call indices), from the last pending token on: one pass over
+    a tree's parents, or each guess the next one's parent in a chain."""
+    if parents is None:
+        return {c: [c + 1] for c in range(pending - 1, length - 1)}
+    children: dict[int, list[int]] = {}
+    for c, parent in enumerate(parents[pending:length].tolist(), start=pending):
+        children.setdefault(parent, []).append(c)
+    return children
 
 
 def _unfinished(rows: list[_Row], cancelled: Callable[[int], bool] | None) -> list[_Row]:
