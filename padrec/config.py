@@ -4,9 +4,9 @@ Presets (`TARGET_PRESETS`) name the model sizes the project ships: `tiny` trains
 tests, `default` is the shape of the shipped Sports, Toys, Yelp and ML-100K targets (8 layers
 against the draft's 1; trainable on a 2-core CPU in about 45 minutes per dataset), `large` is for
 GPU hosts. Beauty's shipped target overrides the preset on the command line: 128 wide x 12 layers
-with item embeddings (README.md, "Target"). At batch 1 on CPU both models are bound by reading
+with item embeddings (docs/method.md, "Target"). At batch 1 on CPU both models are bound by reading
 their weights and per-op overhead, so a default target forward measures only 5-8x a draft step,
-depending on the machine (`padrec forward-costs`, results/README.md; 6.3x on the Xeon of
+depending on the machine (`padrec forward-costs`, docs/findings.md; 6.3x on the Xeon of
 results/forward_costs_xeon-amx.json, Beauty's 128x12 9.8x), not the 10x issue #3 asks for; on the
 EPYC of results/forward_costs.json 12 layers at d_model 256, or 14 at 192, cleared it.
 """
@@ -108,7 +108,7 @@ class DraftConfig:
     # std of the item- and step-position embeddings at initialisation (every other weight: 0.02).
     # At 0.02 and a coefficient of 0.1 the two terms start at 0.6% and 3% of the fused input's norm
     # and stay there; at 0.1 and 1.0 they start at about a quarter and the draft comes to rely on
-    # them, with the same tau (results/README.md, "What the PAD-Rec drafts make of their position terms").
+    # them, with the same tau (docs/findings.md and results/README.md, "What the PAD-Rec drafts make of their position terms").
     position_init_std: float = 0.02
 
 
@@ -127,7 +127,7 @@ class DraftTrainConfig:
     distill_users: int = 5000  # training users whose target-generated lists form the data (every committed draft)
     unroll_steps: int = 3  # draft steps trained jointly; depth >= 2 consumes the draft's own features
     # 3-4 epochs left every committed draft's accuracy still climbing; 9 took Yelp's PAD-Rec draft
-    # from 0.75 to 0.88 and tau at k=4 from 2.83 to 3.28 (results/README.md, "Drafts trained 9 epochs")
+    # from 0.75 to 0.88 and tau at k=4 from 2.83 to 3.28 (docs/findings.md, "Drafts trained 9 epochs")
     epochs: int = 9
     tokens_per_batch: int = 4096
     lr: float = 1e-3
@@ -151,7 +151,7 @@ class TrainConfig:
     window_stride_items: int = 15  # long sequences are cut into overlapping windows
     # each epoch, the last N items of every window in a fresh random order: the model learns a
     # history's near future as a set, so a greedy list's later items keep following the history
-    # rather than the list's own previous items (0 = off; an experiment, results/README.md)
+    # rather than the list's own previous items (0 = off; an experiment, docs/findings.md)
     shuffle_tail_items: int = 0
     tokens_per_batch: int = 6144
     lr: float = 2e-3
@@ -195,7 +195,7 @@ class DecodeConfig:
     # beta x log(items below the prefix it leads to). Token-by-token greedy decoding otherwise
     # favours the prefixes with the most items under them (their probability is summed over more
     # items), not the most probable items; beta 1 would score a prefix by its mean item. 0 = off
-    # (decode the target's own distribution). On validation lists (results/README.md, "The
+    # (decode the target's own distribution). On validation lists (docs/findings.md, "The
     # prefix-size prior") a positive beta beat 0 on ML-100K, Sports and Beauty; the best beta
     # differs by dataset, and turning it on lowers tau with the committed drafts.
     prefix_size_penalty: float = 0.0

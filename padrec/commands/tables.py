@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plots", type=Path, metavar="DIR",
                         help="also draw the torch benchmarks into DIR: speedup_vs_k.png, time_split_k<K>.png")
     parser.add_argument("--split-k", type=int, default=4, help="the k of time_split_k<K>.png (default 4)")
+    parser.add_argument("--summary", action="store_true",
+                        help="only the one table of current results per dataset that README.md shows")
 
 
 def eval_table(reports: list[dict]) -> str:
@@ -167,6 +169,61 @@ def tree_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def beam_quality_table(pairs: list[tuple[dict, dict]]) -> str:
+    """Top-10 by the greedy list against top-10 by beam search, each on every test user: pairs of an
+    `eval_<d>.json` (its list) and a `beam/eval_<d>_all-users_beam20.json` (`padrec eval --no-list`)."""
+    rows = ["| dataset | test users | prior BETA | greedy list R@5 | R@10 | N@10 | beam-B | beam R@5 | R@10 | N@10 | "
+            "R@10 beam / list |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for listed, beamed in pairs:
+        t, b = listed["target"], beamed["beam_search"]
+        rows.append(f"| {listed['dataset']} | {b['users']} | {_beta(beamed.get('decoding', {}))} | {t['recall@5']:.4f} | "
+                    f"{t['recall@10']:.4f} | {t['ndcg@10']:.4f} | {b['width']} | {b['recall@5']:.4f} | "
+                    f"{b['recall@10']:.4f} | {b['ndcg@10']:.4f} | {b['recall@10'] / t['recall@10']:.2f}x |")
+    return "\n".join(rows)
+
+
+def beam_verify_table(reports: list[dict]) -> str:
+    """Speculative against plain beam search, one request at a time (`padrec verify-beam`)."""
+    rows = ["| dataset | drafter | users | beams B | draft width | differing top-K (near-ties) | target forwards plain / "
+            "speculative | accepted levels | median ms plain / speculative | speed-up |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        for c in r["checks"]:
+            rows.append(f"| {r['dataset']} | {r['drafter']} | {c['users']} | {c['beam_width']} | {c['draft_width']} | "
+                        f"{c['mismatches']} ({c['near_ties']}) | {c['plain_target_calls']:.2f} / {c['spec_target_calls']:.2f} | "
+                        f"{c['accepted_levels']:.2f} | {c['plain_ms_median']:.1f} / {c['spec_ms_median']:.1f} | "
+                        f"{c['speedup_median']:.2f}x |")
+    return "\n".join(rows)
+
+
+def beam_pairs(results: Path) -> list[tuple[dict, dict]]:
+    """Each dataset's whole-test-set list evaluation beside its whole-test-set beam evaluation, where both exist."""
+    listed = {r["dataset"]: r for r in load_reports(results, "eval_*.json") if "target" in r}
+    return [(listed[b["dataset"]], b) for b in load_reports(results / "beam", "eval_*_all-users_beam*.json")
+            if b["dataset"] in listed and listed[b["dataset"]]["users"] == b["beam_search"]["users"]]
+
+
+def summary_table(results: Path, drafter: str = "padrec", baseline: str = "eagle", k: int = 4) -> str:
+    """One row per dataset of what matters now: quality of the greedy list and of beam search on every
+    test user, the drafter's tau and offline speed-up at k, and how many users were checked lossless."""
+    beams = {listed["dataset"]: beamed["beam_search"] for listed, beamed in beam_pairs(results)}
+    benches = {b["dataset"]: b for b in load_reports(results, "bench_*_torch.json")}
+    verified = {v["dataset"]: v for v in load_reports(results, "verify_*.json")}
+    rows = [f"| dataset | test users | greedy list R@10 | beam-20 R@10 | {drafter} tau, k={k} ({baseline}) | offline "
+            f"speed-up, k={k} | lists checked lossless, k={k} (mismatches) |", "|---|---|---|---|---|---|---|"]
+    for r in load_reports(results, "eval_*.json"):
+        d = r["dataset"]
+        beam = f"{beams[d]['recall@10']:.4f}" if d in beams else "-"
+        spec = {(e["drafter"], e["k"]): e for e in benches[d]["speculative"]} if d in benches else {}
+        ours, theirs = spec.get((drafter, k)), spec.get((baseline, k))
+        tau = f"{ours['tau']:.2f} ({theirs['tau']:.2f})" if ours and theirs else "-"
+        speedup = f"{ours['speedup']:.2f}x" if ours else "-"
+        checks = [c for c in verified[d]["checks"] if c["k"] == k] if d in verified else []
+        lossless = (f"{verified[d]['users']} of {verified[d]['test_users']} x {len(checks)} drafters "
+                    f"({sum(c['mismatches'] for c in checks)})" if checks else "-")
+        rows.append(f"| {d} | {r['users']} | {r['target']['recall@10']:.4f} | {beam} | {tau} | {speedup} | {lossless} |")
+    return "\n".join(rows)
+
+
 def load_reports(results: Path, pattern: str) -> list[dict]:
     """The JSON reports in `results` whose names match `pattern`, in name order, each with its file
     name as `report_file`."""
@@ -180,6 +237,9 @@ def print_section(title: str, reports: list[dict], render) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.summary:
+        print(summary_table(args.results))
+        return 0
     benches = load_reports(args.results, "bench*.json")
     print_section("Recommendation quality", load_reports(args.results, "eval_*.json"), eval_table)
     print_section("The prefix-size prior, chosen on validation lists (`padrec tune-prior`)",
@@ -192,6 +252,10 @@ def run(args: argparse.Namespace) -> int:
                   [r for r in verified if "baseline" in r], paired_table)
     print_section("What the PAD-Rec drafts make of their position terms (`padrec draft-signals`)",
                   load_reports(args.results, "draft_signals_*.json"), signals_table)
+    print_section("Top-10: the greedy list against beam search, on every test user", beam_pairs(args.results),
+                  beam_quality_table)
+    print_section("Speculative beam search against plain beam search (`padrec verify-beam`)",
+                  load_reports(args.results / "beam", "verify_beam_*.json"), beam_verify_table)
     for bench in benches:
         print(f"### Offline speculative decoding\n\n{bench_table(bench)}\n")
     for trees in load_reports(args.results / "trees", "bench_*.json"):

@@ -8,7 +8,7 @@ catalogue and on the prefix-size prior, which steers lists towards prefixes with
 them. Every step of room is one more draft step in every round that starts with a forced token;
 rounds without one (89% of Beauty's at k=4) run the unforced round (`padrec.export.graphs`), which
 has none. So the room holds nearly every run, read off greedy lists of the target the graphs serve.
-Measured on ONNX Runtime (k=4, 40 test users; results/README.md, "The draft graph's forced room" and
+Measured on ONNX Runtime (k=4, 40 test users; docs/findings.md, "The draft graph's forced room" and
 "The draft's unforced round"): before the unforced round, a room of 3 instead of 2 raised Yelp's tau
 (BETA 1: at most 2 forced tokens follow 77% of the chosen tokens) from 2.30 to 2.83 and cut its time
 per list by 15%, but cost Beauty time; with it, a room of 3 is faster than 2 on Sports (94%: tau

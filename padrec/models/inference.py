@@ -7,7 +7,7 @@ more than 2 rows MKL re-arranges it on every call: at 6 rows the default target'
 `InferenceLinear` keeps the weight that way. oneDNN's pre-packed layout, which an earlier
 session used from 3 rows on, carries about 14 us of fixed cost per call on this project's Intel Xeon
 (AMX): it lost to the transposed product in 82 of 84 layer shapes x row counts up to 64
-(results/experiments/linear_kernels.py, results/README.md "Linear kernels at batch 1"), and
+(docs/experiments/linear_kernels.py, docs/findings.md "Linear kernels at batch 1"), and
 verification forwards, with 5-7 rows, paid it in every layer.
 Plain and speculative decoding run the same prepared model, so both get the gain.
 

@@ -126,3 +126,44 @@ def test_tables_render_chains_beside_token_trees(tmp_path, capsys):
     assert "Chains and token trees (`padrec bench --trees`, bench_x.json)" in out
     assert "| padrec | 4 | chain | 3.0 | 2.50 | 1.10x | 5.00 | 2.00 | 4.5 | 0.40 1.00 | 0 |" in out
     assert "| padrec | 4 | 3, 1-3, all | 10.0 | 3.00 |" in out
+
+
+def _eval(dataset, users, recall10, beam=None):
+    metrics = {"recall@5": recall10 / 2, "recall@10": recall10, "ndcg@5": recall10 / 4, "ndcg@10": recall10 / 3}
+    report = {"dataset": dataset, "users": users, "decoding": {"prefix_size_penalty": 0.5}}
+    if beam is None:
+        return {**report, "target": metrics, "popularity": metrics}
+    return {**report, "beam_search": {**metrics, "recall@10": beam, "width": 20, "users": users}}
+
+
+def test_tables_put_beam_search_beside_the_list_on_the_same_users(tmp_path, capsys):
+    (tmp_path / "beam").mkdir()
+    (tmp_path / "eval_a.json").write_text(json.dumps(_eval("a", 100, 0.02)))
+    (tmp_path / "eval_b.json").write_text(json.dumps(_eval("b", 100, 0.02)))
+    (tmp_path / "beam" / "eval_a_all-users_beam20.json").write_text(json.dumps(_eval("a", 100, 0.0, beam=0.03)))
+    (tmp_path / "beam" / "eval_b_all-users_beam20.json").write_text(json.dumps(_eval("b", 50, 0.0, beam=0.03)))
+    (tmp_path / "beam" / "verify_beam_a_9users.json").write_text(json.dumps({
+        "dataset": "a", "drafter": "padrec", "checks": [{
+            "beam_width": 10, "draft_width": 20, "users": 9, "mismatches": 0, "near_ties": 1, "plain_target_calls": 4.0,
+            "spec_target_calls": 3.5, "accepted_levels": 0.5, "plain_ms_median": 30.0, "spec_ms_median": 40.0,
+            "speedup_median": 0.75}]}))
+    assert main(["tables", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| a | 100 | 0.5 | 0.0100 | 0.0200 | 0.0067 | 20 | 0.0000 | 0.0300 | 0.0000 | 1.50x |" in out
+    assert "| b | 50 |" not in out  # a beam run on fewer users is no comparison
+    assert "| a | padrec | 9 | 10 | 20 | 0 (1) | 4.00 / 3.50 | 0.50 | 30.0 / 40.0 | 0.75x |" in out
+
+
+def test_the_summary_has_one_row_per_evaluated_dataset(tmp_path, capsys):
+    (tmp_path / "beam").mkdir()
+    (tmp_path / "eval_a.json").write_text(json.dumps(_eval("a", 100, 0.02)))
+    (tmp_path / "eval_b.json").write_text(json.dumps(_eval("b", 70, 0.05)))
+    (tmp_path / "beam" / "eval_a_all-users_beam20.json").write_text(json.dumps(_eval("a", 100, 0.0, beam=0.03)))
+    (tmp_path / "bench_a_torch.json").write_text(json.dumps(_bench("a", {"eagle": 2.5, "padrec": 2.6})))
+    (tmp_path / "verify_a.json").write_text(json.dumps({
+        "dataset": "a", "users": 100, "test_users": 100, "checks": [
+            {"drafter": d, "k": 4, "tau": 2.6, "near_ties": 0, "mismatches": m} for d, m in (("padrec", 1), ("eagle", 0))]}))
+    assert main(["tables", "--results", str(tmp_path), "--summary"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[2:] == ["| a | 100 | 0.0200 | 0.0300 | 2.60 (2.50) | 1.50x | 100 of 100 x 2 drafters (1) |",
+                        "| b | 70 | 0.0500 | - | - | - | - |"]

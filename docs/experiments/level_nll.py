@@ -1,14 +1,14 @@
 """Per-code-level NLL of held-out items: a target against its catalogue's training popularity.
 
 Usage (from the repository root):
-    python results/experiments/level_nll.py --dataset beauty --split valid --users 2000 \
-        --out results/experiments/level_nll_beauty_valid_2000users.json
+    python docs/experiments/level_nll.py --dataset beauty --split valid --users 2000 \
+        --out docs/experiments/level_nll_beauty_valid_2000users.json
 
 For each held-out item, the target's NLL of its code tokens given the history (unconstrained:
 `heldout_nll_by_level`, what model selection averages), and the NLL of the same
 codes under item popularity walked down the trie (level l: the popularity mass of the item's prefix
 of l + 1 codes over that of its prefix of l codes). Also how often the item's first code is the
-first code of some history item, and of the last one. Written for results/README.md ("Beauty refit
+first code of some history item, and of the last one. Written for docs/findings.md ("Beauty refit
 on the validation items"); an analysis, not part of the library.
 """
 

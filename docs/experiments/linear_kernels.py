@@ -1,6 +1,6 @@
 """Time the CPU kernels a torch host could use for one linear layer at batch 1, by number of rows.
 
-    python results/experiments/linear_kernels.py --out results/experiments/linear_kernels_<machine>.json
+    python docs/experiments/linear_kernels.py --out docs/experiments/linear_kernels_<machine>.json
 
 Kernels: `x @ W_t` (the weight stored transposed, what `padrec.models.inference.InferenceLinear`
 runs), oneDNN's pre-packed weight (`torch.ops.mkldnn._linear_pointwise`), and `F.linear`. Shapes:

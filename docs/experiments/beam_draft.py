@@ -2,13 +2,13 @@
 
 The committed drafts are distilled on the target's greedy lists, so below an item's first code they
 have seen only the greedy prefix, and speculative beam search misses most of the target's beams
-(results/README.md, "speculative beam search"). This fine-tunes a committed draft on paths of the
+(docs/findings.md, "Beam-20 against the greedy list on every test user, and speculative beam search"). This fine-tunes a committed draft on paths of the
 target's own beam search (BOS + history + each of the top-B items, for training users) and reports,
 on test users, how many of the target's true top-B prefixes at each level fall in the draft's
 top-B and top-2B, before and after, then writes the fine-tuned draft (not adopted anywhere).
 
-    .venv/bin/python -m perf.beam_draft_experiment --dataset beauty --users 300 --epochs 2 \
-        --out results/beam/experiment_beam_draft_beauty.json --save .cache/beam_draft/draft_padrec.pt
+    .venv/bin/python docs/experiments/beam_draft.py --dataset beauty --users 300 --epochs 2 \
+        --out docs/experiments/beam_draft_beauty.json --save .cache/beam_draft/draft_padrec.pt
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Experiment: how many draft rounds the exported draft's unforced round serves.
 
-    python results/experiments/unforced_rounds.py --repository model_repository --users 60 --k 4 \
-        --out results/experiments/unforced_rounds_beauty.json
+    python docs/experiments/unforced_rounds.py --repository model_repository --users 60 --k 4 \
+        --out docs/experiments/unforced_rounds_beauty.json
 
 Decodes the first test users of the repository's dataset one at a time with the engine on ONNX
 Runtime over an exported repository (`padrec export --backend python`: `target/1/model.onnx`,

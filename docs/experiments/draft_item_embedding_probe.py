@@ -6,7 +6,7 @@ An experiment, not a feature: the item embedding enters through a patched `Draft
 frozen item table, projected by the token half of the draft's fc, at each item's last token), which
 the decoding hosts and the draft graph do not have.
 
-    python results/experiments/draft_item_embedding_probe.py --artifacts .cache/b128ie [--item-embedding] [--layers 2] [--epochs 9]
+    python docs/experiments/draft_item_embedding_probe.py --artifacts .cache/b128ie [--item-embedding] [--layers 2] [--epochs 9]
 """
 
 import argparse
