@@ -47,9 +47,10 @@ def file_stem(name: str) -> str:
 def bench_grid(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example], ks: list[int],
                batch_sizes: list[int], dtypes: list[str], device: torch.device, max_minutes: float,
                progress: bool = True, on_cell: Callable[[dict], None] | None = None,
-               trees: list[tuple[int, int, tuple[int, ...], int, float]] = ()) -> dict:
+               trees: list[tuple[int, int, tuple[int, ...], int, float]] = (), round_room: int = 0) -> dict:
     """Every (batch size, precision) cell in that order, starting none after `max_minutes` of
-    wall-clock; each cell measures plain, every (drafter, k) chain and every token tree of `trees`
+    wall-clock; each cell measures plain, every (drafter, k) chain, every token tree of `trees` and,
+    with a `round_room`, every (drafter, k) chain whose draft round runs on the device
     (`padrec.benchmark.torch_decoders`). `on_cell(report so far)` hears of each finished cell (what a
     run that may be cut off writes down)."""
     unknown = [d for d in dtypes if d not in DTYPES]
@@ -59,7 +60,7 @@ def bench_grid(target: Target, drafts: dict[str, Draft], trie: ItemTrie, example
     cells: list[dict] = []
     report = {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
               "cuda": torch.version.cuda if device.type == "cuda" else None, "users": len(examples), "ks": ks,
-              "drafters": sorted(drafts), "minutes": 0.0, "cells": cells}
+              "drafters": sorted(drafts), "round_room": round_room, "minutes": 0.0, "cells": cells}
     for batch_size in batch_sizes:
         for dtype in dtypes:
             cell = {"dtype": dtype, "batch_size": batch_size}
@@ -68,7 +69,7 @@ def bench_grid(target: Target, drafts: dict[str, Draft], trie: ItemTrie, example
                 cells.append({**cell, "skipped": f"time budget of {max_minutes} min spent ({elapsed:.1f} min)"})
                 continue
             decoders = torch_decoders(target, drafts, trie, ks, rows=batch_size, device=device, dtype=DTYPES[dtype],
-                                      trees=trees)
+                                      trees=trees, round_room=round_room)
             judge = decoders[("plain", 0)].target.model  # the plain decoder's own copy: same device and dtype
             measured = compare_decoders(judge, decoders, trie, examples, progress=progress, batch_size=batch_size,
                                         warm_up=True, near_tie_gap=NEAR_TIE_GAPS[dtype])

@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drafters", default="eagle,padrec", help="comma-separated")
     parser.add_argument("--trees", default="", type=tree_shapes, metavar="KxW[@C][:B],...",
                         help="token trees too, as for `padrec bench --trees` (e.g. 4x3,5x3)")
+    parser.add_argument("--draft-rounds", action="store_true",
+                        help="also each (drafter, k) with its whole draft round on the device (the exported round "
+                             "as torch modules: constraints walked there, one host sync a round), as <drafter>/round")
+    parser.add_argument("--forced-room", type=int, metavar="F",
+                        help="forced tokens a --draft-rounds round takes before proposing (default: measured as "
+                             "`padrec export` does, on 50 test users)")
     parser.add_argument("--batch-sizes", default="1,4,16", help="users per engine batch, comma-separated")
     parser.add_argument("--dtypes", default="fp32,bf16", help="precisions, comma-separated: fp32, bf16")
     parser.add_argument("--max-minutes", type=float, default=7.0,
@@ -46,9 +52,17 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print(f"error: --device {args.device}, but torch {torch.__version__} sees no CUDA device", file=sys.stderr)
         return 2
+    if args.forced_room is not None and (not args.draft_rounds or args.forced_room < 1):
+        print("error: --forced-room needs --draft-rounds and is at least 1", file=sys.stderr)
+        return 2
     models = load_models(args, args.drafters)
     if models is None:
         return 2
+    room = 0
+    if args.draft_rounds:
+        from padrec.export.forced_room import measured_room
+
+        room = args.forced_room or measured_room(models.target, models.trie, models.data.split.test)
     stem = args.out_dir / file_stem(device_name(device))
     header = {"dataset": args.dataset, "prefix_size_penalty": models.trie.prefix_size_penalty}
 
@@ -63,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         report = bench_grid(models.target, models.drafts, models.trie, models.data.split.test[: args.users],
                             [int(k) for k in args.k.split(",")], [int(b) for b in args.batch_sizes.split(",")],
                             args.dtypes.split(","), device, args.max_minutes, progress=not args.quiet, on_cell=write,
-                            trees=args.trees)
+                            trees=args.trees, round_room=room)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -74,7 +74,7 @@ class GraphConstraint(nn.Module):
     def child_nodes(self, node: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each row's child nodes [B, max_children] (the root where there are fewer), which of them
         exist, and their tokens."""
-        j = torch.arange(self.max_children)
+        j = torch.arange(self.max_children, device=node.device)
         valid = j[None, :] < self.num_children[node][:, None]
         children = torch.where(valid, self.first_child[node][:, None] + j[None, :], torch.zeros_like(j)[None, :])
         return children, valid, self.node_token[children]
@@ -93,7 +93,7 @@ class GraphConstraint(nn.Module):
         live = valid & (self.leaves_under[nodes].float() > banned_below)
         # children's tokens are distinct: the scatter writes each live one once; the rest write 0 at PAD
         index = torch.where(live, tokens, torch.full_like(tokens, PAD))
-        return torch.zeros(nodes.shape[0], self.vocab_size).scatter(1, index, live.float()) > 0
+        return torch.zeros(nodes.shape[0], self.vocab_size, device=nodes.device).scatter(1, index, live.float()) > 0
 
     def prior(self, children: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor | None:
         """[B, V] float: each child token's prior (0 elsewhere), what `ListConstraint.prior` gives
@@ -102,7 +102,8 @@ class GraphConstraint(nn.Module):
             return None
         nodes, valid, tokens = children  # a missing child is the root, whose token is PAD
         prior = self.node_prior[nodes]
-        return torch.zeros(nodes.shape[0], self.vocab_size).scatter(1, tokens, torch.where(valid, prior, 0.0))
+        return torch.zeros(nodes.shape[0], self.vocab_size, device=nodes.device).scatter(
+            1, tokens, torch.where(valid, prior, 0.0))
 
     def advance(self, node: torch.Tensor, banned_nodes: torch.Tensor,
                 children: tuple[torch.Tensor, torch.Tensor, torch.Tensor], token: torch.Tensor,

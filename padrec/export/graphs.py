@@ -127,17 +127,20 @@ class DraftGraph(nn.Module):
         uniform: torch.Tensor,  # [B, forced_room + proposals, V] noise in [0, 1), one row per step run
     ):
         B, T, _ = features.shape
-        rows = torch.arange(B)
+        device = features.device
+        rows = torch.arange(B, device=device)
         last = lengths - 1
-        fresh_positions = past_lengths[:, None] + torch.arange(T)
+        fresh_positions = past_lengths[:, None] + torch.arange(T, device=device)
         fresh = self.draft.decode(self.input(features, tokens, fresh_positions, 1), fresh_positions,
                                   attention_mask(past_lengths, past_k.shape[3], T), past_k, past_v)
-        feature, logits = fresh.features[rows, last], fresh.logits[rows, last]  # [B, D], [B, V]
+        # tokens are chosen from float32 logits in every precision: a bf16 draft's logits would
+        # round the forbidden tokens' NOT_ALLOWED to -inf, and q to NaN
+        feature, logits = fresh.features[rows, last], fresh.logits[rows, last].float()  # [B, D], [B, V]
         keys = torch.cat([past_k, fresh.new_k], dim=3)  # [n_layers, B, H, S + T, hd]
         values = torch.cat([past_v, fresh.new_v], dim=3)
         # what the steps may attend to: the kept cache, this call's real pairs, then every step
-        visible = torch.cat([torch.arange(past_k.shape[3])[None, :] < past_lengths[:, None],
-                             torch.arange(T)[None, :] < lengths[:, None]], dim=1)  # [B, S + T]
+        visible = torch.cat([torch.arange(past_k.shape[3], device=device)[None, :] < past_lengths[:, None],
+                             torch.arange(T, device=device)[None, :] < lengths[:, None]], dim=1)  # [B, S + T]
         position = past_lengths + lengths  # [B] where step 0's token sits
         sampling = temperatures > 0
         temperature = torch.where(sampling, temperatures, torch.ones_like(temperatures))[:, None]  # [B, 1]
@@ -167,9 +170,9 @@ class DraftGraph(nn.Module):
             out = self.draft.decode(z, step_position, visible[:, None, None, :], keys, values)
             keys = torch.cat([keys, out.new_k], dim=3)
             values = torch.cat([values, out.new_v], dim=3)
-            feature, logits = out.features[:, 0], out.logits[:, 0]
+            feature, logits = out.features[:, 0], out.logits[:, 0].float()
 
-        pick = forced_counts[:, None] + torch.arange(self.proposals)  # [B, proposals] step of each proposal
+        pick = forced_counts[:, None] + torch.arange(self.proposals, device=device)  # [B, proposals] step of each proposal
         proposals = torch.stack(step_tokens, dim=1).gather(1, pick)
         q = torch.stack(step_q, dim=1)[rows[:, None], pick]  # [B, proposals, V]
         return proposals, q, fresh.new_k, fresh.new_v

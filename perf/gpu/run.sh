@@ -20,7 +20,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 if [[ "${1:-}" == "--smoke" ]]; then
     # a few users, batch 1 and 4, k=2, fp32 and bf16: every code path of the GPU run, on the CPU
-    args=(--device cpu --users 6 --k 2 --trees 2x2 --batch-sizes 1,4 --dtypes fp32,bf16 --threads 1 --max-minutes 5)
+    args=(--device cpu --users 6 --k 2 --trees 2x2 --draft-rounds --batch-sizes 1,4 --dtypes fp32,bf16 --threads 1 --max-minutes 5)
     limit=600
 else
     command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -33,7 +33,7 @@ if not torch.cuda.is_available():
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}")
 PY
     # cells start until minute 6; the last one ends well inside the 8 minutes
-    args=(--device cuda --users 200 --k 1,2,3,4,5,6 --trees 4x3,5x3 --batch-sizes 1,16,4 --dtypes fp32,bf16 --threads 4
+    args=(--device cuda --users 200 --k 1,2,3,4,5,6 --trees 4x3,5x3 --draft-rounds --batch-sizes 1,16,4 --dtypes fp32,bf16 --threads 4
           --max-minutes 6)
     limit=480
 fi

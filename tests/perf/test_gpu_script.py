@@ -23,7 +23,8 @@ def test_the_gpu_script_runs_its_cpu_path_losslessly_and_writes_its_three_files(
     for cell in report["cells"]:
         assert cell["users"] == 6 and cell["batch_size"] in (1, 4)
         assert [(e["drafter"], e["k"], e.get("tree_width")) for e in cell["speculative"]] == [
-            ("eagle", 2, None), ("eagle", 2, 2), ("padrec", 2, None), ("padrec", 2, 2)]
+            ("eagle", 2, None), ("eagle", 2, 2), ("padrec", 2, None), ("padrec", 2, 2), ("eagle/round", 2, None),
+            ("padrec/round", 2, None)]
         for entry in cell["speculative"]:
             assert entry["mismatches"] == 0  # lossless in each precision against plain in that precision
             assert entry["tau"] > 1.0 and entry["tau_limit_speedup"] > 0 and entry["items_per_s"] > 0
@@ -31,6 +32,8 @@ def test_the_gpu_script_runs_its_cpu_path_losslessly_and_writes_its_three_files(
     table = report_path.with_suffix(".md").read_text()
     assert table.count("| padrec | 2 |") == 4 and table.count("| plain | 0 |") == 4
     assert table.count("| padrec tree 2 wide | 2 |") == 4
+    assert table.count("| padrec/round | 2 |") == 4  # the whole draft round on the device
+    assert report["round_room"] >= 1
     assert sorted(p.name for p in copied.iterdir()) == sorted(report_path.with_suffix(s).name
                                                               for s in (".json", ".md", ".png"))
 

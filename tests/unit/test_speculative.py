@@ -162,6 +162,11 @@ def test_speculative_sampling_keeps_the_target_distribution(penalty):
     for start in range(0, n, 250):
         for r in decode(sids, target, draft, requests[start : start + 250], rows=250, penalty=penalty):
             counts[tuple(r.items)] = counts.get(tuple(r.items), 0) + 1
+    assert_drawn_from(counts, exact, n)
+
+
+def assert_drawn_from(counts: dict, exact: dict, n: int) -> None:
+    """n draws counted by outcome pass a chi-square test (p < 0.001) against the exact distribution."""
     assert set(counts) <= set(exact)
     # chi-square over pairs with enough expected mass; the rest pooled
     expected = {k: v * n for k, v in exact.items()}
