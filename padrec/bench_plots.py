@@ -61,13 +61,13 @@ def time_split(reports: list[dict], k: int, path: Path) -> dict[str, dict[str, t
 
 
 def speedup_by_batch(report: dict, path: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """Per precision and `drafter, batch B` line, (k, speed-up) points of a `bench_grid` report; drawn
-    into `path`, a panel per precision."""
+    """Per precision (and graphs) and `drafter, batch B` line, (k, speed-up) points of a `bench_grid`
+    report; drawn into `path`, a panel per precision (and graphs)."""
     series: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for cell in report["cells"]:
         if "skipped" in cell:
             continue
-        lines = series.setdefault(cell["dtype"], {})
+        lines = series.setdefault(cell["dtype"] + (", CUDA graphs" if cell.get("graphs") else ""), {})
         for drafter, points in _by_drafter(cell).items():
             lines[f"{drafter}, batch {cell['batch_size']}"] = points
     figure, panels = plt.subplots(1, max(1, len(series)), figsize=(4.2 * max(1, len(series)), 3.6), squeeze=False)

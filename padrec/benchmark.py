@@ -115,12 +115,14 @@ def _summary(runs: _Runs, targets: list[int]) -> dict:
 
 def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int], rows: int = 1,
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                   trees: list[tuple[int, int, tuple[int, ...], int, float]] = (), round_room: int = 0) -> dict:
+                   trees: list[tuple[int, int, tuple[int, ...], int, float]] = (), round_ks: list[int] = (),
+                   round_room: int = 0, graphs: bool = False) -> dict:
     """Plain, (drafter, k) and, per token tree (k, width, children by slot, budget, min_prob) of
     `trees` (`padrec.commands.bench.tree_shapes`), (drafter, k, width, children, budget, min_prob)
     decoders on torch eager with `rows` cache rows each, sharing one inference copy of each model on
-    `device` in `dtype`. With a `round_room` (> 0), also (drafter + ROUND_SUFFIX, k): the draft's
-    whole round on the device (`RoundDraft`, forced tokens up to that room)."""
+    `device` in `dtype`; per k of `round_ks`, also (drafter + ROUND_SUFFIX, k): the draft's whole
+    round on the device (`RoundDraft`, forced tokens up to `round_room`). With `graphs`, the
+    targets and rounds make static-shape calls, CUDA graphs on a GPU (`padrec.decoding.cuda_graphs`)."""
     from padrec.decoding.round_draft import RoundDraft
 
     max_len = target.config.max_seq_len
@@ -128,15 +130,14 @@ def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks:
     prepared = {name: for_inference(d, device, dtype) for name, d in drafts.items()}
 
     def decoder(proposer=None) -> ListDecoder:
-        return ListDecoder(trie, TorchTarget(target, rows, trie.sids, device, dtype), max_len, proposer=proposer)
+        return ListDecoder(trie, TorchTarget(target, rows, trie.sids, device, dtype, graphs), max_len, proposer=proposer)
 
     decoders = {("plain", 0): decoder()}
     shapes = [(k,) for k in ks] + [tuple(tree) for tree in trees]
     decoders.update({(name, *shape): decoder(TorchDraft(d, trie.sids, rows, device, dtype))
                      for name, d in prepared.items() for shape in shapes})
-    if round_room > 0:
-        decoders.update({(name + ROUND_SUFFIX, k): decoder(RoundDraft(d, trie, rows, k, round_room, device, dtype))
-                         for name, d in drafts.items() for k in ks})
+    decoders.update({(name + ROUND_SUFFIX, k): decoder(RoundDraft(d, trie, rows, k, round_room, device, dtype, graphs))
+                     for name, d in drafts.items() for k in round_ks})
     return decoders
 
 

@@ -14,6 +14,7 @@ import platform
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -21,6 +22,7 @@ from padrec.bench_plots import decoder_label
 from padrec.benchmark import compare_decoders, torch_decoders
 from padrec.data.split import Example
 from padrec.decoding.constraints import ItemTrie
+from padrec.decoding.cuda_graphs import GraphCaptureError
 from padrec.models.draft import Draft
 from padrec.models.target import Target
 from padrec.verification import NEAR_TIE_GAP
@@ -44,43 +46,71 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One cell of the grid: users decoded `batch_size` at a time in `dtype`, with static-shape calls
+    (CUDA graphs on a GPU) or eager ones."""
+
+    batch_size: int
+    dtype: str
+    graphs: bool = False
+
+
+def parse_cells(text: str) -> list[Cell]:
+    """Cells written `B:dtype[:graphs]`, comma-separated, e.g. `1:bf16:graphs,1:bf16,16:fp32`."""
+    cells = []
+    for spec in filter(None, text.split(",")):
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[0].isdigit() or int(parts[0]) < 1 or parts[2:] not in ([], ["graphs"]):
+            raise ValueError(f"bad cell {spec!r}: write B:dtype or B:dtype:graphs, e.g. 1:bf16:graphs")
+        cells.append(Cell(int(parts[0]), parts[1], len(parts) == 3))
+    return cells
+
+
 def bench_grid(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example], ks: list[int],
-               batch_sizes: list[int], dtypes: list[str], device: torch.device, max_minutes: float,
-               progress: bool = True, on_cell: Callable[[dict], None] | None = None,
-               trees: list[tuple[int, int, tuple[int, ...], int, float]] = (), round_room: int = 0) -> dict:
-    """Every (batch size, precision) cell in that order, starting none after `max_minutes` of
-    wall-clock; each cell measures plain, every (drafter, k) chain, every token tree of `trees` and,
-    with a `round_room`, every (drafter, k) chain whose draft round runs on the device
-    (`padrec.benchmark.torch_decoders`). `on_cell(report so far)` hears of each finished cell (what a
-    run that may be cut off writes down)."""
-    unknown = [d for d in dtypes if d not in DTYPES]
+               cells: list[Cell], device: torch.device, max_minutes: float, progress: bool = True,
+               on_cell: Callable[[dict], None] | None = None,
+               trees: list[tuple[int, int, tuple[int, ...], int, float]] = (), round_ks: list[int] = (),
+               round_room: int = 0) -> dict:
+    """Every cell in the order given, starting none after `max_minutes` of wall-clock; each cell
+    measures plain, every (drafter, k) chain, every token tree of `trees` and every (drafter, k in
+    `round_ks`) chain whose draft round runs on the device, with forced tokens up to `round_room`
+    (`padrec.benchmark.torch_decoders`). A cell whose graphs cannot be captured is reported as
+    skipped, with why. `on_cell(report so far)` hears of each finished cell (what a run that may be
+    cut off writes down)."""
+    unknown = [c.dtype for c in cells if c.dtype not in DTYPES]
     if unknown:
         raise ValueError(f"unknown precision {unknown[0]!r}; choose from {sorted(DTYPES)}")
     started = time.perf_counter()
-    cells: list[dict] = []
+    cells_done: list[dict] = []
     report = {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
               "cuda": torch.version.cuda if device.type == "cuda" else None, "users": len(examples), "ks": ks,
-              "drafters": sorted(drafts), "round_room": round_room, "minutes": 0.0, "cells": cells}
-    for batch_size in batch_sizes:
-        for dtype in dtypes:
-            cell = {"dtype": dtype, "batch_size": batch_size}
-            elapsed = (time.perf_counter() - started) / 60
-            if elapsed > max_minutes:
-                cells.append({**cell, "skipped": f"time budget of {max_minutes} min spent ({elapsed:.1f} min)"})
-                continue
-            decoders = torch_decoders(target, drafts, trie, ks, rows=batch_size, device=device, dtype=DTYPES[dtype],
-                                      trees=trees, round_room=round_room)
-            judge = decoders[("plain", 0)].target.model  # the plain decoder's own copy: same device and dtype
-            measured = compare_decoders(judge, decoders, trie, examples, progress=progress, batch_size=batch_size,
-                                        warm_up=True, near_tie_gap=NEAR_TIE_GAPS[dtype])
-            report["minutes"] = (time.perf_counter() - started) / 60
-            cells.append({**cell, "near_tie_gap": NEAR_TIE_GAPS[dtype], "minutes": report["minutes"] - elapsed,
-                          **measured})
-            del decoders, judge
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            if on_cell is not None:
-                on_cell(report)
+              "drafters": sorted(drafts), "round_ks": list(round_ks), "round_room": round_room, "minutes": 0.0,
+              "cells": cells_done}
+    for spec in cells:
+        cell = {"dtype": spec.dtype, "batch_size": spec.batch_size, "graphs": spec.graphs}
+        elapsed = (time.perf_counter() - started) / 60
+        if elapsed > max_minutes:
+            cells_done.append({**cell, "skipped": f"time budget of {max_minutes} min spent ({elapsed:.1f} min)"})
+            continue
+        decoders = torch_decoders(target, drafts, trie, ks, rows=spec.batch_size, device=device,
+                                  dtype=DTYPES[spec.dtype], trees=trees, round_ks=round_ks, round_room=round_room,
+                                  graphs=spec.graphs)
+        judge = decoders[("plain", 0)].target.model  # the plain decoder's own copy: same device and dtype
+        try:
+            measured = compare_decoders(judge, decoders, trie, examples, progress=progress,
+                                        batch_size=spec.batch_size, warm_up=True,
+                                        near_tie_gap=NEAR_TIE_GAPS[spec.dtype])
+        except GraphCaptureError as error:
+            measured = {"skipped": str(error)}
+        report["minutes"] = (time.perf_counter() - started) / 60
+        cells_done.append({**cell, "near_tie_gap": NEAR_TIE_GAPS[spec.dtype],
+                           "minutes": report["minutes"] - elapsed, **measured})
+        del decoders, judge
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if on_cell is not None:
+            on_cell(report)
     report["minutes"] = (time.perf_counter() - started) / 60
     return report
 
@@ -92,11 +122,11 @@ def markdown_table(report: dict) -> str:
              + (f", CUDA {report['cuda']}" if report["cuda"] else "") + f", {report['minutes']:.1f} min in all.",
              "T_target: ms per plain target call; T_verify: ms per verify call; T_draft: ms per draft call "
              "(its k steps); tau-limit: tau x T_target / (T_draft + T_verify).", "",
-             "| precision | batch | decoder | k | tau | p50 ms | p90 ms | items/s | speed-up | tau-limit | "
+             "| precision | batch | graphs | decoder | k | tau | p50 ms | p90 ms | items/s | speed-up | tau-limit | "
              "T_target | T_verify | T_draft | mismatches | near-ties |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cell in report["cells"]:
-        head = f"| {cell['dtype']} | {cell['batch_size']} "
+        head = f"| {cell['dtype']} | {cell['batch_size']} | {'yes' if cell.get('graphs') else 'no'} "
         if "skipped" in cell:
             lines.append(head + f"| skipped: {cell['skipped']} |" + " |" * 12)
             continue

@@ -15,6 +15,16 @@ from padrec.commands import add_prior_argument, emit_report, load_models
 from padrec.commands.bench import tree_shapes
 
 
+def parse_cell_list(text: str):
+    """`--cells` as `padrec.device_bench.Cell`s (argparse reports a bad one)."""
+    from padrec.device_bench import parse_cells
+
+    try:
+        return parse_cells(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from padrec.config import ARTIFACTS_DIR
 
@@ -25,14 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drafters", default="eagle,padrec", help="comma-separated")
     parser.add_argument("--trees", default="", type=tree_shapes, metavar="KxW[@C][:B],...",
                         help="token trees too, as for `padrec bench --trees` (e.g. 4x3,5x3)")
-    parser.add_argument("--draft-rounds", action="store_true",
-                        help="also each (drafter, k) with its whole draft round on the device (the exported round "
-                             "as torch modules: constraints walked there, one host sync a round), as <drafter>/round")
+    parser.add_argument("--draft-rounds", default="", metavar="K,...",
+                        help="also each drafter at these k with its whole draft round on the device (the exported "
+                             "round as torch modules: constraints walked there, one host sync a round), as "
+                             "<drafter>/round")
     parser.add_argument("--forced-room", type=int, metavar="F",
                         help="forced tokens a --draft-rounds round takes before proposing (default: measured as "
                              "`padrec export` does, on 50 test users)")
     parser.add_argument("--batch-sizes", default="1,4,16", help="users per engine batch, comma-separated")
     parser.add_argument("--dtypes", default="fp32,bf16", help="precisions, comma-separated: fp32, bf16")
+    parser.add_argument("--graphs", default="off", choices=["off", "on", "off,on", "on,off"],
+                        help="static-shape calls, replayed as CUDA graphs on a GPU: off (default), on, or both")
+    parser.add_argument("--cells", type=parse_cell_list, metavar="B:DTYPE[:graphs],...",
+                        help="the cells in this order, instead of every batch size x precision x graphs "
+                             "(e.g. 1:bf16:graphs,1:bf16,16:bf16:graphs): what runs first when time is short")
     parser.add_argument("--max-minutes", type=float, default=7.0,
                         help="start no cell after this much wall-clock (cells run batch by batch, in the order given)")
     parser.add_argument("--threads", type=int, default=4, help="torch CPU threads")
@@ -46,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from padrec.bench_plots import speedup_by_batch
-    from padrec.device_bench import bench_grid, device_name, file_stem, markdown_table
+    from padrec.device_bench import Cell, bench_grid, device_name, file_stem, markdown_table
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -58,11 +74,14 @@ def run(args: argparse.Namespace) -> int:
     models = load_models(args, args.drafters)
     if models is None:
         return 2
+    round_ks = [int(k) for k in args.draft_rounds.split(",") if k]
     room = 0
-    if args.draft_rounds:
+    if round_ks:
         from padrec.export.forced_room import measured_room
 
         room = args.forced_room or measured_room(models.target, models.trie, models.data.split.test)
+    cells = args.cells or [Cell(b, d, g == "on") for b in (int(x) for x in args.batch_sizes.split(","))
+                           for d in args.dtypes.split(",") for g in args.graphs.split(",")]
     stem = args.out_dir / file_stem(device_name(device))
     header = {"dataset": args.dataset, "prefix_size_penalty": models.trie.prefix_size_penalty}
 
@@ -75,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = bench_grid(models.target, models.drafts, models.trie, models.data.split.test[: args.users],
-                            [int(k) for k in args.k.split(",")], [int(b) for b in args.batch_sizes.split(",")],
-                            args.dtypes.split(","), device, args.max_minutes, progress=not args.quiet, on_cell=write,
-                            trees=args.trees, round_room=room)
+                            [int(k) for k in args.k.split(",")], cells, device, args.max_minutes,
+                            progress=not args.quiet, on_cell=write, trees=args.trees, round_ks=round_ks,
+                            round_room=room)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -62,12 +62,16 @@ class KVCache:
             self.k[:, row, :, first : first + T] = new_k[:, 0]
             self.v[:, row, :, first : first + T] = new_v[:, 0]
             return
+        self.write_at(rows.to(self.k.device), start.to(self.k.device), new_k, new_v)
+
+    def write_at(self, rows: torch.Tensor, start: torch.Tensor, new_k: torch.Tensor, new_v: torch.Tensor) -> None:
+        """`write` with rows and starts already on the cache's device, unchecked: no host sync, so a
+        CUDA graph can hold it (the caller checks the capacity)."""
         # one indexed write of exactly the new entries: indices rows [B, 1] and positions [B, T] put
         # the indexed dims first, so the values go in as [B, T, L, H, hd]
-        rows, start = rows.to(self.k.device), start.to(self.k.device)
-        index = (slice(None), rows[:, None], slice(None), start[:, None] + torch.arange(T, device=self.k.device))
-        self.k[index] = new_k.permute(1, 3, 0, 2, 4)
-        self.v[index] = new_v.permute(1, 3, 0, 2, 4)
+        positions = start[:, None] + torch.arange(new_k.shape[3], device=self.k.device)
+        self.k[:, rows[:, None], :, positions] = new_k.permute(1, 3, 0, 2, 4)
+        self.v[:, rows[:, None], :, positions] = new_v.permute(1, 3, 0, 2, 4)
 
     def copy(self, sources: torch.Tensor, rows: torch.Tensor, length: int) -> None:
         """Give each of `rows` the first `length` positions of the row in `sources` beside it. All

@@ -18,8 +18,8 @@ def test_the_gpu_script_runs_its_cpu_path_losslessly_and_writes_its_three_files(
     [report_path] = results.glob("*.json")
     report = json.loads(report_path.read_text())
     assert report["dataset"] == "beauty" and report["device_type"] == "cpu" and report["users"] == 6
-    assert [(c["dtype"], c["batch_size"]) for c in report["cells"]] == [("fp32", 1), ("bf16", 1), ("fp32", 4),
-                                                                         ("bf16", 4)]
+    assert [(c["dtype"], c["batch_size"], c["graphs"]) for c in report["cells"]] == [
+        ("fp32", 1, False), ("bf16", 1, True), ("fp32", 4, True), ("bf16", 4, False)]
     for cell in report["cells"]:
         assert cell["users"] == 6 and cell["batch_size"] in (1, 4)
         assert [(e["drafter"], e["k"], e.get("tree_width")) for e in cell["speculative"]] == [
@@ -33,6 +33,7 @@ def test_the_gpu_script_runs_its_cpu_path_losslessly_and_writes_its_three_files(
     assert table.count("| padrec | 2 |") == 4 and table.count("| plain | 0 |") == 4
     assert table.count("| padrec tree 2 wide | 2 |") == 4
     assert table.count("| padrec/round | 2 |") == 4  # the whole draft round on the device
+    assert table.count("| 1 | yes | plain |") == 1 and table.count("| 4 | no | plain |") == 1
     assert report["round_room"] >= 1
     assert sorted(p.name for p in copied.iterdir()) == sorted(report_path.with_suffix(s).name
                                                               for s in (".json", ".md", ".png"))
@@ -43,4 +44,20 @@ def test_the_gpu_run_refuses_a_machine_without_a_gpu(tmp_path):
     run = subprocess.run(["bash", str(REPO_ROOT / "perf" / "gpu" / "run.sh")], env=env, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode != 0 and "sees no CUDA device" in run.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_cells_are_written_batch_precision_and_graphs_and_bad_ones_are_refused(tmp_path, capsys):
+    from padrec.cli import main
+    from padrec.device_bench import Cell, parse_cells
+
+    assert parse_cells("1:bf16:graphs,16:fp32") == [Cell(1, "bf16", True), Cell(16, "fp32", False)]
+    for bad in ("1", "0:fp32", "x:fp32", "1:fp32:fast", "1:fp32:graphs:2"):
+        try:
+            main(["bench-gpu", "--out-dir", str(tmp_path), "--cells", bad])
+        except SystemExit as stop:
+            assert stop.code == 2
+        assert "bad cell" in capsys.readouterr().err
+    assert main(["bench-gpu", "--device", "cpu", "--out-dir", str(tmp_path), "--forced-room", "2"]) == 2
+    assert "--forced-room needs --draft-rounds" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
