@@ -28,21 +28,23 @@ def timed_search(decoder: BeamDecoder, request: BeamRequest) -> tuple[DecodeResu
     return result, time.perf_counter() - started
 
 
-def differs(plain: DecodeResult, other: DecodeResult) -> str | None:
-    """None when two top-K lists agree, else "near_tie" or "mismatch" (see the module docstring)."""
+def differs(plain: DecodeResult, other: DecodeResult, near_tie: float = NEAR_TIE_SCORE) -> str | None:
+    """None when two top-K lists agree, else "near_tie" (their scores where they part agree to within
+    `near_tie`) or "mismatch" (see the module docstring)."""
     if plain.items == other.items:
         return None
     rank = next((i for i, (a, b) in enumerate(zip(plain.items, other.items)) if a != b), None)
     if rank is None:
         return "mismatch"  # different lengths
-    return "near_tie" if abs(plain.scores[rank] - other.scores[rank]) < NEAR_TIE_SCORE else "mismatch"
+    return "near_tie" if abs(plain.scores[rank] - other.scores[rank]) < near_tie else "mismatch"
 
 
 def check_beams(decoder: BeamDecoder, examples: list[Example], settings: list[tuple[int, int]], top_n: int = 10,
-                progress: bool = True) -> list[dict]:
+                progress: bool = True, near_tie: float = NEAR_TIE_SCORE) -> list[dict]:
     """For each (beam_width, draft_width) setting, plain and speculative beam search of every example;
-    per setting: differing lists, mean target forwards, accepted levels and drafted prefixes per
-    request, and the speed-up (total plain time / total speculative time, and the median per user)."""
+    per setting: differing lists (near-ties within `near_tie`), mean target forwards, accepted levels
+    and drafted prefixes per request, and the speed-up (total plain time / total speculative time,
+    and the median per user)."""
     rows = []
     for width, draft_width in settings:
         plain_s, spec_s, calls, accepted, drafted = [], [], [], [], []
@@ -56,7 +58,7 @@ def check_beams(decoder: BeamDecoder, examples: list[Example], settings: list[tu
             calls.append((plain.stats.target_calls, spec.stats.target_calls))
             accepted.append(spec.stats.accepted)
             drafted.append(spec.stats.drafted)
-            verdict = differs(plain, spec)
+            verdict = differs(plain, spec, near_tie)
             if verdict:
                 verdicts[verdict].append(u)
         calls = np.array(calls)

@@ -18,13 +18,19 @@ from dataclasses import dataclass
 
 import torch
 
+from padrec.beam_verification import NEAR_TIE_SCORE, check_beams, timed_search
 from padrec.bench_plots import decoder_label
 from padrec.benchmark import compare_decoders, torch_decoders
 from padrec.data.split import Example
+from padrec.decoding.beam import BeamDecoder, beam_rows
 from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.cuda_graphs import GraphCaptureError
+from padrec.decoding.interfaces import BeamRequest
+from padrec.decoding.torch_draft import TorchDraft
+from padrec.decoding.torch_target import TorchTarget
 from padrec.models.draft import Draft
 from padrec.models.target import Target
+from padrec.semantic_ids import SemanticIds
 from padrec.verification import NEAR_TIE_GAP
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -32,6 +38,10 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # mantissa, so logits of magnitude 8-16 round to steps of 1/16, and a one-token forward and a
 # (k+1)-token forward (differently shaped products, summed in another order) part by a few steps.
 NEAR_TIE_GAPS = {"fp32": NEAR_TIE_GAP, "bf16": 0.25}
+# The same for beam search, whose near-ties are items whose summed log-probabilities agree to within
+# this where two top-K lists part: in bf16 a code's log-probability moves by a few hundredths
+# between a prefix scored alone and inside a longer path (measured: 0.05 on a Beauty test user).
+NEAR_TIE_SCORES = {"fp32": NEAR_TIE_SCORE, "bf16": 0.25}
 
 
 def device_name(device: torch.device) -> str:
@@ -115,6 +125,24 @@ def bench_grid(target: Target, drafts: dict[str, Draft], trie: ItemTrie, example
     return report
 
 
+def bench_beams(target: Target, draft: Draft, sids: SemanticIds, examples: list[Example],
+                settings: list[tuple[int, int]], dtypes: list[str], device: torch.device, top_n: int = 10,
+                progress: bool = True) -> list[dict]:
+    """Plain against speculative beam search (`padrec.beam_verification.check_beams`: one request at
+    a time, each setting (beam width, draft width) on every example) in each precision, the torch
+    hosts on `device`; ranked by the target's own log-probabilities (no prefix-size prior)."""
+    rows = max(beam_rows(sids.num_levels, w, d) for w, d in settings)
+    out = []
+    for dtype in dtypes:
+        decoder = BeamDecoder(ItemTrie(sids), TorchTarget(target, rows, sids, device, DTYPES[dtype]),
+                              target.config.max_seq_len, max(w for w, _ in settings),
+                              TorchDraft(draft, sids, rows, device, DTYPES[dtype]), max(d for _, d in settings))
+        timed_search(decoder, BeamRequest(tuple(examples[0].history), top_n, settings[0][0]))  # warm-up
+        out.append({"dtype": dtype, "near_tie_score": NEAR_TIE_SCORES[dtype],
+                    "checks": check_beams(decoder, examples, settings, top_n, progress, NEAR_TIE_SCORES[dtype])})
+    return out
+
+
 def markdown_table(report: dict) -> str:
     """The grid as a markdown table: a row per cell and decoder."""
     lines = [f"# {report['device']}: {report.get('dataset', '')} plain vs speculative decoding",
@@ -139,5 +167,16 @@ def markdown_table(report: dict) -> str:
                          f"{e['tau_limit_speedup']:.2f} | {p['ms_per_target_call']:.2f} | "
                          f"{e['ms_per_target_call']:.2f} | {e['ms_per_draft_call']:.2f} | {e['mismatches']} | "
                          f"{e['near_ties']} |")
+    if report.get("beam"):
+        lines += ["", f"## Top-{report['beam_top_n']} by beam search, one request at a time", "",
+                  "| precision | beams B | draft width | users | differing (near-ties) | target forwards plain / "
+                  "speculative | accepted levels | p50 ms plain / speculative | speed-up |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for run in report["beam"]:
+            for c in run["checks"]:
+                lines.append(f"| {run['dtype']} | {c['beam_width']} | {c['draft_width']} | {c['users']} | "
+                             f"{c['mismatches']} ({c['near_ties']}) | {c['plain_target_calls']:.2f} / "
+                             f"{c['spec_target_calls']:.2f} | {c['accepted_levels']:.2f} | {c['plain_ms_median']:.1f} / "
+                             f"{c['spec_ms_median']:.1f} | {c['speedup_median']:.2f} |")
     return "\n".join(lines) + "\n"
 

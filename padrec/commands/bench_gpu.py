@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cells", type=parse_cell_list, metavar="B:DTYPE[:graphs],...",
                         help="the cells in this order, instead of every batch size x precision x graphs "
                              "(e.g. 1:bf16:graphs,1:bf16,16:bf16:graphs): what runs first when time is short")
+    parser.add_argument("--beams", default="", metavar="B:D,...",
+                        help="also plain against speculative beam search (PAD-Rec draft) at these beam widths B and "
+                             "draft widths D, one request at a time, in each precision of --dtypes, after the cells "
+                             "and while time is left (e.g. 10:10,20:20)")
+    parser.add_argument("--beam-users", type=int, default=100, help="first N test users of --beams (default 100)")
+    parser.add_argument("--beam-minutes", type=float, default=1.5,
+                        help="of --max-minutes, kept for --beams: no cell starts after max-minutes minus this")
     parser.add_argument("--max-minutes", type=float, default=7.0,
                         help="start no cell after this much wall-clock (cells run batch by batch, in the order given)")
     parser.add_argument("--threads", type=int, default=4, help="torch CPU threads")
@@ -62,17 +69,29 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from padrec.bench_plots import speedup_by_batch
-    from padrec.device_bench import Cell, bench_grid, device_name, file_stem, markdown_table
+    from padrec.config import DecodeConfig
+    from padrec.device_bench import Cell, bench_beams, bench_grid, device_name, file_stem, markdown_table
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print(f"error: --device {args.device}, but torch {torch.__version__} sees no CUDA device", file=sys.stderr)
+        return 2
+    try:
+        beams = [tuple(int(x) for x in spec.split(":")) for spec in args.beams.split(",") if spec]
+    except ValueError:
+        beams = [()]
+    if any(len(b) != 2 or b[0] < 10 or b[1] < 1 for b in beams):
+        print(f"error: --beams takes B:D pairs, beam width B at least the top 10 and draft width D at least 1, "
+              f"got {args.beams!r}", file=sys.stderr)
         return 2
     if args.forced_room is not None and (not args.draft_rounds or args.forced_room < 1):
         print("error: --forced-room needs --draft-rounds and is at least 1", file=sys.stderr)
         return 2
     models = load_models(args, args.drafters)
     if models is None:
+        return 2
+    if beams and "padrec" not in models.drafts:
+        print("error: --beams drafts with PAD-Rec: keep padrec in --drafters", file=sys.stderr)
         return 2
     round_ks = [int(k) for k in args.draft_rounds.split(",") if k]
     room = 0
@@ -94,13 +113,22 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = bench_grid(models.target, models.drafts, models.trie, models.data.split.test[: args.users],
-                            [int(k) for k in args.k.split(",")], cells, device, args.max_minutes,
+                            [int(k) for k in args.k.split(",")], cells, device,
+                            args.max_minutes - (args.beam_minutes if beams else 0.0),
                             progress=not args.quiet, on_cell=write, trees=args.trees, round_ks=round_ks,
                             round_room=room)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if beams and report["minutes"] < args.max_minutes:
+        report["beam_top_n"] = DecodeConfig().top_n
+        report["beam"] = bench_beams(models.target, models.drafts["padrec"], models.data.sids,
+                                     models.data.split.test[: args.beam_users], beams, args.dtypes.split(","), device,
+                                     progress=not args.quiet)
+    elif beams:
+        report["beam_skipped"] = f"time budget of {args.max_minutes} min spent"
     write(report)
-    failed = sum(e["mismatches"] for c in report["cells"] if "skipped" not in c for e in c["speculative"])
+    failed = (sum(e["mismatches"] for c in report["cells"] if "skipped" not in c for e in c["speculative"])
+              + sum(c["mismatches"] for run in report.get("beam", []) for c in run["checks"]))
     print(f"wrote {stem}.json, .md, .png ({report['minutes']:.1f} min; mismatches {failed})")
     return 1 if failed else 0

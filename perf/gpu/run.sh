@@ -22,7 +22,7 @@ if [[ "${1:-}" == "--smoke" ]]; then
     # a few users, batch 1 and 4, k=2, fp32 and bf16, with and without static-shape calls: every code
     # path of the GPU run, on the CPU (where static calls run eagerly: no CUDA graphs to capture)
     args=(--device cpu --users 6 --k 2 --trees 2x2 --draft-rounds 2 --cells 1:fp32,1:bf16:graphs,4:fp32:graphs,4:bf16
-          --threads 1 --max-minutes 5)
+          --beams 10:10 --beam-users 3 --threads 1 --max-minutes 5)
     limit=600
 else
     command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -34,10 +34,12 @@ if not torch.cuda.is_available():
              "(perf/gpu/run.sh --smoke runs its CPU path)")
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}")
 PY
-    # cells start until minute 6, the most wanted first (batch 1 in bf16 with CUDA graphs is the
-    # headline); the last one ends well inside the 8 minutes, and cells left out are reported
+    # cells start until minute 4.5, the most wanted first (batch 1 in bf16 with CUDA graphs is the
+    # headline), then beam search until minute 6; the last part ends well inside the 8 minutes, and
+    # cells left out are reported
     args=(--device cuda --users 200 --k 1,2,3,4,5,6 --trees 4x3 --draft-rounds 2,3,4 --threads 4 --max-minutes 6
-          --cells 1:bf16:graphs,1:bf16,16:bf16:graphs,1:fp32:graphs,16:bf16,4:bf16:graphs,1:fp32,16:fp32:graphs)
+          --cells 1:bf16:graphs,1:bf16,16:bf16:graphs,1:fp32:graphs,16:bf16,4:bf16:graphs,1:fp32,16:fp32:graphs
+          --beams 10:10,20:20 --beam-users 100 --beam-minutes 1.5)
     limit=480
 fi
 mkdir -p "$OUT_DIR"

@@ -35,6 +35,11 @@ def test_the_gpu_script_runs_its_cpu_path_losslessly_and_writes_its_three_files(
     assert table.count("| padrec/round | 2 |") == 4  # the whole draft round on the device
     assert table.count("| 1 | yes | plain |") == 1 and table.count("| 4 | no | plain |") == 1
     assert report["round_room"] >= 1
+    # top-K by beam search: plain against speculative, in each precision, the same items
+    assert [(run["dtype"], [(c["beam_width"], c["draft_width"], c["users"]) for c in run["checks"]])
+            for run in report["beam"]] == [("fp32", [(10, 10, 3)]), ("bf16", [(10, 10, 3)])]
+    assert all(c["mismatches"] == 0 and c["plain_target_calls"] > 0 for run in report["beam"] for c in run["checks"])
+    assert table.count("| fp32 | 10 | 10 | 3 | 0 (") == 1
     assert sorted(p.name for p in copied.iterdir()) == sorted(report_path.with_suffix(s).name
                                                               for s in (".json", ".md", ".png"))
 
