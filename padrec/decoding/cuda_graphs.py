@@ -49,7 +49,6 @@ class GraphedCalls:
         self.fn = fn
         self.capture = device.type == "cuda"
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], tuple[torch.Tensor, ...]]] = {}
-        self.pool = torch.cuda.graph_pool_handle() if self.capture else None
 
     def __call__(self, key: tuple, **inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not self.capture:
@@ -72,7 +71,8 @@ class GraphedCalls:
                 self.fn(**static_inputs)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
+            # a memory pool of its own: graphs of different shapes replay in any order
+            with torch.cuda.graph(graph):
                 outputs = self.fn(**static_inputs)
         except RuntimeError as error:
             raise GraphCaptureError(f"no CUDA graph for shapes {key}: {error}") from error
