@@ -37,7 +37,8 @@ PY
     # cells start until minute 4, the most wanted first (batch 1 in bf16 with CUDA graphs is the
     # headline), then beam search until about minute 5.5; the last part ends inside the 8 minutes, and
     # cells left out are reported
-    args=(--device cuda --users 200 --k 1,2,3,4,5,6 --trees 4x3 --draft-rounds 2,3,4 --threads 4 --max-minutes 5.5
+    args=(--device cuda --users 200 --k 1,2,3,4,5,6 --trees 4x3 --draft-rounds 2,3,4 --forced-room 3 --threads 4
+          --max-minutes 5.5
           --cells 1:bf16:graphs,1:bf16,16:bf16:graphs,1:fp32:graphs,16:bf16,4:bf16:graphs,1:fp32,16:fp32:graphs
           --beams 10:10,20:20 --beam-users 100 --beam-minutes 1.5)
     limit=480
