@@ -66,3 +66,17 @@ def test_cells_are_written_batch_precision_and_graphs_and_bad_ones_are_refused(t
     assert main(["bench-gpu", "--device", "cpu", "--out-dir", str(tmp_path), "--forced-room", "2"]) == 2
     assert "--forced-room needs --draft-rounds" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_the_gpu_runs_options_parse_so_the_one_shot_run_cannot_die_on_a_typo():
+    import re
+    import shlex
+
+    from padrec.cli import build_parser
+
+    script = (REPO_ROOT / "perf" / "gpu" / "run.sh").read_text()
+    gpu = re.search(r"args=\((--device cuda.*?)\)\n", script, flags=re.S).group(1)
+    args = build_parser().parse_args(["bench-gpu", "--out-dir", "results/gpu", *shlex.split(gpu)])
+    assert args.device == "cuda" and args.users >= 200 and args.cells[0].graphs and args.beams
+    gpu_limit = int(re.findall(r"limit=(\d+)", script)[-1])  # the GPU branch comes second
+    assert args.max_minutes * 60 + 60 < gpu_limit  # a minute for loading and the last cell's tail
