@@ -4,6 +4,11 @@ A host (the Triton BLS model, or a test) supplies `call(model_name, inputs, outp
 does the rest: one `ListDecoder` per served drafter and a `BeamDecoder` (sharing the target), cache
 slots per request (one for a list, one per beam for a beam request) held from prefill to the end and
 released however decoding ends, and per-request errors that leave the other requests of a batch alone.
+
+Beam requests of a batch that need more slots than are free wait for the ones before them: the
+batch's lists decode first, then its beam requests in waves, each wave the waiting requests (in
+order) that fit the pool, so a batch of 16 concurrent beam-20 requests is served 1 or 2 at a
+time instead of answered UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class ServedDecoder:
         fault), PoolFull (no free slot), or whatever a model call raised (the server's fault)."""
         outcomes: list[DecodeResult | Exception | None] = [None] * len(requests)
         held: dict[int, list[int]] = {}  # request index -> its slots (one per beam of a beam request)
+        waiting: list[int] = []  # valid beam requests, in order, until their wave
         requests = self._under_load(requests)
         try:
             for i, served in enumerate(requests):
@@ -77,25 +83,47 @@ class ServedDecoder:
                         if served.request.beam_width > len(self.pool.rows):  # could never be served
                             raise InvalidRequest(f"beam_width {served.request.beam_width} needs as many decoding "
                                                  f"slots; this model has {len(self.pool.rows)}")
-                        held[i] = self.pool.acquire(served.request.beam_width)
+                        waiting.append(i)
                     else:
                         self.decoders[served.drafter].validate(served.request)
                         held[i] = self.pool.acquire()
                 except (InvalidRequest, PoolFull) as error:
                     outcomes[i] = error
-            # one engine batch per drafter and one of beam requests: their target calls are batched,
-            # the groups run in turn
+            # one engine batch per drafter, then beam requests in waves: target calls are batched
+            # within each, the groups run in turn
             for drafter, decoder in self.decoders.items():
                 group = [i for i in held if requests[i].drafter == drafter]
                 if group:
                     self._generate(decoder, requests, group, held, outcomes, on_item, cancelled)
-            beams = [i for i in held if requests[i].mode == "beam"]
-            if beams:
-                self._search(requests, beams, held, outcomes, cancelled)
+                    self._release(held, group)
+            while waiting:
+                wave = self._admit(requests, waiting, held)
+                if not wave:  # the pool is held elsewhere: the rest cannot wait for it here
+                    for i in waiting:
+                        outcomes[i] = PoolFull(f"{requests[i].request.beam_width} decoding slots asked for, "
+                                               f"{len(self.pool.rows) - self.pool.in_use} free; retry later")
+                    break
+                self._search(requests, wave, held, outcomes, cancelled)
+                self._release(held, wave)
         finally:
-            for rows in held.values():
-                self.pool.release(rows)
+            self._release(held, list(held))
         return outcomes
+
+    def _admit(self, requests: list[ServedRequest], waiting: list[int], held: dict[int, list[int]]) -> list[int]:
+        """The next wave: the waiting beam requests, in order, whose slots the pool has now (taken off `waiting`)."""
+        wave = []
+        while waiting:
+            try:
+                held[waiting[0]] = self.pool.acquire(requests[waiting[0]].request.beam_width)
+            except PoolFull:
+                break
+            wave.append(waiting.pop(0))
+        return wave
+
+    def _release(self, held: dict[int, list[int]], group: list[int]) -> None:
+        """Give back the slots of the requests of `group`, which are done."""
+        for i in group:
+            self.pool.release(held.pop(i))
 
     def _under_load(self, requests: list[ServedRequest]) -> list[ServedRequest]:
         """The requests with draft tokens capped when the batch is above the load threshold."""

@@ -150,12 +150,35 @@ def test_a_beam_request_needs_a_slot_per_beam_and_bad_widths_are_refused(exporte
                               ServedRequest(BeamRequest((1, 2), top_n=3, beam_width=2), None),
                               ServedRequest(DecodeRequest((1, 2), top_n=2), "padrec")])
     assert isinstance(outcomes[0], DecodeResult) and len(outcomes[0].items) == 2
-    assert isinstance(outcomes[1], PoolFull)  # 3 of the 4 slots are taken by the first
+    # the list takes a slot, the first beam request the other 3; the second waits for them
+    assert isinstance(outcomes[1], DecodeResult) and len(outcomes[1].items) == 2
     assert isinstance(outcomes[2], InvalidRequest) and "top_n must be in 1..beam_width" in str(outcomes[2])
-    assert isinstance(outcomes[3], DecodeResult)  # the fourth slot
+    assert isinstance(outcomes[3], DecodeResult)
     assert served.pool.in_use == 0
     wider = served.decode([ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=5), None)])[0]
     assert isinstance(wider, InvalidRequest) and "needs as many decoding slots; this model has 4" in str(wider)
+
+
+def test_beam_requests_beyond_the_free_slots_are_served_in_waves(exported_tiny, services):
+    e = exported_tiny
+    histories = [[1, 5, 9], [2], [30, 4, 17, 8], [11, 12], [7]]
+    calls = []
+    served = ServedDecoder(e.repository, direct_call(services, calls), range(8))
+    # five beam-5 requests and a list, 26 slots asked of 8: the list, then one beam request a wave
+    requests = [ServedRequest(BeamRequest(tuple(h), top_n=3, beam_width=5), None) for h in histories]
+    outcomes = served.decode(requests + [ServedRequest(DecodeRequest((2, 3), top_n=3), "padrec")])
+    assert served.pool.in_use == 0
+    expected = offline_beams(e.repository, histories, beam_width=5, top_n=3)
+    for outcome, offline in zip(outcomes, expected):
+        assert outcome.items == offline.items
+        np.testing.assert_allclose(outcome.scores, offline.scores, rtol=0, atol=1e-5)
+    assert isinstance(outcomes[-1], DecodeResult)
+    assert calls.count("target") >= 5 * 2  # waves: each beam request's levels ran apart from the others'
+    # a pool held elsewhere (the slots of another thread's batch) is not waited for
+    others = served.pool.acquire(6)
+    waited = served.decode(requests[:1])[0]
+    assert isinstance(waited, PoolFull) and "5 decoding slots asked for, 2 free" in str(waited)
+    served.pool.release(others)
 
 
 def test_each_request_fails_alone_and_slots_always_come_back(exported_tiny, services):
