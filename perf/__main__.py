@@ -21,7 +21,7 @@ DEFAULT_OUT = REPO_ROOT / "perf"
 QUICK_OUT = REPO_ROOT / "build" / "perf-quick"
 # A few minutes: fewer requests and concurrency levels, the k sweep's ends only.
 QUICK = {"requests": 10, "requests_per_client": 2, "repeats": 1, "concurrency": (1, 4, 16), "sweep_k": (1, 4),
-         "beam_widths": (20,)}
+         "beam_widths": (20,), "beam_concurrency": (1,)}
 DEFAULT_OFFLINE_BENCH = REPO_ROOT / "results" / "bench_beauty_onnxruntime.json"
 DATASETS_QUICK_OUT = REPO_ROOT / "build" / "perf-datasets-quick"
 # A minute or two per dataset: is everything wired up?
@@ -56,7 +56,9 @@ def parser() -> argparse.ArgumentParser:
                      help=f"concurrency levels of recommend_stream (default {defaults.stream_concurrency})")
     run.add_argument("--warmup-requests", type=int, help=f"default {defaults.warmup_requests}")
     run.add_argument("--beam-widths", type=_ints,
-                     help=f"beam widths of the top-K runs at concurrency 1 (default {defaults.beam_widths})")
+                     help=f"beam widths of the top-K runs (default {defaults.beam_widths})")
+    run.add_argument("--beam-concurrency", type=_ints,
+                     help=f"concurrency levels of the top-K runs (default {defaults.beam_concurrency})")
     run.add_argument("--note", default="", help="recorded in the report, e.g. what else ran on the machine")
     run.add_argument("--offline-bench", type=Path, default=DEFAULT_OFFLINE_BENCH,
                      help="padrec bench JSON for acceptance by slot (default: %(default)s)")

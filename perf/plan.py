@@ -85,9 +85,11 @@ class Settings:
     # per-token cost of the target (perf.breakdown.target_costs).
     calibration_top_n: int = 1
     stream_modes: tuple[str, ...] = ("plain", "padrec")  # "plain", or a drafter at k
-    # top-K by beam search (`recommend` with mode "beam"), at concurrency 1: a request holds a
-    # decoding slot per beam, and the batch decoder has ServingConfig.batch_slots (32) of them
+    # top-K by beam search (`recommend` with mode "beam") at these concurrency levels: a request
+    # holds a decoding slot per beam, and the batch decoder has ServingConfig.batch_slots (32) of
+    # them, so concurrent beam requests that one execution batches are searched in waves that fit
     beam_widths: tuple[int, ...] = (10, 20)
+    beam_concurrency: tuple[int, ...] = (1, 16)
 
     def __post_init__(self) -> None:
         # perf_analyzer reads the ensemble's per-model statistics right after a pass; with one request
@@ -117,7 +119,8 @@ def plan(settings: Settings) -> list[RunSpec]:
         spec = RunSpec(model, mode, concurrency, settings.requests_at(concurrency), top_n)
         runs.setdefault(spec.key, spec)
 
-    for concurrency in sorted(set(settings.concurrency) | set(settings.stream_concurrency) | {1}):
+    levels = set(settings.concurrency) | set(settings.stream_concurrency) | set(settings.beam_concurrency) | {1}
+    for concurrency in sorted(levels):
         if concurrency in settings.concurrency:
             for mode in [PLAIN, *settings.speculative(settings.k)]:
                 add(BATCH_MODEL, mode, concurrency)
@@ -127,8 +130,9 @@ def plan(settings: Settings) -> list[RunSpec]:
             for k in settings.sweep_k:
                 for mode in settings.speculative(k):
                     add(BATCH_MODEL, mode, 1)
+        if concurrency in settings.beam_concurrency:
             for width in settings.beam_widths:
-                add(BATCH_MODEL, Mode(beam_width=width), 1)
+                add(BATCH_MODEL, Mode(beam_width=width), concurrency)
         if concurrency in settings.stream_concurrency:
             for name in settings.stream_modes:
                 add(STREAM_MODEL, PLAIN if name == "plain" else Mode(name, settings.k), concurrency)

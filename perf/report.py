@@ -55,8 +55,9 @@ class Runs:
         return None
 
     def beam_runs(self) -> list[dict]:
-        """`recommend` in beam mode, by beam width."""
-        return sorted((run for run in self.measured if run["beam_width"]), key=lambda run: run["beam_width"])
+        """`recommend` in beam mode, by concurrency and beam width."""
+        return sorted((run for run in self.measured if run["beam_width"]),
+                      key=lambda run: (run["concurrency"], run["beam_width"]))
 
     def modes(self, k: int) -> list[tuple[str | None, int]]:
         """Plain, then each drafter at k, as (drafter, k)."""
@@ -137,7 +138,8 @@ def settings_section(results: dict) -> str:
         f"- Runs: `recommend` at concurrency {listed(s['concurrency'])} for plain and each drafter at k={s['k']}; "
         f"each drafter at k={listed(s['sweep_k'])} at concurrency 1; `recommend_stream` at concurrency "
         f"{listed(s['stream_concurrency'])}; plain at top_n {s['calibration_top_n']} (the prefill calibration)"
-        + (f"; beam search at B={listed(s['beam_widths'])}, concurrency 1." if s.get("beam_widths") else "."),
+        + (f"; beam search at B={listed(s['beam_widths'])}, concurrency {listed(s.get('beam_concurrency', (1,)))}."
+           if s.get("beam_widths") else "."),
         f"- Each run sends exactly {s['requests']} requests, at least {s['requests_per_client']} per concurrent "
         f"client (perf_analyzer `--request-count`), after {s['warmup_requests']} unmeasured warm-up requests per "
         "model and drafter at the start.",
@@ -222,22 +224,25 @@ def stream_section(runs: Runs) -> str:
 
 
 def beam_section(runs: Runs) -> str:
-    """Top-K by beam search beside the greedy list it replaces, at concurrency 1."""
-    plain = runs.plain()
+    """Top-K by beam search beside the greedy list it replaces, at each concurrency measured."""
     beams = runs.beam_runs()
-    if not beams or plain is None:
+    lists = {run["concurrency"]: runs.find(concurrency=run["concurrency"]) for run in beams}
+    if not beams or None in lists.values():
         return "## Top-K by beam search: `recommend` with mode \"beam\"\n\nNot measured."
-    plain_p50 = latency_summary(plain["csv"])["p50_ms"]
     rows = []
-    for run in [plain, *beams]:
-        summary = latency_summary(run["csv"])
-        rows.append((mode_name(run) + (" (greedy list)" if run is plain else ""), run["concurrency"], run["requests"],
-                     f"{summary['throughput']:.2f}", _ms(summary["p50_ms"]), _ms(summary["p95_ms"]),
-                     _ratio(summary["p50_ms"] / plain_p50), f"{_mean(run, 'rounds'):.1f}"))
+    for concurrency in sorted(lists):
+        plain = lists[concurrency]
+        plain_p50 = latency_summary(plain["csv"])["p50_ms"]
+        for run in [plain, *(b for b in beams if b["concurrency"] == concurrency)]:
+            summary = latency_summary(run["csv"])
+            rows.append((mode_name(run) + (" (greedy list)" if run is plain else ""), run["concurrency"],
+                         run["requests"], f"{summary['throughput']:.2f}", _ms(summary["p50_ms"]),
+                         _ms(summary["p95_ms"]), _ratio(summary["p50_ms"] / plain_p50), f"{_mean(run, 'rounds'):.1f}"))
     return ("## Top-K by beam search: `recommend` with mode \"beam\"\n\nThe top_n best items by plain beam search "
-            "(the served beam mode has no draft yet), against the plain greedy list of the same top_n, at "
-            "concurrency 1 (a beam request holds a decoding slot per beam). Target forwards per request: the "
-            "response's ROUNDS output.\n\n"
+            "(the served beam mode has no draft yet), against the plain greedy list of the same top_n at the same "
+            "concurrency. A beam request holds a decoding slot per beam; beam requests that one execution of "
+            "`padrec_decode` batches beyond its free slots are searched in waves. Target forwards per request: "
+            "the response's ROUNDS output.\n\n"
             + table(("mode", "concurrency", "requests", "requests/s", "p50 ms", "p95 ms", "p50 / greedy list",
                      "target forwards/request"), rows))
 
