@@ -21,6 +21,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from padrec.models.target import KVCache
+
 
 class GraphCaptureError(RuntimeError):
     """A call could not be captured as a CUDA graph."""
@@ -36,6 +38,20 @@ def padded(array: np.ndarray, shape: tuple[int, ...], fill) -> np.ndarray:
     out = np.full(shape, fill, dtype=array.dtype)
     out[tuple(slice(0, n) for n in array.shape)] = array
     return out
+
+
+def cache_bucket(cache: KVCache, rows: np.ndarray, start: np.ndarray, new_tokens: int,
+                 scratch_row: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """The static shape of a call writing `new_tokens` per row after each row's `start` in `cache`:
+    (rows, new tokens) padded to their buckets (new tokens only as far as the cache's slack holds
+    them), and rows and starts padded with the scratch row at position 0. ValueError when even the
+    unpadded call would overrun the cache."""
+    room = cache.k.shape[3] - int(start.max())
+    if new_tokens > room:
+        raise ValueError(f"KV cache full: {int(start.max()) + new_tokens} positions, capacity {cache.capacity}")
+    batch = bucket(len(rows))
+    return (batch, bucket(new_tokens) if bucket(new_tokens) <= room else new_tokens,
+            padded(rows.astype(np.int64), (batch,), scratch_row), padded(start.astype(np.int64), (batch,), 0))
 
 
 class GraphedCalls:

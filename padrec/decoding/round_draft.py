@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from padrec.decoding.constraints import ItemTrie
-from padrec.decoding.cuda_graphs import GraphedCalls, bucket, padded
+from padrec.decoding.cuda_graphs import GraphedCalls, bucket, cache_bucket, padded
 from padrec.decoding.interfaces import DraftBatch, Proposal
 from padrec.decoding.onnx_draft import DraftGraphLayout
 from padrec.decoding.torch_device import on_device, to_host
@@ -78,18 +78,14 @@ class RoundDraft:
         """A round padded to its bucket: batch, fresh pairs and banned items to powers of two (fresh
         pairs only as far as the cache's slack holds them); padding rows are empty greedy lists."""
         (B, T), NB = batch.tokens.shape, feeds["banned"].shape[1]
-        room = self.cache.k.shape[3] - int(batch.start.max())
-        if T > room:
-            raise ValueError(f"KV cache full: {int(batch.start.max()) + T} positions, capacity {self.cache.capacity}")
-        Bp, Tp = bucket(B), bucket(T) if bucket(T) <= room else T
+        Bp, Tp, rows, start = cache_bucket(self.cache, batch.rows, batch.start, T, self.scratch_row)
         fill = {"features": 0.0, "tokens": PAD, "lengths": 1, "forced": PAD, "forced_counts": 0, "node": 0,
                 "awaiting_separator": False, "banned": self.num_items, "temperatures": 0.0, "uniform": 0.0}
         shapes = {"features": (Bp, Tp, feeds["features"].shape[2]), "tokens": (Bp, Tp), "banned": (Bp, bucket(NB))}
         feeds = {name: padded(value, shapes.get(name, (Bp, *value.shape[1:])), fill[name])
                  for name, value in feeds.items()}
-        rows = on_device(padded(batch.rows.astype(np.int64), (Bp,), self.scratch_row), self.device)
-        start = on_device(padded(batch.start.astype(np.int64), (Bp,), 0), self.device)
-        proposals, q = self.calls[unforced]((Bp, Tp, bucket(NB)), rows=rows, start=start,
+        proposals, q = self.calls[unforced]((Bp, Tp, bucket(NB)), rows=on_device(rows, self.device),
+                                            start=on_device(start, self.device),
                                             **self._inputs(feeds, sampling, Bp))
         return proposals[:B], q[:B]
 

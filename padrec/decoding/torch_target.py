@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from padrec.decoding.cuda_graphs import GraphedCalls, bucket, padded
+from padrec.decoding.cuda_graphs import GraphedCalls, cache_bucket, padded
 from padrec.decoding.interfaces import TargetScores
 from padrec.decoding.item_marks import ItemMarkLog, copy_prefixes
 from padrec.decoding.torch_device import on_device, to_host
@@ -61,13 +61,10 @@ class TorchTarget:
         """`score` padded to its bucket: batch and new tokens to powers of two (new tokens only as far
         as the cache's slack holds them), the cache read over its whole capacity."""
         B, T = tokens.shape
-        room = self.cache.k.shape[3] - int(start.max())
-        if T > room:
-            raise ValueError(f"KV cache full: {int(start.max()) + T} positions, capacity {self.cache.capacity}")
-        shape = (bucket(B), bucket(T) if bucket(T) <= room else T)
-        inputs = {"tokens": padded(tokens.astype(np.int64), shape, PAD),
-                  "rows": padded(rows.astype(np.int64), shape[:1], self.scratch_row),
-                  "start": padded(start.astype(np.int64), shape[:1], 0)}
+        padded_batch, padded_tokens, padded_rows, padded_start = cache_bucket(self.cache, rows, start, T,
+                                                                              self.scratch_row)
+        shape = (padded_batch, padded_tokens)
+        inputs = {"tokens": padded(tokens.astype(np.int64), shape, PAD), "rows": padded_rows, "start": padded_start}
         if self.item_marks is not None:
             inputs["items"] = padded(self.item_marks.marks(rows, start, tokens, lengths), shape, 0)
         logits, hidden = self.calls(shape, **{name: on_device(a, self.device) for name, a in inputs.items()})
