@@ -188,6 +188,10 @@ class DecodeConfig:
     seed: int = 0
     beam_width: int = 20  # beams of a top-K request (mode "beam") and of the quality reference
     max_beam_width: int = 32  # the most a request may ask for (a beam request holds one cache row per beam)
+    # prefixes the draft proposes per deeper level in speculative beam search; 0 = plain beam search,
+    # the default because plain is the faster of the two on a 2-core CPU (docs/findings.md, issue 28)
+    draft_width: int = 0
+    max_draft_width: int = 32  # the most a beam request may ask for (each prefix holds a cache row per level)
     # the most draft tokens a token-tree round may draft (tree_width x num_draft_tokens): at most the
     # caches' 16 spare positions (`KVCache.slack`), which a round's tokens may run into at the list's end
     max_tree_nodes: int = 16

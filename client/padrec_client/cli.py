@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--mode", choices=MODES,
                        help="list: one generated list (server default); beam: the top-N items by beam search")
     group.add_argument("--beam-width", type=int, metavar="B", help="beams of --mode beam (server default: 20)")
+    group.add_argument("--draft-width", type=int, metavar="D",
+                       help="--mode beam: prefixes the draft proposes per level (speculative, the same items); "
+                            "0 = plain (server default)")
     group.add_argument("--drafter", choices=DRAFTERS, help="draft model (server default: padrec)")
     group.add_argument("--num-draft-tokens", type=int, metavar="K", help="draft tokens per round; 0 = plain decoding")
     group.add_argument("--temperature", type=float, metavar="T", help="sampling temperature; 0 = greedy")
@@ -120,6 +123,7 @@ def _request_params(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "mode": args.mode,
         "beam_width": args.beam_width,
+        "draft_width": args.draft_width,
         "num_draft_tokens": args.num_draft_tokens,
         "drafter": args.drafter,
         "temperature": args.temperature,

@@ -32,6 +32,7 @@ PARAMETER_TYPES: dict[str, type] = {
     "exclude_history": bool,
     "mode": str,
     "beam_width": int,
+    "draft_width": int,
 }
 DRAFTERS = ("padrec", "eagle")
 # "list": one generated list (the default); "beam": the top_n items by beam search of beam_width beams

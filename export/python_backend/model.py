@@ -1,7 +1,7 @@
 """Triton Python-backend model: an exported target or draft graph on ONNX Runtime, with its KV cache.
 
 `padrec export --backend python` copies this file beside `model.onnx` into the version folder of
-`target` and of each `draft_<drafter>`. The model keeps the cache itself (a pool of `slots` rows,
+`target` and of each `draft_<drafter>` and `draft_<drafter>_step`. The model keeps the cache itself (a pool of `slots` rows,
 see `padrec.serving.services`): a request names cache rows and how many positions of each to keep,
 and carries only new tokens (and, for a draft, fresh target features). Parse, call, respond:
 the logic is padrec's.
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from padrec.serving.services import DraftService, TargetService
+from padrec.serving.services import DraftService, DraftStepService, TargetService
 
-SERVICES = {"target": TargetService, "draft": DraftService}
+# by the kind of graph the model serves (padrec.export.graphs)
+SERVICES = {"target": TargetService, "draft": DraftService, "draft_step": DraftStepService}
 
 
 class TritonPythonModel:

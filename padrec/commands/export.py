@@ -1,5 +1,6 @@
 """`padrec export`: the target and the drafts as ONNX graphs (or TensorRT engines), checked against
-torch, installed as the Triton models `target` and `draft_<drafter>` of a model repository.
+torch, installed as the Triton models `target`, `draft_<drafter>` (a draft round, for lists) and
+`draft_<drafter>_step` (a draft step, for speculative beam search) of a model repository.
 
 Nothing is installed unless every check passes (`padrec.export.checks`); the repository's other
 models and files are left alone. `export/README.md` describes the graphs and the repository.
@@ -77,9 +78,11 @@ def _export(args: argparse.Namespace, trt) -> int:
     from padrec.artifacts import file_sha256, load_prepared
     from padrec.decoding.constraints import ItemTrie
     from padrec.export.checks import run_checks
-    from padrec.export.graphs import DraftGraph, TargetGraph
+    from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph
     from padrec.export.onnx_files import OPSET, export_graphs
-    from padrec.export.repository import MANIFEST, TARGET_MODEL, draft_model_name, graph_io, install, staging, write_model
+    from padrec.export.repository import (
+        MANIFEST, TARGET_MODEL, draft_model_name, draft_step_model_name, graph_io, install, staging, write_model,
+    )
     from padrec.export.tensorrt import build_engine, dim_ranges, profile_shapes
     from padrec.models.draft import Draft
     from padrec.models.target import Target
@@ -95,9 +98,11 @@ def _export(args: argparse.Namespace, trt) -> int:
     trie = ItemTrie(data.sids, beta)
     target = Target.load(sources[TARGET_MODEL])
     forced_room = measured_room(target, trie, data.split.test) if args.forced_room is None else args.forced_room
-    graphs = {TARGET_MODEL: TargetGraph(target).eval()} | {
-        draft_model_name(d): DraftGraph(Draft.load(sources[draft_model_name(d)]), trie, args.draft_tokens,
-                                        forced_room).eval() for d in args.drafters}
+    drafts = {d: Draft.load(sources[draft_model_name(d)]) for d in args.drafters}
+    graphs = {TARGET_MODEL: TargetGraph(target).eval()}
+    for drafter, draft in drafts.items():
+        graphs[draft_model_name(drafter)] = DraftGraph(draft, trie, args.draft_tokens, forced_room).eval()
+        graphs[draft_step_model_name(drafter)] = DraftStepGraph(draft, data.sids.tokens_per_item).eval()
     out = args.out or DEFAULT_OUT[args.backend]
 
     with staging(out) as scratch:
@@ -105,9 +110,10 @@ def _export(args: argparse.Namespace, trt) -> int:
         export_graphs(graphs, onnx_files)
         checks = {}
         for drafter in args.drafters:
-            name = draft_model_name(drafter)
-            checks[drafter] = run_checks(graphs[TARGET_MODEL], graphs[name],
-                                         {"target": onnx_files[TARGET_MODEL], "draft": onnx_files[name]},
+            name, step = draft_model_name(drafter), draft_step_model_name(drafter)
+            checks[drafter] = run_checks(graphs[TARGET_MODEL], graphs[name], graphs[step],
+                                         {"target": onnx_files[TARGET_MODEL], "draft": onnx_files[name],
+                                          "draft step": onnx_files[step]},
                                          trie, data.split.test[: args.check_users])
         manifest = {
             "dataset": args.dataset, "drafters": args.drafters, "backend": args.backend, "fp16": args.fp16,

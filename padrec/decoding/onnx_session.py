@@ -16,6 +16,7 @@ import torch
 from padrec.models.target import KVCache
 
 MAX_SEQ_LEN_KEY = "padrec.max_seq_len"
+GRAPH_KIND_KEY = "padrec.graph"  # which graph of padrec.export.graphs a file holds: its `kind`
 
 
 def load_session(path: Path, threads: int = 1) -> ort.InferenceSession:

@@ -8,7 +8,11 @@
    are allowed. Acceptance and per-list time of both engines are reported side by side.
    The draft's unforced round is compared the same way on batches without forced tokens; the
    ONNX Runtime engine of the list check runs it wherever a round has none (`OnnxDraft`).
-3. Latency (reported, not checked): one target forward at (batch, new tokens) = (1, 1) and (1, 5)
+3. Beams: top-K lists of the same test users by speculative beam search on ONNX Runtime
+   (`OnnxTarget` + `OnnxDraftScorer` over the draft step graph) against plain beam search on
+   torch, at `BEAM_CHECK` (beam width, draft width); a differing list is a mismatch unless the
+   two part at a near-tie (`padrec.beam_verification.differs`); no mismatches are allowed.
+4. Latency (reported, not checked): one target forward at (batch, new tokens) = (1, 1) and (1, 5)
    and one draft round at batch 1 (with room for forced tokens, and unforced), torch eager vs ONNX
    Runtime, over a cache of `LATENCY_PAST`.
 """
@@ -23,16 +27,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from padrec.beam_verification import differs
 from padrec.benchmark import compare_decoders
 from padrec.data.split import Example
+from padrec.decoding.beam import BeamDecoder, beam_rows
 from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
+from padrec.decoding.interfaces import BeamRequest
 from padrec.decoding.onnx_draft import OnnxDraft, unforced_path
+from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
 from padrec.decoding.onnx_session import load_session
 from padrec.decoding.onnx_target import OnnxTarget
 from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
-from padrec.export.graphs import DraftGraph, TargetGraph, unforced_round
+from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph, unforced_round
 from padrec.models.draft import Draft
 from padrec.models.target import Target
 from padrec.semantic_ids import NUM_SPECIAL
@@ -44,12 +52,14 @@ SHAPES = ((1, 6, (0,)), (1, 5, (40,)), (3, 4, (23, 0, 9)))
 LATENCY_PAST = 100  # cache positions in the latency runs: a 20-item history of 5-token items
 LATENCY_REPEATS = 50
 SAMPLING_TEMPERATURE = 0.8  # the sampling rows of the draft check
+BEAM_CHECK = (10, 10)  # (beam width, draft width) of the beam check: what a served speculative beam request fits in
 
 
 @dataclass
 class CheckReport:
     numerics: dict  # output name -> max abs difference (floats) or number of differing entries (tokens)
     lists: dict  # compare_decoders report: plain, torch and onnxruntime speculative entries
+    beams: dict  # beam_check report
     latency_ms: dict  # "what, shape" -> {"torch": ms, "onnxruntime": ms}
     failures: list[str]
 
@@ -59,7 +69,7 @@ class CheckReport:
 
     def as_dict(self) -> dict:
         return {"passed": self.passed, "failures": self.failures, "atol": NUMERIC_ATOL, "numerics": self.numerics,
-                "lists": self.lists, "latency_ms": self.latency_ms}
+                "lists": self.lists, "beams": self.beams, "latency_ms": self.latency_ms}
 
 
 def target_inputs(graph: TargetGraph, batch: int, new: int, past: tuple[int, ...], rng: np.random.Generator) -> dict:
@@ -98,6 +108,18 @@ def draft_inputs(graph: DraftGraph, batch: int, new: int, past: tuple[int, ...],
             "banned": rng.integers(0, constraint.num_items + 1, (batch, 5)),  # num_items: padding
             "temperatures": temperatures,
             "uniform": rng.random((batch, graph.steps, draft.vocab_size), dtype=np.float32)}
+
+
+def step_inputs(graph: DraftStepGraph, batch: int, new: int, past: tuple[int, ...], rng: np.random.Generator) -> dict:
+    """Random inputs of the draft step graph, each row at a random depth (1: after a target feature)."""
+    draft, c = graph.draft, graph.draft.target_config
+    cache = (draft.config.n_layers, batch, c.n_heads, max(past), c.head_dim)
+    return {"features": rng.standard_normal((batch, new, c.d_model), dtype=np.float32),
+            "tokens": rng.integers(NUM_SPECIAL, draft.vocab_size, (batch, new)),
+            "depth": rng.integers(1, draft.config.k_max + 2, batch),
+            "past_k": rng.standard_normal(cache, dtype=np.float32),
+            "past_v": rng.standard_normal(cache, dtype=np.float32),
+            "past_lengths": np.array(past, dtype=np.int64)}
 
 
 def unforced_inputs(graph: DraftGraph, batch: int, new: int, past: tuple[int, ...], rng: np.random.Generator) -> dict:
@@ -148,6 +170,29 @@ def list_check(target: Target, draft: Draft, target_onnx: Path, draft_onnx: Path
     return report, failures
 
 
+def beam_check(target: Target, target_onnx: Path, step_onnx: Path, trie: ItemTrie, examples: list[Example],
+               width: int = BEAM_CHECK[0], draft_width: int = BEAM_CHECK[1]) -> tuple[dict, list[str]]:
+    """Top-K lists: speculative beam search on ONNX Runtime against plain beam search on torch."""
+    request_rows = list(range(beam_rows(trie.sids.num_levels, width, draft_width)))
+    rows, max_len = len(request_rows), target.config.max_seq_len
+    plain = BeamDecoder(trie, TorchTarget(target, rows, trie.sids), max_len, width)
+    speculative = BeamDecoder(trie, OnnxTarget(target_onnx, rows, sids=trie.sids), max_len, width,
+                              OnnxDraftScorer(step_onnx, rows), draft_width)
+    verdicts, accepted = [], []
+    for e in examples:
+        want = plain.generate([BeamRequest(tuple(e.history), min(10, width), width)], [request_rows[:width]])[0]
+        got = speculative.generate([BeamRequest(tuple(e.history), min(10, width), width, draft_width=draft_width)],
+                                   [request_rows])[0]
+        verdicts.append(differs(want, got))
+        accepted.append(got.stats.accepted)
+    report = {"users": len(examples), "beam_width": width, "draft_width": draft_width,
+              "mismatches": verdicts.count("mismatch"), "near_ties": verdicts.count("near_tie"),
+              "accepted_levels": float(np.mean(accepted)) if accepted else 0.0}
+    failures = ([f"onnxruntime speculative beams: {report['mismatches']} of {len(examples)} differ from torch "
+                 "plain beam search"] if report["mismatches"] else [])
+    return report, failures
+
+
 def median_ms(run, repeats: int = LATENCY_REPEATS) -> float:
     """Median wall time of `run()` in milliseconds, after one warm-up call."""
     run()
@@ -160,29 +205,32 @@ def median_ms(run, repeats: int = LATENCY_REPEATS) -> float:
 
 
 @torch.inference_mode()
-def latency(graph: TargetGraph | DraftGraph, onnx_path: Path, feeds: dict) -> dict:
+def latency(graph: TargetGraph | DraftGraph | DraftStepGraph, onnx_path: Path, feeds: dict) -> dict:
     """Median ms of one call, torch eager vs ONNX Runtime (the session's own thread setting)."""
     session = load_session(onnx_path, torch.get_num_threads())
     args = [torch.from_numpy(feeds[name]) for name in graph.inputs]
     return {"torch": median_ms(lambda: graph(*args)), "onnxruntime": median_ms(lambda: session.run(None, feeds))}
 
 
-def run_checks(target_graph: TargetGraph, draft_graph: DraftGraph, onnx_files: dict[str, Path], trie: ItemTrie,
-               examples: list[Example], seed: int = 0) -> CheckReport:
+def run_checks(target_graph: TargetGraph, draft_graph: DraftGraph, step_graph: DraftStepGraph,
+               onnx_files: dict[str, Path], trie: ItemTrie, examples: list[Example], seed: int = 0) -> CheckReport:
     """Numerics, lists and latency of an exported pair, `onnx_files` by graph kind (module docstring)."""
     rng = np.random.default_rng(seed)
     unforced = unforced_round(draft_graph)
     # name -> (torch graph, its ONNX file, its inputs at (batch, new tokens, past lengths))
     checked = {"target": (target_graph, onnx_files["target"], partial(target_inputs, target_graph)),
                "draft": (draft_graph, onnx_files["draft"], partial(draft_inputs, draft_graph)),
-               "draft unforced": (unforced, unforced_path(onnx_files["draft"]), partial(unforced_inputs, unforced))}
+               "draft unforced": (unforced, unforced_path(onnx_files["draft"]), partial(unforced_inputs, unforced)),
+               "draft step": (step_graph, onnx_files["draft step"], partial(step_inputs, step_graph))}
     numerics = {name: compare_graph(graph, path, [inputs(*shape, rng) for shape in SHAPES])
                 for name, (graph, path, inputs) in checked.items()}
     lists, list_failures = list_check(target_graph.target, draft_graph.draft, onnx_files["target"],
                                       onnx_files["draft"], trie, examples, draft_graph.proposals)
+    beams, beam_failures = beam_check(target_graph.target, onnx_files["target"], onnx_files["draft step"], trie,
+                                      examples)
     past = (min(LATENCY_PAST, target_graph.max_seq_len - 8),)
     latency_ms = {}
     for name, batch, new in (("target", 1, 1), ("target", 1, 5), ("draft", 1, 2), ("draft unforced", 1, 2)):
         graph, path, inputs = checked[name]
         latency_ms[f"{name} ({batch}, {new})"] = latency(graph, path, inputs(batch, new, past, rng))
-    return CheckReport(numerics, lists, latency_ms, numeric_failures(numerics) + list_failures)
+    return CheckReport(numerics, lists, beams, latency_ms, numeric_failures(numerics) + list_failures + beam_failures)

@@ -1,6 +1,10 @@
-"""The two graphs export turns into ONNX: the target's forward, and one whole draft round.
+"""The graphs export turns into ONNX: the target's forward, one whole draft round, and one draft step.
 
 `TargetGraph` is `Target.forward` with positional outputs (ONNX outputs have no field names).
+
+`DraftStepGraph` is one draft forward of new (feature, token) pairs, with the draft's logits and
+next features at each: what speculative beam search asks of a draft (`DraftScorer`: several
+continuations per prefix, so the host chooses, not the graph).
 
 `DraftGraph` unrolls the round that `TorchDraft.propose` runs into one graph without control flow:
   1. depth 1: every fresh pair (a real target feature and the token after it) in one pass;
@@ -69,6 +73,35 @@ class TargetGraph(nn.Module):
     def forward(self, tokens, past_k, past_v, past_lengths, items=None):
         out = self.target(tokens, past_k, past_v, past_lengths, items)
         return out.logits, out.hidden, out.new_k, out.new_v
+
+
+class DraftStepGraph(nn.Module):
+    """One draft forward of T new pairs per row after its cached ones, at a draft depth per row:
+    `TorchDraft.score` (before its optional cache copy, which the host does)."""
+
+    kind = "draft_step"
+    inputs = ("features", "tokens", "depth", "past_k", "past_v", "past_lengths")
+    outputs = ("logits", "next_features", "new_k", "new_v")
+
+    def __init__(self, draft: Draft, tokens_per_item: int):
+        super().__init__()
+        self.draft = draft
+        self.input = InferenceDraftInput(draft, tokens_per_item)
+        self.max_seq_len = draft.target_config.max_seq_len
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        """Inputs to trace the export with: every dynamic size >= 2 (the exporter specialises 0, 1)."""
+        c, (B, T, S) = self.draft.target_config, EXAMPLE_SIZES
+        cache = (self.draft.config.n_layers, B, c.n_heads, S, c.head_dim)
+        return (torch.randn(B, T, c.d_model), torch.randint(0, self.draft.vocab_size, (B, T)), torch.tensor([1, 2]),
+                torch.randn(cache), torch.randn(cache), torch.tensor([S, 1]))
+
+    def forward(self, features, tokens, depth, past_k, past_v, past_lengths):
+        T = tokens.shape[1]
+        positions = past_lengths[:, None] + torch.arange(T, device=tokens.device)
+        out = self.draft.decode(self.input(features, tokens, positions, depth), positions,
+                                attention_mask(past_lengths, past_k.shape[3], T), past_k, past_v)
+        return out.logits, out.features, out.new_k, out.new_v
 
 
 class DraftGraph(nn.Module):

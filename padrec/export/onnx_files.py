@@ -20,15 +20,14 @@ import torch
 from onnx_ir.passes.common import DeduplicateInitializersPass
 
 from padrec.decoding.onnx_draft import unforced_path
-from padrec.decoding.onnx_session import MAX_SEQ_LEN_KEY
-from padrec.export.graphs import DraftGraph, TargetGraph, unforced_round
+from padrec.decoding.onnx_session import GRAPH_KIND_KEY, MAX_SEQ_LEN_KEY
+from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph, unforced_round
 
 OPSET = 18  # from opset 23 attention may become an `Attention` op that TensorRT 10 does not parse
 BATCH, NEW, PAST, BANNED = "batch", "new", "past", "banned"
-GRAPH_KIND_KEY = "padrec.graph"
 
 
-def export_graph(graph: TargetGraph | DraftGraph, path: Path) -> None:
+def export_graph(graph: TargetGraph | DraftGraph | DraftStepGraph, path: Path) -> None:
     """Write `graph` as ONNX with its dynamic dims named, weights deduplicated and its cache capacity
     in the metadata (`MAX_SEQ_LEN_KEY`)."""
     batch, new, past = torch.export.Dim(BATCH), torch.export.Dim(NEW), torch.export.Dim(PAST)
@@ -53,7 +52,7 @@ def export_graph(graph: TargetGraph | DraftGraph, path: Path) -> None:
     program.save(str(path))
 
 
-def export_graphs(graphs: dict[object, TargetGraph | DraftGraph], paths: dict[object, Path],
+def export_graphs(graphs: dict[object, TargetGraph | DraftGraph | DraftStepGraph], paths: dict[object, Path],
                   workers: int | None = None) -> None:
     """`export_graph` for each graph, to the path under the same key, and each draft graph's
     unforced round beside it (`unforced_path`), in up to `workers` processes (default: one per CPU

@@ -2,7 +2,8 @@
 
     <out>/
         target/config.pbtxt          target/1/<model file>
-        draft_<name>/config.pbtxt    draft_<name>/1/<model file>     (one per exported drafter)
+        draft_<name>/config.pbtxt    draft_<name>/1/<model file>     (one per exported drafter: its round)
+        draft_<name>_step/...        draft_<name>_step/1/<model file>   (its single step, for speculative beam search)
         semantic_ids.npz      item <-> token map (the pre- and post-processing models read it)
         item_ids.json         internal item index -> external item id
         padrec_export.json    what was exported from where, the check report, the graph settings
@@ -34,6 +35,7 @@ import onnx
 
 from padrec.config import REPO_ROOT
 from padrec.decoding.onnx_draft import unforced_path
+from padrec.decoding.onnx_session import GRAPH_KIND_KEY
 
 TARGET_MODEL = "target"
 VERSION = "1"
@@ -55,8 +57,18 @@ _TRITON_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "T
 
 
 def draft_model_name(drafter: str) -> str:
-    """The Triton model serving one drafter's graph."""
+    """The Triton model serving one drafter's round graph (`DraftGraph`)."""
     return f"draft_{drafter}"
+
+
+def draft_step_model_name(drafter: str) -> str:
+    """The Triton model serving one drafter's step graph (`DraftStepGraph`)."""
+    return f"draft_{drafter}_step"
+
+
+# graph kind (`GRAPH_KIND_KEY`) -> whether its Python-backend model takes
+# `sources`, the rows a call's kept positions are copied from (a beam continuing its parent's cache)
+COPIES_ROWS = {"target": True, "draft": False, "draft_step": True}
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,12 @@ class TensorSpec:
     data_type: str
     dims: tuple[int | str, ...]
     optional: bool = False  # a request may leave it out
+
+
+def graph_kind(onnx_path: Path) -> str:
+    """What an exported graph is ("target", "draft" or "draft_step"), from the metadata export wrote."""
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return next(p.value for p in model.metadata_props if p.key == GRAPH_KIND_KEY)
 
 
 def graph_io(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -85,8 +103,8 @@ def stateful_io(inputs: list[TensorSpec], outputs: list[TensorSpec],
                 copies_rows: bool = False) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The I/O of a graph whose caller keeps the cache (the Python backend's models): the cache
     tensors (and the item marks, `KEPT_INPUTS`) give way to the cache rows and the positions each
-    keeps (`rows`, `start`); the target also takes the optional rows those positions are copied
-    from (`sources`, `TargetScorer.score`)."""
+    keeps (`rows`, `start`); the target and the draft step also take the optional rows those
+    positions are copied from (`sources`, `TargetScorer.score`)."""
     slots = [TensorSpec("rows", "TYPE_INT64", ("batch",)), TensorSpec("start", "TYPE_INT64", ("batch",))]
     if copies_rows:
         slots.append(TensorSpec("sources", "TYPE_INT64", ("batch",), optional=True))
@@ -95,8 +113,8 @@ def stateful_io(inputs: list[TensorSpec], outputs: list[TensorSpec],
 
 
 def model_config(name: str, backend: str, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int = 1,
-                 slots: int = 0) -> str:
-    """The config.pbtxt text of one model on one backend.
+                 slots: int = 0, kind: str = "target") -> str:
+    """The config.pbtxt text of one model of graph `kind` on one backend.
 
     Defaults: one instance (CPU, or GPU for TensorRT); ONNX Runtime with `threads` intra-op threads.
     The Python backend's models keep a cache of `slots` rows.
@@ -113,7 +131,7 @@ def model_config(name: str, backend: str, inputs: list[TensorSpec], outputs: lis
 
     parameters = {
         "python": {"onnx_file": "model.onnx", "intra_op_threads": str(threads), "slots": str(slots),
-                   "service": "target" if name == TARGET_MODEL else "draft"},
+                   "service": kind},
         "onnxruntime": {"intra_op_thread_count": str(threads), "inter_op_thread_count": "1"},
         "tensorrt": {},
     }[backend]
@@ -137,9 +155,10 @@ def write_model(repository: Path, name: str, backend: str, onnx_path: Path, plan
     version_dir = repository / name / VERSION
     version_dir.mkdir(parents=True)
     inputs, outputs = graph_io(onnx_path)
+    kind = graph_kind(onnx_path)
     if backend == "python":
-        inputs, outputs = stateful_io(inputs, outputs, copies_rows=name == TARGET_MODEL)
-    (repository / name / "config.pbtxt").write_text(model_config(name, backend, inputs, outputs, threads, slots))
+        inputs, outputs = stateful_io(inputs, outputs, copies_rows=COPIES_ROWS[kind])
+    (repository / name / "config.pbtxt").write_text(model_config(name, backend, inputs, outputs, threads, slots, kind))
     if backend == "tensorrt":
         shutil.copy2(plan_path, version_dir / "model.plan")
     else:

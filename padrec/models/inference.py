@@ -83,9 +83,11 @@ class InferenceDraftInput(nn.Module):
         self.feature_weight_t = torch.cat(feature_weights).t().contiguous()  # [D, D or 2D]
         self.d_model = d
 
-    def forward(self, features: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor, depth: int) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor,
+                depth: int | torch.Tensor) -> torch.Tensor:
         """z [B, T, D] for features f_t [B, T, D], tokens x_{t+1} [B, T] at draft positions t
-        [B, T] (or [B, 1], broadcast), all at draft `depth`."""
+        [B, T] (or [B, 1], broadcast), all at draft `depth`: one number, or one per row ([B], what
+        an exported graph takes as an input)."""
         rows = tokens
         if self.by_slot:
             rows = predicted_slots(positions, self.tokens_per_item) * self.vocab_size + tokens
@@ -93,7 +95,11 @@ class InferenceDraftInput(nn.Module):
         if not self.gated:
             return self.table[rows] + projected
         gate = torch.sigmoid(projected[..., self.d_model :] + self.gate_bias)
-        return self.table[rows] + projected[..., : self.d_model] + gate * self.step_table[min(depth, self.deepest)]
+        if isinstance(depth, torch.Tensor):
+            step = self.step_table[depth.clamp(max=self.deepest)][:, None]  # [B, 1, D]
+        else:
+            step = self.step_table[min(depth, self.deepest)]
+        return self.table[rows] + projected[..., : self.d_model] + gate * step
 
 
 class InferenceTiedHead(nn.Module):

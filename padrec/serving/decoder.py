@@ -1,9 +1,11 @@
 """Served decoding: the engines of `padrec.decoding` over calls to the target and draft models.
 
 A host (the Triton BLS model, or a test) supplies `call(model_name, inputs, output_names) -> outputs`; this module
-does the rest: one `ListDecoder` per served drafter and a `BeamDecoder` (sharing the target), cache
-slots per request (one for a list, one per beam for a beam request) held from prefill to the end and
-released however decoding ends, and per-request errors that leave the other requests of a batch alone.
+does the rest: one `ListDecoder` and one `BeamDecoder` per served drafter (all sharing the target;
+a beam decoder drafts through the drafter's `draft_<name>_step` model where the repository has
+one), cache slots per request (one for a list, `BeamDecoder.rows_needed` for a beam request) held
+from prefill to the end and released however decoding ends, and per-request errors that leave the
+other requests of a batch alone.
 
 Beam requests of a batch that need more slots than are free wait for the ones before them: the
 batch's lists decode first, then its beam requests in waves, each wave the waiting requests (in
@@ -26,10 +28,10 @@ from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeResult, InvalidRequest
 from padrec.decoding.onnx_draft import DraftGraphLayout
-from padrec.export.repository import MANIFEST, TARGET_MODEL, VERSION, draft_model_name, graph_io
+from padrec.export.repository import MANIFEST, TARGET_MODEL, VERSION, draft_model_name, draft_step_model_name, graph_io
 from padrec.semantic_ids import SemanticIds
 from padrec.serving.parameters import ServedRequest
-from padrec.serving.remote import RemoteDraft, RemoteTarget
+from padrec.serving.remote import RemoteDraft, RemoteDraftScorer, RemoteTarget
 from padrec.serving.slots import PoolFull, SlotPool
 
 ModelCall = Callable[[str, dict[str, np.ndarray], tuple[str, ...]], dict[str, np.ndarray]]
@@ -56,14 +58,19 @@ class ServedDecoder:
         manifest = json.loads((repository / MANIFEST).read_text())
         trie = repository_trie(repository, manifest)
         target = RemoteTarget(lambda inputs, outputs: call(TARGET_MODEL, inputs, outputs))
-        self.decoders = {}
+        max_seq_len = manifest["graphs"]["max_seq_len"]
+        self.decoders, self.beams = {}, {}
         for drafter in serving.drafters:
             name = draft_model_name(drafter)
             proposer = RemoteDraft(lambda inputs, outputs, name=name: call(name, inputs, outputs),
                                    draft_layout(repository, drafter))
-            self.decoders[drafter] = ListDecoder(trie, target, manifest["graphs"]["max_seq_len"], decode.max_top_n,
-                                                 proposer)
-        self.beam = BeamDecoder(trie, target, manifest["graphs"]["max_seq_len"], decode.max_beam_width)
+            self.decoders[drafter] = ListDecoder(trie, target, max_seq_len, decode.max_top_n, proposer)
+            step = draft_step_model_name(drafter)
+            # a repository exported before draft steps were: plain beam search only
+            scorer = (RemoteDraftScorer(lambda inputs, outputs, step=step: call(step, inputs, outputs))
+                      if (repository / step).is_dir() else None)
+            self.beams[drafter] = BeamDecoder(trie, target, max_seq_len, decode.max_beam_width, scorer,
+                                              decode.max_draft_width)
         self.pool = SlotPool(rows)
         self.serving = serving
 
@@ -79,10 +86,13 @@ class ServedDecoder:
             for i, served in enumerate(requests):
                 try:
                     if served.mode == "beam":
-                        self.beam.validate(served.request)
-                        if served.request.beam_width > len(self.pool.rows):  # could never be served
-                            raise InvalidRequest(f"beam_width {served.request.beam_width} needs as many decoding "
-                                                 f"slots; this model has {len(self.pool.rows)}")
+                        beam = self.beams[served.drafter]
+                        beam.validate(served.request)
+                        needed = beam.rows_needed(served.request)
+                        if needed > len(self.pool.rows):  # could never be served
+                            raise InvalidRequest(f"beam_width {served.request.beam_width} with draft_width "
+                                                 f"{served.request.draft_width} needs {needed} decoding slots; "
+                                                 f"this model has {len(self.pool.rows)}")
                         waiting.append(i)
                     else:
                         self.decoders[served.drafter].validate(served.request)
@@ -100,7 +110,7 @@ class ServedDecoder:
                 wave = self._admit(requests, waiting, held)
                 if not wave:  # the pool is held elsewhere: the rest cannot wait for it here
                     for i in waiting:
-                        outcomes[i] = PoolFull(f"{requests[i].request.beam_width} decoding slots asked for, "
+                        outcomes[i] = PoolFull(f"{self._slots(requests[i])} decoding slots asked for, "
                                                f"{len(self.pool.rows) - self.pool.in_use} free; retry later")
                     break
                 self._search(requests, wave, held, outcomes, cancelled)
@@ -114,11 +124,15 @@ class ServedDecoder:
         wave = []
         while waiting:
             try:
-                held[waiting[0]] = self.pool.acquire(requests[waiting[0]].request.beam_width)
+                held[waiting[0]] = self.pool.acquire(self._slots(requests[waiting[0]]))
             except PoolFull:
                 break
             wave.append(waiting.pop(0))
         return wave
+
+    def _slots(self, served: ServedRequest) -> int:
+        """The decoding slots a beam request holds."""
+        return self.beams[served.drafter].rows_needed(served.request)
 
     def _release(self, held: dict[int, list[int]], group: list[int]) -> None:
         """Give back the slots of the requests of `group`, which are done."""
@@ -134,15 +148,22 @@ class ServedDecoder:
                 replace(r, request=replace(r.request, num_draft_tokens=min(r.request.num_draft_tokens, cap)))
                 for r in requests]
 
-    def _search(self, requests: list[ServedRequest], group: list[int], held: dict[int, list[int]],
+    def _search(self, requests: list[ServedRequest], wave: list[int], held: dict[int, list[int]],
                 outcomes: list, cancelled) -> None:
-        try:
-            results = self.beam.generate([requests[i].request for i in group], [held[i] for i in group],
-                                         cancelled=None if cancelled is None else lambda j: cancelled(group[j]))
-        except Exception as error:  # noqa: BLE001 - a failed model call fails its group, not the server
-            results = [error] * len(group)
-        for i, result in zip(group, results):
-            outcomes[i] = result
+        """Search a wave's beam requests, one engine batch per drafter (plain ones all with the default
+        drafter's: their drafter drafts nothing)."""
+        drafters = {i: requests[i].drafter if requests[i].request.draft_width else self.serving.drafter for i in wave}
+        for drafter, beam in self.beams.items():
+            group = [i for i in wave if drafters[i] == drafter]
+            if not group:
+                continue
+            try:
+                results = beam.generate([requests[i].request for i in group], [held[i] for i in group],
+                                        cancelled=None if cancelled is None else lambda j: cancelled(group[j]))
+            except Exception as error:  # noqa: BLE001 - a failed model call fails its group, not the server
+                results = [error] * len(group)
+            for i, result in zip(group, results):
+                outcomes[i] = result
 
     @staticmethod
     def _generate(decoder: ListDecoder, requests: list[ServedRequest], group: list[int], held: dict[int, list[int]],

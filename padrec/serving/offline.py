@@ -10,13 +10,15 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from padrec.decoding.beam import BeamDecoder
+from padrec.decoding.beam import BeamDecoder, beam_rows
 from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import BeamRequest, DecodeRequest, DecodeResult
 from padrec.decoding.onnx_draft import OnnxDraft
+from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
 from padrec.decoding.onnx_target import OnnxTarget
-from padrec.export.repository import MANIFEST, TARGET_MODEL, VERSION, draft_model_name
+from padrec.export.repository import MANIFEST, TARGET_MODEL, VERSION, draft_model_name, draft_step_model_name
+from padrec.semantic_ids import SemanticIds
 from padrec.serving.decoder import repository_trie
 
 OFFLINE_BATCH = 25
@@ -39,13 +41,17 @@ def offline_lists(repository: Path, histories: Sequence[Sequence[int]], drafter:
 
 
 def offline_beams(repository: Path, histories: Sequence[Sequence[int]], beam_width: int = BeamRequest.beam_width,
-                  top_n: int = BeamRequest.top_n) -> list[DecodeResult]:
+                  top_n: int = BeamRequest.top_n, drafter: str | None = None, draft_width: int = 0) -> list[DecodeResult]:
     """Each history's top `top_n` items by beam search (`BeamDecoder`) on `repository`'s target graph,
-    one user at a time."""
-    manifest, trie, target = _served_target(repository, beam_width)
-    decoder = BeamDecoder(trie, target, manifest["graphs"]["max_seq_len"], beam_width)
-    return [decoder.generate([BeamRequest(tuple(h), top_n=top_n, beam_width=beam_width)], [list(range(beam_width))])[0]
-            for h in histories]
+    one user at a time; speculative with `drafter`'s step graph when draft_width > 0."""
+    rows = beam_rows(SemanticIds.load(repository / "semantic_ids.npz").num_levels, beam_width, draft_width)
+    manifest, trie, target = _served_target(repository, rows)
+    scorer = (OnnxDraftScorer(repository / draft_step_model_name(drafter) / VERSION / "model.onnx", rows)
+              if draft_width else None)
+    decoder = BeamDecoder(trie, target, manifest["graphs"]["max_seq_len"], beam_width, scorer, draft_width)
+    request_rows = list(range(rows))
+    return [decoder.generate([BeamRequest(tuple(h), top_n=top_n, beam_width=beam_width, draft_width=draft_width)],
+                             [request_rows])[0] for h in histories]
 
 
 def _served_target(repository: Path, rows: int) -> tuple[dict, ItemTrie, OnnxTarget]:

@@ -12,18 +12,18 @@ from padrec.decoding.interfaces import BeamRequest, DecodeRequest, InvalidReques
 _TYPES: dict[str, tuple[type, ...]] = {
     "top_n": (int,), "num_draft_tokens": (int,), "seed": (int,),
     "temperature": (int, float), "top_p": (int, float),
-    "drafter": (str,), "exclude_history": (bool,), "mode": (str,), "beam_width": (int,),
+    "drafter": (str,), "exclude_history": (bool,), "mode": (str,), "beam_width": (int,), "draft_width": (int,),
 }
 MODES = ("list", "beam")
 # parameters of one mode only: naming one in a request of the other mode is an error, not ignored
-_LIST_ONLY = ("num_draft_tokens", "drafter", "temperature", "top_p", "seed")
-_BEAM_ONLY = ("beam_width",)
+_LIST_ONLY = ("num_draft_tokens", "temperature", "top_p", "seed")
+_BEAM_ONLY = ("beam_width", "draft_width")
 
 
 @dataclass(frozen=True)
 class ServedRequest:
     request: DecodeRequest | BeamRequest
-    drafter: str | None  # None for a beam request
+    drafter: str  # whose draft proposes (a beam request's, if its draft_width > 0)
 
     @property
     def mode(self) -> str:
@@ -47,18 +47,19 @@ def parse_request(history: list[int], parameters: dict, serving: ServingConfig =
     misplaced = sorted(set(parameters) & set(_BEAM_ONLY if mode == "list" else _LIST_ONLY))
     if misplaced:
         raise InvalidRequest(f"parameters {misplaced} do not apply to mode {mode!r}")
+    drafter = parameters.get("drafter", serving.drafter)
+    if drafter not in serving.drafters:
+        raise InvalidRequest(f"drafter must be one of {list(serving.drafters)}, got {drafter!r}")
     if mode == "beam":
         return ServedRequest(BeamRequest(
             history=tuple(history),
             top_n=parameters.get("top_n", decode.top_n),
             beam_width=parameters.get("beam_width", decode.beam_width),
             exclude_history=parameters.get("exclude_history", decode.exclude_history),
-        ), None)
+            draft_width=parameters.get("draft_width", decode.draft_width),
+        ), drafter)
     if parameters.get("seed", 0) < 0:
         raise InvalidRequest(f"seed must be >= 0, got {parameters['seed']}")
-    drafter = parameters.get("drafter", serving.drafter)
-    if drafter not in serving.drafters:
-        raise InvalidRequest(f"drafter must be one of {list(serving.drafters)}, got {drafter!r}")
     request = DecodeRequest(
         history=tuple(history),
         top_n=parameters.get("top_n", decode.top_n),

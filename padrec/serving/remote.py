@@ -1,7 +1,7 @@
-"""The engine's `TargetScorer` and `DraftProposer` as calls to services that run elsewhere.
+"""The engine's `TargetScorer`, `DraftProposer` and `DraftScorer` as calls to services that run elsewhere.
 
 `call(inputs, output_names) -> outputs` is all a host supplies: the Triton BLS model sends a BLS request to the
-`target` / `draft_<name>` model; tests call a `TargetService` / `DraftService` directly. What
+`target` / `draft_<name>` / `draft_<name>_step` model; tests call the services directly. What
 travels is cache rows, lengths, new tokens and fresh features, never a cache.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from padrec.decoding.interfaces import DraftBatch, Proposal, TargetScores
+from padrec.decoding.interfaces import DraftBatch, DraftScores, Proposal, TargetScores
 from padrec.decoding.onnx_draft import DraftGraphLayout
 
 Call = Callable[[dict[str, np.ndarray], tuple[str, ...]], dict[str, np.ndarray]]
@@ -49,3 +49,22 @@ class RemoteDraft:
         out = self.call({"rows": batch.rows.astype(np.int64), "start": batch.start.astype(np.int64),
                          **self.layout.feeds(batch)}, self.outputs)
         return self.layout.proposal(batch, out["proposals"], out["q"])
+
+
+class RemoteDraftScorer:
+    """`DraftScorer` whose draft step graph (and cache) live behind `call`."""
+
+    outputs = ("logits", "next_features")
+
+    def __init__(self, call: Call):
+        self.call = call
+
+    def score(self, rows: np.ndarray, start: np.ndarray, features: np.ndarray, tokens: np.ndarray,
+              lengths: np.ndarray, depth: int, sources: np.ndarray | None = None) -> DraftScores:
+        inputs = {"rows": rows.astype(np.int64), "start": start.astype(np.int64),
+                  "features": features.astype(np.float32, copy=False), "tokens": tokens.astype(np.int64),
+                  "depth": np.full(len(rows), depth, dtype=np.int64)}
+        if sources is not None:
+            inputs["sources"] = sources.astype(np.int64)
+        out = self.call(inputs, self.outputs)
+        return DraftScores(out["logits"], out["next_features"])

@@ -1,6 +1,6 @@
 """The stateful halves of the target and draft: a graph plus the KV cache it owns.
 
-A Triton `target` / `draft_<name>` model wraps one of these; a request names cache rows and how
+A Triton `target` / `draft_<name>` / `draft_<name>_step` model wraps one of these; a request names cache rows and how
 much of each to keep (`start`), and carries only new tokens and, for the draft, fresh target
 features: caches never travel. Tensors: the graph's own inputs and outputs with the cache ones
 replaced by `rows` and `start` (`padrec.export.repository.stateful_io`).
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from padrec.decoding.onnx_draft import OnnxDraft
+from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
 from padrec.decoding.onnx_target import OnnxTarget
 from padrec.semantic_ids import SemanticIds
 
@@ -51,6 +52,26 @@ class DraftService:
         feeds = {name: value for name, value in inputs.items() if name not in SLOT_INPUTS}
         proposals, q = self.draft.run(inputs["rows"], inputs["start"], feeds)
         return {"proposals": proposals, "q": q}
+
+
+class DraftStepService:
+    """Runs one draft step of cache rows (speculative beam search's `DraftScorer`), each row
+    optionally continued from another's kept positions (`sources`), as the target's are."""
+
+    def __init__(self, onnx_path: Path, rows: int, threads: int = 1):
+        self.draft = OnnxDraftScorer(onnx_path, rows, threads)
+
+    def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        capacity = self.draft.cache.k.shape[1]
+        _check_rows(inputs["rows"], inputs["start"], capacity)
+        sources = inputs.get("sources")
+        if sources is not None:
+            _check_rows(sources, inputs["start"], capacity, distinct=False)
+        tokens = inputs["tokens"]
+        lengths = np.full(len(tokens), tokens.shape[1], dtype=np.int64)  # the graph scores every pair
+        scores = self.draft.score(inputs["rows"], inputs["start"], inputs["features"], tokens, lengths,
+                                  inputs["depth"], sources)
+        return {"logits": scores.logits, "next_features": scores.features}
 
 
 def _check_rows(rows: np.ndarray, start: np.ndarray, capacity: int, distinct: bool = True) -> None:

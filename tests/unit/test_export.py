@@ -19,19 +19,27 @@ from padrec.commands.export import BACKENDS
 from padrec.decoding.constraints import ItemTrie, ListConstraint
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeRequest
+from padrec.decoding.beam import BeamDecoder, beam_rows
+from padrec.decoding.interfaces import BeamRequest
 from padrec.decoding.onnx_draft import OnnxDraft, unforced_path
+from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
 from padrec.decoding.onnx_session import load_session
 from padrec.decoding.onnx_target import OnnxTarget
 from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
-from padrec.export.checks import compare_graph, draft_inputs, numeric_failures, target_inputs, unforced_inputs
+from padrec.export.checks import (
+    compare_graph, draft_inputs, numeric_failures, step_inputs, target_inputs, unforced_inputs,
+)
 from padrec.export.constraint_graph import GraphConstraint
-from padrec.export.graphs import DraftGraph, TargetGraph
+from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph
 from padrec.config import ServingConfig
 from padrec.export.repository import graph_io, install, model_config, stateful_io
+from padrec.models.draft import Draft
 from padrec.semantic_ids import SemanticIds, disambiguate
 
-MODELS = ("target", "draft_padrec", "draft_eagle")
+MODELS = ("target", "draft_padrec", "draft_eagle", "draft_padrec_step", "draft_eagle_step")
+KINDS = {"target": "target", "draft_padrec": "draft", "draft_eagle": "draft", "draft_padrec_step": "draft_step",
+         "draft_eagle_step": "draft_step"}
 TENSORRT_MISSING = importlib.util.find_spec("tensorrt") is None
 
 
@@ -65,12 +73,13 @@ def test_export_passed_its_checks_and_wrote_the_repository(exported_tiny):
         assert checks["passed"], checks["failures"]
         assert {e["drafter"] for e in checks["lists"]["speculative"]} == {"torch", "onnxruntime"}
         assert all(e["mismatches"] == 0 for e in checks["lists"]["speculative"])
-        assert checks["numerics"].keys() == {"target", "draft", "draft unforced"}
+        assert checks["numerics"].keys() == {"target", "draft", "draft unforced", "draft step"}
+        assert checks["beams"]["users"] == 10 and checks["beams"]["mismatches"] == 0
     repository = exported_tiny.repository
     for name in MODELS:  # (a server that loaded the model may have added __pycache__)
         files = {p.name for p in (repository / name / "1").iterdir()}
         assert {"model.onnx", "model.py"} <= files
-        assert ("model_unforced.onnx" in files) == name.startswith("draft_")
+        assert ("model_unforced.onnx" in files) == (KINDS[name] == "draft")
     assert {"semantic_ids.npz", "item_ids.json", "padrec_export.json"} <= {p.name for p in repository.iterdir()}
 
 
@@ -84,6 +93,12 @@ def test_graphs_match_torch_on_prefill_verification_and_ragged_batches(exported_
         "draft": compare_graph(draft_graph, onnx_file(exported_tiny, "draft_padrec"),
                                [draft_inputs(draft_graph, *s, rng) for s in shapes]),
     }
+    for drafter in ("padrec", "eagle"):  # with and without the step embedding (depth read, or not)
+        draft = exported_tiny.draft if drafter == "padrec" else Draft.load(exported_tiny.artifacts / "tiny" / "draft_eagle.pt")
+        step_graph = DraftStepGraph(draft, exported_tiny.trie.sids.tokens_per_item).eval()
+        numerics[f"{drafter} step"] = compare_graph(step_graph, onnx_file(exported_tiny, f"draft_{drafter}_step"),
+                                                    [step_inputs(step_graph, *s, rng) for s in shapes])
+        assert numerics[f"{drafter} step"]["logits"] < 1e-4
     assert numeric_failures(numerics) == []
 
 
@@ -111,6 +126,35 @@ def test_engine_on_onnxruntime_equals_engine_on_torch(exported_tiny):
     # both kinds of round occurred, each run by its own graph
     assert graph_runs["with room"] > 0 and graph_runs["unforced"] > 0
     assert sum(graph_runs.values()) == len(onnx_draft.calls)
+
+
+def test_draft_step_on_onnxruntime_scores_what_torch_scores_and_serves_speculative_beams(exported_tiny):
+    """The step graph behind `OnnxDraftScorer` gives TorchDraft.score's distributions, rows copied
+    from others included; and speculative beam search over it equals plain beam search."""
+    e = exported_tiny
+    rng = np.random.default_rng(5)
+    on_torch, on_onnx = TorchDraft(e.draft, e.trie.sids, 6), OnnxDraftScorer(onnx_file(e, "draft_padrec_step"), 6)
+    dim = e.target.config.d_model
+    calls = [  # (rows, start, new pairs, depth, sources): a prompt into rows 0 and 3, then steps continued from them
+        ([0, 3], [0, 0], 5, 1, None), ([1, 2, 4], [5, 5, 5], 1, 2, [0, 0, 3]), ([5, 0], [6, 6], 1, 3, [1, 2])]
+    for rows, start, new, depth, sources in calls:
+        args = (np.array(rows), np.array(start), rng.standard_normal((len(rows), new, dim), dtype=np.float32),
+                rng.integers(4, e.trie.sids.vocab_size, (len(rows), new)), np.full(len(rows), new), depth,
+                None if sources is None else np.array(sources))
+        want, got = on_torch.score(*args), on_onnx.score(*args)
+        np.testing.assert_allclose(got.logits, want.logits, atol=1e-4)
+        np.testing.assert_allclose(got.features, want.features, atol=1e-4)
+    rows = beam_rows(e.trie.sids.num_levels, 6, 6)
+    max_len = e.target.config.max_seq_len
+    plain = BeamDecoder(e.trie, TorchTarget(e.target, rows, e.trie.sids), max_len, max_beam_width=6)
+    speculative = BeamDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), rows, sids=e.trie.sids), max_len,
+                              max_beam_width=6, draft=OnnxDraftScorer(onnx_file(e, "draft_padrec_step"), rows),
+                              max_draft_width=6)
+    for history in [(1, 5, 9), (2,), (30, 4, 17, 8)]:
+        want = plain.generate([BeamRequest(history, 4, 6)], [list(range(6))])[0]
+        got = speculative.generate([BeamRequest(history, 4, 6, draft_width=6)], [list(range(rows))])[0]
+        assert got.items == want.items and got.stats.drafted > 0
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
 
 
 def counted(run, counts: dict, key: str):
@@ -199,13 +243,14 @@ def test_generated_configs_parse_for_every_backend(exported_tiny, backend):
     for name in MODELS:
         inputs, outputs = graph_io(onnx_file(exported_tiny, name))
         if backend == "python":  # the Python backend's models keep the cache: rows and start replace it
-            inputs, outputs = stateful_io(inputs, outputs, copies_rows=name == "target")
+            copies = KINDS[name] != "draft"
+            inputs, outputs = stateful_io(inputs, outputs, copies_rows=copies)
             assert [s.name for s in inputs][:2] == ["rows", "start"]
-            # only the target copies rows (beam search), and a request may leave that input out
-            assert [s.name for s in inputs if s.optional] == (["sources"] if name == "target" else [])
+            # the target and the draft steps copy rows (beam search), and a request may leave that input out
+            assert [s.name for s in inputs if s.optional] == (["sources"] if copies else [])
             assert not {s.name for s in (*inputs, *outputs)} & {"past_k", "past_v", "past_lengths", "new_k", "new_v"}
         slots = ServingConfig().target_slots
-        config = text_format.Parse(model_config(name, backend, inputs, outputs, slots=slots),
+        config = text_format.Parse(model_config(name, backend, inputs, outputs, slots=slots, kind=KINDS[name]),
                                    model_config_pb2.ModelConfig())
         assert config.name == name and config.max_batch_size == 0
         assert (config.backend or config.platform) == {"python": "python", "onnxruntime": "onnxruntime_onnx",
@@ -219,7 +264,8 @@ def test_generated_configs_parse_for_every_backend(exported_tiny, backend):
         assert gpu == (backend == "tensorrt")
         if backend == "python":  # the repository holds exactly what the generator writes
             written = (exported_tiny.repository / name / "config.pbtxt").read_text()
-            assert written == model_config(name, backend, inputs, outputs, slots=slots)
+            assert written == model_config(name, backend, inputs, outputs, slots=slots, kind=KINDS[name])
+            assert config.parameters["service"].string_value == KINDS[name]
 
 
 def test_install_replaces_only_what_export_owns(tmp_path):

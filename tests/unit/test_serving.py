@@ -15,7 +15,7 @@ from padrec.serving.catalogue import ItemCatalogue
 from padrec.serving.decoder import ServedDecoder
 from padrec.serving.offline import offline_beams
 from padrec.serving.parameters import ServedRequest, parse_request, serving_config
-from padrec.serving.services import DraftService, TargetService
+from padrec.serving.services import DraftService, DraftStepService, TargetService
 from padrec.serving.slots import PoolFull, SlotPool
 
 SLOTS = ServingConfig().target_slots
@@ -60,14 +60,19 @@ def test_deployment_load_settings_come_from_the_model_config_parameters():
 
 def test_beam_mode_parameters_and_their_mistakes():
     served = parse_request([1, 2], {"mode": "beam", "beam_width": 8, "top_n": 5})
-    assert served.mode == "beam" and served.drafter is None
+    assert served.mode == "beam" and served.drafter == "padrec"
     assert served.request == BeamRequest((1, 2), top_n=5, beam_width=8)
+    served = parse_request([1], {"mode": "beam", "draft_width": 6, "drafter": "eagle"})
+    assert (served.request.draft_width, served.drafter) == (6, "eagle")
+    assert parse_request([1], {"mode": "beam"}).request.draft_width == DecodeConfig().draft_width == 0
     assert parse_request([1], {"mode": "beam"}).request.beam_width == DecodeConfig().beam_width
     assert parse_request([1], {"mode": "list"}).mode == "list"
     for parameters, message in [({"mode": "tree"}, "mode must be one of"),
                                 ({"mode": "beam", "num_draft_tokens": 2}, r"\['num_draft_tokens'\] do not apply to mode 'beam'"),
                                 ({"mode": "beam", "temperature": 1.0}, "do not apply to mode 'beam'"),
                                 ({"beam_width": 4}, r"\['beam_width'\] do not apply to mode 'list'"),
+                                ({"draft_width": 4}, r"\['draft_width'\] do not apply to mode 'list'"),
+                                ({"mode": "beam", "drafter": "medusa"}, "drafter must be one of"),
                                 ({"mode": "beam", "beam_width": "4"}, "beam_width must be int")]:
         with pytest.raises(InvalidRequest, match=message):
             parse_request([1], parameters)
@@ -95,7 +100,8 @@ def test_slot_pool_is_bounded_hands_out_all_or_none_and_refuses_double_release()
 def services(exported_tiny):
     repository = exported_tiny.repository
     return {name: cls(repository / name / "1" / "model.onnx", SLOTS)
-            for name, cls in (("target", TargetService), ("draft_padrec", DraftService), ("draft_eagle", DraftService))}
+            for name, cls in (("target", TargetService), ("draft_padrec", DraftService), ("draft_eagle", DraftService),
+                              ("draft_padrec_step", DraftStepService), ("draft_eagle_step", DraftStepService))}
 
 
 def direct_call(services, log=None):
@@ -131,7 +137,7 @@ def test_served_decoder_equals_the_offline_engine(exported_tiny, services):
 def test_served_beam_requests_equal_the_offline_beam_search_beside_lists(exported_tiny, services):
     e = exported_tiny
     histories = [[1, 5, 9], [2], [30, 4, 17, 8]]
-    beams = [ServedRequest(BeamRequest(tuple(h), top_n=3, beam_width=5), None) for h in histories]
+    beams = [ServedRequest(BeamRequest(tuple(h), top_n=3, beam_width=5), "padrec") for h in histories]
     lists = [ServedRequest(DecodeRequest(tuple(h), top_n=3, num_draft_tokens=2), "padrec") for h in histories]
     served = ServedDecoder(e.repository, direct_call(services), range(3 * 5 + 3))
     outcomes = served.decode([r for pair in zip(beams, lists) for r in pair])
@@ -143,11 +149,33 @@ def test_served_beam_requests_equal_the_offline_beam_search_beside_lists(exporte
     assert all(isinstance(o, DecodeResult) and len(o.items) == 3 for o in outcomes[1::2])
 
 
+def test_served_speculative_beams_equal_offline_ones_and_plain_beam_search(exported_tiny, services):
+    """Speculative beam requests through the draft step models: the offline speculative search's
+    results and counters, and plain beam search's items."""
+    e = exported_tiny
+    histories = [[1, 5, 9], [2], [30, 4, 17, 8]]
+    calls = []
+    served = ServedDecoder(e.repository, direct_call(services, calls), range(3 * (4 + 4 * 2)))
+    requests = [ServedRequest(BeamRequest(tuple(h), top_n=3, beam_width=4, draft_width=4), drafter)
+                for h in histories for drafter in ("padrec", "eagle")]
+    outcomes = served.decode(requests)
+    assert served.pool.in_use == 0
+    assert {"draft_padrec_step", "draft_eagle_step"} <= set(calls)
+    plain = offline_beams(e.repository, histories, beam_width=4, top_n=3)
+    for drafter in ("padrec", "eagle"):
+        offline = offline_beams(e.repository, histories, beam_width=4, top_n=3, drafter=drafter, draft_width=4)
+        mine = [o for o, r in zip(outcomes, requests) if r.drafter == drafter]
+        for outcome, expected, reference in zip(mine, offline, plain):
+            assert outcome.items == expected.items == reference.items
+            assert outcome.stats.as_dict() == expected.stats.as_dict() and outcome.stats.drafted > 0
+            np.testing.assert_allclose(outcome.scores, reference.scores, rtol=0, atol=1e-5)
+
+
 def test_a_beam_request_needs_a_slot_per_beam_and_bad_widths_are_refused(exported_tiny, services):
     served = ServedDecoder(exported_tiny.repository, direct_call(services), range(4))
-    outcomes = served.decode([ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=3), None),
-                              ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=2), None),
-                              ServedRequest(BeamRequest((1, 2), top_n=3, beam_width=2), None),
+    outcomes = served.decode([ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=3), "padrec"),
+                              ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=2), "padrec"),
+                              ServedRequest(BeamRequest((1, 2), top_n=3, beam_width=2), "padrec"),
                               ServedRequest(DecodeRequest((1, 2), top_n=2), "padrec")])
     assert isinstance(outcomes[0], DecodeResult) and len(outcomes[0].items) == 2
     # the list takes a slot, the first beam request the other 3; the second waits for them
@@ -155,8 +183,11 @@ def test_a_beam_request_needs_a_slot_per_beam_and_bad_widths_are_refused(exporte
     assert isinstance(outcomes[2], InvalidRequest) and "top_n must be in 1..beam_width" in str(outcomes[2])
     assert isinstance(outcomes[3], DecodeResult)
     assert served.pool.in_use == 0
-    wider = served.decode([ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=5), None)])[0]
-    assert isinstance(wider, InvalidRequest) and "needs as many decoding slots; this model has 4" in str(wider)
+    wider = served.decode([ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=5), "padrec")])[0]
+    assert isinstance(wider, InvalidRequest) and "draft_width 0 needs 5 decoding slots; this model has 4" in str(wider)
+    # a speculative request holds a row per prefix its draft adds, too: 2 + 2 x 2 here
+    drafting = served.decode([ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=2, draft_width=2), "padrec")])[0]
+    assert isinstance(drafting, InvalidRequest) and "needs 6 decoding slots" in str(drafting)
 
 
 def test_beam_requests_beyond_the_free_slots_are_served_in_waves(exported_tiny, services):
@@ -165,7 +196,7 @@ def test_beam_requests_beyond_the_free_slots_are_served_in_waves(exported_tiny, 
     calls = []
     served = ServedDecoder(e.repository, direct_call(services, calls), range(8))
     # five beam-5 requests and a list, 26 slots asked of 8: the list, then one beam request a wave
-    requests = [ServedRequest(BeamRequest(tuple(h), top_n=3, beam_width=5), None) for h in histories]
+    requests = [ServedRequest(BeamRequest(tuple(h), top_n=3, beam_width=5), "padrec") for h in histories]
     outcomes = served.decode(requests + [ServedRequest(DecodeRequest((2, 3), top_n=3), "padrec")])
     assert served.pool.in_use == 0
     expected = offline_beams(e.repository, histories, beam_width=5, top_n=3)
@@ -228,7 +259,7 @@ def test_above_the_load_threshold_requests_draft_less_and_get_the_same_lists(exp
 
 def test_a_cancelled_beam_request_ends_between_levels_and_frees_its_slots(exported_tiny, services):
     served = ServedDecoder(exported_tiny.repository, direct_call(services), range(10))
-    beams = [ServedRequest(BeamRequest(h, top_n=3, beam_width=5), None) for h in ((1, 5, 9), (2,))]
+    beams = [ServedRequest(BeamRequest(h, top_n=3, beam_width=5), "padrec") for h in ((1, 5, 9), (2,))]
     asked = []
 
     def cancelled(i):  # the first request's client goes away after the first level

@@ -2,7 +2,7 @@
 
 Parse each request (history, request parameters), hand the batch to
 `padrec.serving.decoder.ServedDecoder` with the one thing it cannot do itself, calling the
-`target` and `draft_<drafter>` models (BLS), and build the responses. `padrec_decode` is the middle
+`target`, `draft_<drafter>` and `draft_<drafter>_step` models (BLS), and build the responses. `padrec_decode` is the middle
 step of the `recommend` ensemble (internal item indices in and out); `recommend_stream` is served
 directly (external item IDs in and out) and sends one response per item as the engine decides it,
 the last one flagged final. It is not an ensemble because Triton 24.10's ensembles do not pass a
@@ -171,6 +171,9 @@ class DecodeMetrics:
                                            counter),
             "beam_rounds": pb_utils.MetricFamily("padrec_beam_rounds_total",
                                                  "Target forwards of beam (top-K) requests, prefill included", counter),
+            "beam_levels": pb_utils.MetricFamily("padrec_beam_accepted_levels_total",
+                                                 "Code levels of speculative beam requests that the draft's tree "
+                                                 "covered (no target forward of their own)", counter),
         }
         self.metrics = {}
 
@@ -192,6 +195,7 @@ class DecodeMetrics:
         stats = outcome.stats
         if served.mode == "beam":
             self._increment("beam_rounds", stats.rounds)
+            self._increment("beam_levels", stats.accepted, drafter=served.drafter)
             return
         drafter = served.drafter
         self._increment("rounds", stats.rounds, drafter=drafter)
