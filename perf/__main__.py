@@ -21,7 +21,7 @@ DEFAULT_OUT = REPO_ROOT / "perf"
 QUICK_OUT = REPO_ROOT / "build" / "perf-quick"
 # A few minutes: fewer requests and concurrency levels, the k sweep's ends only.
 QUICK = {"requests": 10, "requests_per_client": 2, "repeats": 1, "concurrency": (1, 4, 16), "sweep_k": (1, 4),
-         "beam_widths": (20,), "beam_concurrency": (1,)}
+         "beam_widths": (20,), "beam_concurrency": (1,), "beam_drafts": ((20, 6),)}
 DEFAULT_OFFLINE_BENCH = REPO_ROOT / "results" / "bench_beauty_onnxruntime.json"
 DATASETS_QUICK_OUT = REPO_ROOT / "build" / "perf-datasets-quick"
 # A minute or two per dataset: is everything wired up?
@@ -30,6 +30,14 @@ DATASETS_QUICK = {"users": 10, "requests": 2, "repeats": 1, "warmup_requests": 2
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(","))
+
+
+def _pairs(text: str) -> tuple[tuple[int, int], ...]:
+    """"10:10,20:6" -> ((10, 10), (20, 6)); "" -> ()."""
+    try:
+        return tuple((int(b), int(d)) for b, d in (part.split(":") for part in text.split(",") if part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected B:D pairs like 10:10,20:6, got {text!r}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
                      help=f"beam widths of the top-K runs (default {defaults.beam_widths})")
     run.add_argument("--beam-concurrency", type=_ints,
                      help=f"concurrency levels of the top-K runs (default {defaults.beam_concurrency})")
+    run.add_argument("--beam-drafts", type=_pairs,
+                     help="speculative top-K runs as beam width:draft width pairs, PAD-Rec draft; '' for none "
+                          f"(default {','.join(f'{b}:{d}' for b, d in defaults.beam_drafts)})")
     run.add_argument("--note", default="", help="recorded in the report, e.g. what else ran on the machine")
     run.add_argument("--offline-bench", type=Path, default=DEFAULT_OFFLINE_BENCH,
                      help="padrec bench JSON for acceptance by slot (default: %(default)s)")

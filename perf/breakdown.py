@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import fmean
 
-from padrec.export.repository import TARGET_MODEL, draft_model_name
+from padrec.export.repository import TARGET_MODEL, draft_model_name, draft_step_model_name
 from perf.analyzer import latency_summary
 from perf.plan import BATCH_MODEL, STREAM_MODEL
 from perf.server_stats import labels
@@ -48,7 +48,8 @@ def run_costs(run: dict) -> RunCosts:
     models = run["server"]["models"]
     decode = models[DECODE_MODELS[run["model"]]]
     target = models.get(TARGET_MODEL, {})
-    draft = models.get(draft_model_name(run["drafter"]), {}) if run["k"] else {}
+    draft_model = draft_step_model_name(run["drafter"]) if run.get("draft_width") else draft_model_name(run["drafter"])
+    draft = models.get(draft_model, {}) if run["k"] or run.get("draft_width") else {}
     requests, executions = int(decode["success_count"]), int(decode["execution_count"])
     exec_ms = decode["exec_compute_infer_ns"] / executions / NS_PER_MS
     target_ms = target.get("success_ns", 0.0) / executions / NS_PER_MS

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from statistics import fmean, median
 
-CONFIGURATION = ("model", "drafter", "k", "beam_width", "concurrency", "top_n")
+CONFIGURATION = ("model", "drafter", "k", "beam_width", "draft_width", "concurrency", "top_n")
 # what a record from before a field existed measured
-DEFAULTS = {"beam_width": 0}
+DEFAULTS = {"beam_width": 0, "draft_width": 0}
 
 
 def configuration(run: dict) -> tuple:

@@ -12,22 +12,27 @@ MIN_REQUESTS = 2
 @dataclass(frozen=True)
 class Mode:
     """How requests decode: a plain list (k = 0), a speculative list with `drafter` proposing k tokens
-    per round, or (beam_width > 0) top-K by beam search of that many beams."""
+    per round, or (beam_width > 0) top-K by beam search of that many beams, speculative with
+    `drafter` proposing draft_width prefixes per level when draft_width > 0."""
 
     drafter: str | None = None
     k: int = 0
     beam_width: int = 0
+    draft_width: int = 0
 
     @property
     def name(self) -> str:
         if self.beam_width:
-            return f"beam B={self.beam_width}"
+            return (f"{self.drafter} beam B={self.beam_width} D={self.draft_width}" if self.draft_width
+                    else f"beam B={self.beam_width}")
         return "plain" if self.k == 0 else f"{self.drafter} k={self.k}"
 
     def parameters(self) -> list[tuple[str, object, str]]:
         """Triton request parameters (name, value, type) selecting this mode."""
         if self.beam_width:
-            return [("mode", "beam", "string"), ("beam_width", self.beam_width, "int")]
+            drafting = ([("draft_width", self.draft_width, "int"), ("drafter", self.drafter, "string")]
+                        if self.draft_width else [])
+            return [("mode", "beam", "string"), ("beam_width", self.beam_width, "int"), *drafting]
         if self.k == 0:
             return [("num_draft_tokens", 0, "int")]
         return [("num_draft_tokens", self.k, "int"), ("drafter", self.drafter, "string")]
@@ -90,6 +95,9 @@ class Settings:
     # them, so concurrent beam requests that one execution batches are searched in waves that fit
     beam_widths: tuple[int, ...] = (10, 20)
     beam_concurrency: tuple[int, ...] = (1, 16)
+    # speculative beam search at the same concurrency levels, as (beam width, draft width) with the
+    # PAD-Rec draft: a request holds B + 2D slots on Beauty, so B=20 takes at most D=6 of the 32
+    beam_drafts: tuple[tuple[int, int], ...] = ((10, 10), (20, 6))
 
     def __post_init__(self) -> None:
         # perf_analyzer reads the ensemble's per-model statistics right after a pass; with one request
@@ -98,8 +106,11 @@ class Settings:
         for name in ("requests", "warmup_requests"):
             if getattr(self, name) < MIN_REQUESTS:
                 raise ValueError(f"{name} must be at least {MIN_REQUESTS} per run, got {getattr(self, name)}")
-        if any(width < self.top_n for width in self.beam_widths):
-            raise ValueError(f"beam widths must be at least top_n ({self.top_n}), got {self.beam_widths}")
+        widths = [*self.beam_widths, *(width for width, _ in self.beam_drafts)]
+        if any(width < self.top_n for width in widths):
+            raise ValueError(f"beam widths must be at least top_n ({self.top_n}), got {tuple(widths)}")
+        if any(draft_width < 1 for _, draft_width in self.beam_drafts):
+            raise ValueError(f"draft widths must be at least 1, got {self.beam_drafts}")
         if self.requests_per_client < 1:
             raise ValueError(f"requests_per_client must be at least 1, got {self.requests_per_client}")
 
@@ -133,6 +144,8 @@ def plan(settings: Settings) -> list[RunSpec]:
         if concurrency in settings.beam_concurrency:
             for width in settings.beam_widths:
                 add(BATCH_MODEL, Mode(beam_width=width), concurrency)
+            for width, draft_width in settings.beam_drafts:
+                add(BATCH_MODEL, Mode("padrec", beam_width=width, draft_width=draft_width), concurrency)
         if concurrency in settings.stream_concurrency:
             for name in settings.stream_modes:
                 add(STREAM_MODEL, PLAIN if name == "plain" else Mode(name, settings.k), concurrency)

@@ -33,7 +33,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def mode_name(run: dict) -> str:
-    return Mode(run["drafter"], run["k"], run.get("beam_width", 0)).name
+    return Mode(run["drafter"], run["k"], run.get("beam_width", 0), run.get("draft_width", 0)).name
 
 
 class Runs:
@@ -55,9 +55,9 @@ class Runs:
         return None
 
     def beam_runs(self) -> list[dict]:
-        """`recommend` in beam mode, by concurrency and beam width."""
+        """`recommend` in beam mode, by concurrency, beam width and draft width (plain first)."""
         return sorted((run for run in self.measured if run["beam_width"]),
-                      key=lambda run: (run["concurrency"], run["beam_width"]))
+                      key=lambda run: (run["concurrency"], run["beam_width"], run["draft_width"]))
 
     def modes(self, k: int) -> list[tuple[str | None, int]]:
         """Plain, then each drafter at k, as (drafter, k)."""
@@ -138,8 +138,9 @@ def settings_section(results: dict) -> str:
         f"- Runs: `recommend` at concurrency {listed(s['concurrency'])} for plain and each drafter at k={s['k']}; "
         f"each drafter at k={listed(s['sweep_k'])} at concurrency 1; `recommend_stream` at concurrency "
         f"{listed(s['stream_concurrency'])}; plain at top_n {s['calibration_top_n']} (the prefill calibration)"
-        + (f"; beam search at B={listed(s['beam_widths'])}, concurrency {listed(s.get('beam_concurrency', (1,)))}."
-           if s.get("beam_widths") else "."),
+        + (f"; beam search at B={listed(s['beam_widths'])}"
+           + (f", speculative at (B, D) = {listed(tuple(map(tuple, s['beam_drafts'])))}" if s.get("beam_drafts") else "")
+           + f", concurrency {listed(s.get('beam_concurrency', (1,)))}." if s.get("beam_widths") else "."),
         f"- Each run sends exactly {s['requests']} requests, at least {s['requests_per_client']} per concurrent "
         f"client (perf_analyzer `--request-count`), after {s['warmup_requests']} unmeasured warm-up requests per "
         "model and drafter at the start.",
@@ -224,27 +225,35 @@ def stream_section(runs: Runs) -> str:
 
 
 def beam_section(runs: Runs) -> str:
-    """Top-K by beam search beside the greedy list it replaces, at each concurrency measured."""
+    """Top-K by beam search beside the greedy list it replaces, and speculative beside plain beam
+    search of the same width, at each concurrency measured."""
     beams = runs.beam_runs()
     lists = {run["concurrency"]: runs.find(concurrency=run["concurrency"]) for run in beams}
     if not beams or None in lists.values():
         return "## Top-K by beam search: `recommend` with mode \"beam\"\n\nNot measured."
+    p50 = {id(run): latency_summary(run["csv"])["p50_ms"] for run in [*beams, *lists.values()]}
     rows = []
     for concurrency in sorted(lists):
         plain = lists[concurrency]
-        plain_p50 = latency_summary(plain["csv"])["p50_ms"]
-        for run in [plain, *(b for b in beams if b["concurrency"] == concurrency)]:
+        here = [b for b in beams if b["concurrency"] == concurrency]
+        plain_beams = {b["beam_width"]: b for b in here if not b["draft_width"]}
+        for run in [plain, *here]:
             summary = latency_summary(run["csv"])
+            reference = plain_beams.get(run["beam_width"]) if run["draft_width"] else None
             rows.append((mode_name(run) + (" (greedy list)" if run is plain else ""), run["concurrency"],
                          run["requests"], f"{summary['throughput']:.2f}", _ms(summary["p50_ms"]),
-                         _ms(summary["p95_ms"]), _ratio(summary["p50_ms"] / plain_p50), f"{_mean(run, 'rounds'):.1f}"))
-    return ("## Top-K by beam search: `recommend` with mode \"beam\"\n\nThe top_n best items by plain beam search "
-            "(the served beam mode has no draft yet), against the plain greedy list of the same top_n at the same "
-            "concurrency. A beam request holds a decoding slot per beam; beam requests that one execution of "
-            "`padrec_decode` batches beyond its free slots are searched in waves. Target forwards per request: "
-            "the response's ROUNDS output.\n\n"
+                         _ms(summary["p95_ms"]), _ratio(p50[id(run)] / p50[id(plain)]),
+                         _ratio(p50[id(reference)] / p50[id(run)]) if reference else "-",
+                         f"{_mean(run, 'rounds'):.1f}", f"{_mean(run, 'accepted'):.2f}" if run["draft_width"] else "-"))
+    return ("## Top-K by beam search: `recommend` with mode \"beam\"\n\nThe top_n best items by beam search, "
+            "plain and speculative (`draft_width` D: the PAD-Rec draft proposes D prefixes per level, the same "
+            "items come back), against the plain greedy list of the same top_n at the same concurrency. A beam "
+            "request holds a decoding slot per beam (and, speculative, per drafted prefix below the first "
+            "level); beam requests that one execution of `padrec_decode` batches beyond its free slots are "
+            "searched in waves. Target forwards per request: the response's ROUNDS output; accepted levels: "
+            "its ACCEPTED (levels the draft's tree covered).\n\n"
             + table(("mode", "concurrency", "requests", "requests/s", "p50 ms", "p95 ms", "p50 / greedy list",
-                     "target forwards/request"), rows))
+                     "speed-up over plain beam (p50)", "target forwards/request", "accepted levels/request"), rows))
 
 
 def sweep_section(runs: Runs, plots_dir: Path) -> str:

@@ -19,7 +19,7 @@ from perf.run import RESULTS_FILE, Endpoints, benchmark
 OFFLINE_BENCH = Path(__file__).resolve().parents[2] / "results" / "bench_beauty_onnxruntime.json"
 # Every kind of run at concurrency 1, twice over with two measured requests each.
 TINY = Settings(users=20, concurrency=(1,), sweep_k=(1,), requests=2, requests_per_client=1, repeats=2,
-                warmup_requests=2, beam_widths=(10,), beam_concurrency=(1,))
+                warmup_requests=2, beam_widths=(10,), beam_concurrency=(1,), beam_drafts=((10, 4),))
 # A row as perf_analyzer 2.51 writes it for `recommend` (latencies in microseconds).
 CSV = ("Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
        "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n"
@@ -42,6 +42,10 @@ def test_a_run_of_one_request_is_refused_before_anything_starts():
             Settings(**{name: 1})
     with pytest.raises(ValueError, match="beam widths must be at least top_n"):
         Settings(beam_widths=(5,))
+    with pytest.raises(ValueError, match="beam widths must be at least top_n"):
+        Settings(beam_drafts=((5, 4),))
+    with pytest.raises(ValueError, match="draft widths must be at least 1"):
+        Settings(beam_drafts=((10, 0),))
     assert min(spec.requests for spec in plan(TINY)) == 2
 
 
@@ -51,16 +55,16 @@ def test_benchmark_measures_every_run_and_renders_the_report(recommend_server, t
     endpoints = Endpoints(recommend_server.grpc_url, recommend_server.metrics_url)
     results = benchmark(TINY, endpoints, tmp_path, "test", log=lambda line: None)
 
-    assert [run.get("error") for run in results["runs"]] == [None] * 18
+    assert [run.get("error") for run in results["runs"]] == [None] * 20
     assert json.loads((tmp_path / RESULTS_FILE).read_text()) == results
     merged = configurations(results["runs"])
-    assert len(merged) == 9 and [run["beam_width"] for run in merged].count(10) == 1
+    assert len(merged) == 10 and [run["beam_width"] for run in merged].count(10) == 2
     for run in merged:
         summary, costs, records = latency_summary(run["csv"]), run_costs(run), run["per_request"]
         assert summary["throughput"] > 0 and 0 < summary["p50_ms"] <= summary["p99_ms"]
         assert costs.requests == run["requests"] == len(records["latency_ms"]) == 4 and run["repeats"] == 2
         # prefill plus at least one decoding round; a draft call per round when drafting
-        assert costs.target_calls >= 2 and (costs.draft_calls > 0) == (run["k"] > 0)
+        assert costs.target_calls >= 2 and (costs.draft_calls > 0) == (run["k"] > 0 or run["draft_width"] > 0)
         assert costs.exec_ms >= costs.target_ms + costs.draft_ms
         assert all(tau > 1 for tau in records["tau"]) == (run["k"] > 0)
         assert all(0 < first <= last for first, last in zip(records["first_response_ms"], records["latency_ms"]))
@@ -74,5 +78,6 @@ def test_benchmark_measures_every_run_and_renders_the_report(recommend_server, t
                     "Where the time goes", "Acceptance", "Machine and versions"):
         assert heading in report
     assert "| padrec k=4 | 1 | 4 |" in report and "| beam B=10 | 1 | 4 |" in report and "Failed runs" not in report
+    assert "| padrec beam B=10 D=4 | 1 | 4 |" in report
     figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
     assert len(figures) == 4 and all((tmp_path / figure).stat().st_size > 0 for figure in figures)
