@@ -245,6 +245,11 @@ class ServingConfig:
     # both in the decode models' config.pbtxt (padrec.serving.parameters.serving_config).
     load_threshold: int = 1
     draft_tokens_under_load: int = 0
+    # Beam requests score their prefixes as one token tree in one cache row (`BeamDecoder.one_row`):
+    # a plain beam request then holds one slot instead of one per beam, and on a 2-core CPU searches
+    # faster (docs/findings.md). Needs the target's tree forward, which export writes beside it; a
+    # repository without one serves beams a row per beam, as does False.
+    one_row_beams: bool = True
 
     @property
     def target_slots(self) -> int:

@@ -195,6 +195,23 @@ def beam_verify_table(reports: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def beam_one_row_table(reports: list[dict]) -> str:
+    """Plain beam search a row per beam, against plain and speculative beam search in one row
+    (`padrec verify-beam --one-row`): what the layout gains, and what the draft adds to it."""
+    rows = ["| dataset | users | beams B | draft width | differing top-K, one-row plain; speculative (near-ties) | "
+            "target forwards plain / speculative | accepted levels | median ms: plain in rows / plain in one row / "
+            "speculative in one row | one row over rows (plain) | speculative over plain (one row) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        for c in r["checks"]:
+            rows.append(f"| {r['dataset']} | {c['users']} | {c['beam_width']} | {c['draft_width']} | "
+                        f"{c['layout_mismatches']} ({c['layout_near_ties']}); {c['mismatches']} ({c['near_ties']}) | "
+                        f"{c['plain_target_calls']:.2f} / {c['spec_target_calls']:.2f} | {c['accepted_levels']:.2f} | "
+                        f"{c['plain_ms_median']:.1f} / {c['layout_plain_ms_median']:.1f} / {c['spec_ms_median']:.1f} | "
+                        f"{c['speedup_layout_plain_median']:.2f}x | {c['speedup_over_layout_plain_median']:.2f}x |")
+    return "\n".join(rows)
+
+
 def beam_pairs(results: Path) -> list[tuple[dict, dict]]:
     """Each dataset's whole-test-set list evaluation beside its whole-test-set beam evaluation, where both exist."""
     listed = {r["dataset"]: r for r in load_reports(results, "eval_*.json") if "target" in r}
@@ -254,8 +271,11 @@ def run(args: argparse.Namespace) -> int:
                   load_reports(args.results, "draft_signals_*.json"), signals_table)
     print_section("Top-10: the greedy list against beam search, on every test user", beam_pairs(args.results),
                   beam_quality_table)
+    beam_checks = load_reports(args.results / "beam", "verify_beam_*.json")
     print_section("Speculative beam search against plain beam search (`padrec verify-beam`)",
-                  load_reports(args.results / "beam", "verify_beam_*.json"), beam_verify_table)
+                  [r for r in beam_checks if r.get("layout", "rows") == "rows"], beam_verify_table)
+    print_section("Beam search in one cache row (`padrec verify-beam --one-row`)",
+                  [r for r in beam_checks if r.get("layout") == "one_row"], beam_one_row_table)
     for bench in benches:
         print(f"### Offline speculative decoding\n\n{bench_table(bench)}\n")
     for trees in load_reports(args.results / "trees", "bench_*.json"):

@@ -20,6 +20,13 @@ the width-th child already ranked is skipped. What differs from plain search is 
 forwards the scores took, and float rounding (a prefix scored inside a longer path rather than on
 its own), which can reorder candidates whose scores tie to within about 1e-6.
 
+With `one_row` the same searches score differently: each call lays a request's prefixes out as a
+token tree in the request's one target cache row, after the prompt (`TreeTargetScorer`,
+`padrec.decoding.tree`: siblings never see each other, so each prefix is scored as if alone), every
+prefix recomputed from the prompt's cache. A forward on this CPU costs per row far more than per
+token (docs/findings.md), so one row of 60 tokens is cheaper than 20 rows of 1; and the request
+holds one target row instead of one per beam (the draft still keeps a row per node it expands).
+
 Like `ListDecoder`, it calls only its scorers, so the offline hosts and the Triton BLS model run
 the same search. A beam whose prefix allows a single code (its log-probability is 0) needs no
 scores of its own, in either mode.
@@ -37,6 +44,7 @@ from padrec.decoding.interfaces import (
     BeamRequest, DecodeResult, DecodeStats, DraftScorer, InvalidRequest, TargetScorer, validate_history,
 )
 from padrec.decoding.sampling import constrained_log_probs
+from padrec.decoding.tree import TreeLayout
 from padrec.semantic_ids import BOS, PAD
 
 Codes = tuple[int, ...]
@@ -82,8 +90,9 @@ class BeamDecoder:
     """Top-K items per history by constrained beam search with a target, and optionally a draft."""
 
     def __init__(self, trie: ItemTrie, target: TargetScorer, max_seq_len: int, max_beam_width: int = 20,
-                 draft: DraftScorer | None = None, max_draft_width: int = 0):
+                 draft: DraftScorer | None = None, max_draft_width: int = 0, one_row: bool = False):
         self.trie = trie
+        self.one_row = one_row  # needs a target that scores trees (`TreeTargetScorer`)
         self.sids = trie.sids
         self.target = target
         self.draft = draft
@@ -92,7 +101,9 @@ class BeamDecoder:
         self.max_draft_width = max_draft_width if draft is not None else 0
 
     def rows_needed(self, request: BeamRequest) -> int:
-        """Cache rows a request holds (`beam_rows`)."""
+        """Cache rows a request holds (`beam_rows`; with `one_row`, `one_row_rows`)."""
+        if self.one_row:
+            return one_row_rows(request.beam_width, request.draft_width)
         return beam_rows(self.sids.num_levels, request.beam_width, request.draft_width)
 
     def validate(self, request: BeamRequest) -> None:
@@ -105,10 +116,19 @@ class BeamDecoder:
         if not 0 <= request.draft_width <= self.max_draft_width:
             raise InvalidRequest(f"draft_width must be in 0..{self.max_draft_width}, got {request.draft_width}"
                                  + ("" if self.draft else " (this decoder has no draft)"))
-        needed = 1 + len(request.history) * self.sids.tokens_per_item + self.sids.num_levels
+        needed = 1 + len(request.history) * self.sids.tokens_per_item + self._positions_after_prompt(request)
         if needed > self.max_seq_len:
             raise InvalidRequest(f"history of {len(request.history)} items needs {needed} positions; "
                                  f"the model has {self.max_seq_len}")
+
+    def _positions_after_prompt(self, request: BeamRequest) -> int:
+        """Cache positions a request's calls write after its prompt: a beam's codes, or with
+        `one_row` the largest tree a call can lay out (every beam's path at the last scored level,
+        or the draft's tree)."""
+        levels = self.sids.num_levels
+        if not self.one_row:
+            return levels
+        return max(request.beam_width * (levels - 1), request.beam_width + request.draft_width * max(0, levels - 2))
 
     def generate(self, requests: list[BeamRequest], cache_rows: list[list[int]],
                  cancelled: Callable[[int], bool] | None = None) -> list[DecodeResult]:
@@ -160,15 +180,44 @@ class BeamDecoder:
 
     def _score_missing(self, searches: list[_Search]) -> None:
         """One forward for the beams whose children could make the width but have no scores yet
-        (each on its own: plain search, and the fallback of a speculative one)."""
-        feeds = []
+        (plain search, and the fallback of a speculative one)."""
+        pending = []
         for s in searches:
             missing = [b.codes for b in self._missing(s)]
             if missing:
-                feeds.append((s, self._place(s, missing)))
+                pending.append((s, missing))
             elif s.drafting:
                 s.stats.accepted += 1  # a level the draft's tree covered
-        self._score_feeds(feeds)
+        self._score(pending)
+
+    def _score(self, pending: list[tuple[_Search, list[Codes]]]) -> None:
+        """One target forward scoring each request's paths (and every prefix of them on the way)."""
+        if self.one_row:
+            self._score_trees(pending)
+        else:
+            self._score_feeds([(s, self._place(s, paths)) for s, paths in pending])
+
+    def _score_trees(self, pending: list[tuple[_Search, list[Codes]]]) -> None:
+        """`_score` with `one_row`: each request's paths as one token tree in its first row, after the
+        prompt: every prefix once, parents before children. Scores already known are kept (a prefix
+        scored again in a larger tree differs only by float rounding)."""
+        trees = [(s, _prefixes(paths)) for s, paths in pending if paths]
+        if not trees:
+            return
+        lengths = np.array([len(nodes) for _, nodes in trees], dtype=np.int64)
+        tokens = np.full((len(trees), lengths.max()), PAD, dtype=np.int64)
+        parents = np.full((len(trees), lengths.max()), -1, dtype=np.int64)  # -1: after the prompt (and padding)
+        for u, (_, nodes) in enumerate(trees):
+            index = {node: i for i, node in enumerate(nodes)}
+            tokens[u, : len(nodes)] = [node[-1] for node in nodes]
+            parents[u, : len(nodes)] = [index.get(node[:-1], -1) for node in nodes]
+        out = self.target.score(np.array([s.rows[0] for s, _ in trees], dtype=np.int64),
+                                np.array([len(s.prompt) for s, _ in trees], dtype=np.int64), tokens, lengths,
+                                tree=TreeLayout.from_parents(parents))
+        for u, (s, nodes) in enumerate(trees):
+            s.stats.target_calls += 1
+            for i, node in enumerate(nodes):
+                s.scores.setdefault(node, out.logits[u, i])
 
     def _missing(self, s: _Search) -> list[_Beam]:
         """The beams of s whose scores the next expansion needs and nobody has: those with more than
@@ -230,17 +279,17 @@ class BeamDecoder:
     # --- the draft's tree ------------------------------------------------------------------------
 
     def _score_first_level(self, searches: list[_Search]) -> None:
-        """One target forward for the first level's beams: a plain request's beams each in a row, a
-        speculative request's draft tree, one path per row."""
-        feeds = [(s, self._place(s, [b.codes for b in self._missing(s)])) for s in searches if not s.drafting]
+        """One target forward for the first level's beams: a plain request's beams, a speculative
+        request's draft tree (one path per leaf)."""
+        pending = [(s, [b.codes for b in self._missing(s)]) for s in searches if not s.drafting]
         drafting = [s for s in searches if s.drafting]
         if drafting:
             self._draft_prompts(drafting)
             trees = [_Tree.rooted(s) for s in drafting]
             for depth in range(1, self.sids.num_levels - 1):
                 self._draft_step(trees, depth)
-            feeds += [(t.search, self._place(t.search, _leaves([n.codes for n in t.nodes]))) for t in trees]
-        self._score_feeds(feeds)
+            pending += [(t.search, _leaves([n.codes for n in t.nodes])) for t in trees]
+        self._score(pending)
 
     def _draft_prompts(self, searches: list[_Search]) -> None:
         """The draft reads each prompt (the target's features, each beside the token after it) into
@@ -331,6 +380,17 @@ def beam_rows(num_levels: int, beam_width: int, draft_width: int) -> int:
     """Cache rows a beam request holds: one per beam, and one per prefix the draft adds beyond the
     first level (the draft's tree has at most one path, hence one row, per node)."""
     return beam_width + draft_width * max(0, num_levels - 2)
+
+
+def one_row_rows(beam_width: int, draft_width: int) -> int:
+    """Cache rows a `one_row` request holds: the target's one, and the draft's row per node it
+    expands at once (a level's beams, then its draft_width prefixes), when it drafts."""
+    return max(beam_width, draft_width) if draft_width else 1
+
+
+def _prefixes(paths: list[Codes]) -> list[Codes]:
+    """Every non-empty prefix of `paths`, once, shorter first (so parents come before children)."""
+    return sorted({path[:n] for path in paths for n in range(1, len(path) + 1)}, key=lambda c: (len(c), c))
 
 
 def _children(nodes: list[_Beam], log_probs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@
    The draft's unforced round is compared the same way on batches without forced tokens; the
    ONNX Runtime engine of the list check runs it wherever a round has none (`OnnxDraft`).
 3. Beams: top-K lists of the same test users by speculative beam search on ONNX Runtime
-   (`OnnxTarget` + `OnnxDraftScorer` over the draft step graph) against plain beam search on
-   torch, at `BEAM_CHECK` (beam width, draft width); a differing list is a mismatch unless the
+   (`OnnxTarget`'s tree forward + `OnnxDraftScorer` over the draft step graph, one row per request
+   as served) against plain beam search on torch (a row per beam), at `BEAM_CHECK` (beam width, draft width); a differing list is a mismatch unless the
    two part at a near-tie (`padrec.beam_verification.differs`); no mismatches are allowed.
 4. Latency (reported, not checked): one target forward at (batch, new tokens) = (1, 1) and (1, 5)
    and one draft round at batch 1 (with room for forced tokens, and unforced), torch eager vs ONNX
@@ -37,10 +37,11 @@ from padrec.decoding.interfaces import BeamRequest
 from padrec.decoding.onnx_draft import OnnxDraft, unforced_path
 from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
 from padrec.decoding.onnx_session import load_session
-from padrec.decoding.onnx_target import OnnxTarget
+from padrec.decoding.onnx_target import OnnxTarget, tree_path
 from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
-from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph, unforced_round
+from padrec.decoding.tree import TreeLayout
+from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph, TargetTreeGraph, unforced_round
 from padrec.models.draft import Draft
 from padrec.models.target import Target
 from padrec.semantic_ids import NUM_SPECIAL
@@ -110,6 +111,13 @@ def draft_inputs(graph: DraftGraph, batch: int, new: int, past: tuple[int, ...],
             "uniform": rng.random((batch, graph.steps, draft.vocab_size), dtype=np.float32)}
 
 
+def tree_inputs(graph: TargetTreeGraph, batch: int, new: int, past: tuple[int, ...], rng: np.random.Generator) -> dict:
+    """`target_inputs` laid out as random token trees (each token's parent: -1 or an earlier token)."""
+    parents = np.array([[int(rng.integers(-1, t)) for t in range(new)] for _ in range(batch)], dtype=np.int64)
+    layout = TreeLayout.from_parents(parents)
+    return target_inputs(graph, batch, new, past, rng) | {"depths": layout.depths, "ancestors": layout.ancestors}
+
+
 def step_inputs(graph: DraftStepGraph, batch: int, new: int, past: tuple[int, ...], rng: np.random.Generator) -> dict:
     """Random inputs of the draft step graph, each row at a random depth (1: after a target feature)."""
     draft, c = graph.draft, graph.draft.target_config
@@ -176,13 +184,14 @@ def beam_check(target: Target, target_onnx: Path, step_onnx: Path, trie: ItemTri
     request_rows = list(range(beam_rows(trie.sids.num_levels, width, draft_width)))
     rows, max_len = len(request_rows), target.config.max_seq_len
     plain = BeamDecoder(trie, TorchTarget(target, rows, trie.sids), max_len, width)
+    # as served: each request's prefixes as one token tree in one row (the target's tree forward)
     speculative = BeamDecoder(trie, OnnxTarget(target_onnx, rows, sids=trie.sids), max_len, width,
-                              OnnxDraftScorer(step_onnx, rows), draft_width)
+                              OnnxDraftScorer(step_onnx, rows), draft_width, one_row=True)
     verdicts, accepted = [], []
     for e in examples:
         want = plain.generate([BeamRequest(tuple(e.history), min(10, width), width)], [request_rows[:width]])[0]
-        got = speculative.generate([BeamRequest(tuple(e.history), min(10, width), width, draft_width=draft_width)],
-                                   [request_rows])[0]
+        request = BeamRequest(tuple(e.history), min(10, width), width, draft_width=draft_width)
+        got = speculative.generate([request], [request_rows[: speculative.rows_needed(request)]])[0]
         verdicts.append(differs(want, got))
         accepted.append(got.stats.accepted)
     report = {"users": len(examples), "beam_width": width, "draft_width": draft_width,
@@ -218,7 +227,9 @@ def run_checks(target_graph: TargetGraph, draft_graph: DraftGraph, step_graph: D
     rng = np.random.default_rng(seed)
     unforced = unforced_round(draft_graph)
     # name -> (torch graph, its ONNX file, its inputs at (batch, new tokens, past lengths))
+    tree_graph = TargetTreeGraph(target_graph.target).eval()
     checked = {"target": (target_graph, onnx_files["target"], partial(target_inputs, target_graph)),
+               "target tree": (tree_graph, tree_path(onnx_files["target"]), partial(tree_inputs, tree_graph)),
                "draft": (draft_graph, onnx_files["draft"], partial(draft_inputs, draft_graph)),
                "draft unforced": (unforced, unforced_path(onnx_files["draft"]), partial(unforced_inputs, unforced)),
                "draft step": (step_graph, onnx_files["draft step"], partial(step_inputs, step_graph))}

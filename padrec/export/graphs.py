@@ -1,6 +1,8 @@
 """The graphs export turns into ONNX: the target's forward, one whole draft round, and one draft step.
 
-`TargetGraph` is `Target.forward` with positional outputs (ONNX outputs have no field names).
+`TargetGraph` is `Target.forward` with positional outputs (ONNX outputs have no field names);
+`TargetTreeGraph` the same forward of a token tree (`padrec.decoding.tree.TreeLayout`: each token's
+depth and ancestors as inputs), what one-row beam search scores its prefixes with.
 
 `DraftStepGraph` is one draft forward of new (feature, token) pairs, with the draft's logits and
 next features at each: what speculative beam search asks of a draft (`DraftScorer`: several
@@ -36,6 +38,7 @@ import torch
 import torch.nn as nn
 
 from padrec.decoding.constraints import ItemTrie
+from padrec.decoding.tree import TreeLayout
 from padrec.export.constraint_graph import GraphConstraint
 from padrec.models.draft import Draft
 from padrec.models.inference import InferenceDraftInput
@@ -72,6 +75,27 @@ class TargetGraph(nn.Module):
 
     def forward(self, tokens, past_k, past_v, past_lengths, items=None):
         out = self.target(tokens, past_k, past_v, past_lengths, items)
+        return out.logits, out.hidden, out.new_k, out.new_v
+
+
+class TargetTreeGraph(TargetGraph):
+    """`TargetGraph` of a token tree: token t sits at past_length + depths[t] and sees the cache,
+    its ancestors and itself (ancestors[b, t, u])."""
+
+    kind = "target_tree"
+
+    def __init__(self, target: Target):
+        super().__init__(target)
+        self.inputs = ("tokens", "past_k", "past_v", "past_lengths", "depths", "ancestors") + self.inputs[4:]
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        B, T, _ = EXAMPLE_SIZES
+        plain = super().example_inputs()  # tokens, past_k, past_v, past_lengths[, items]
+        layout = TreeLayout.from_parents(torch.tensor([[-1, 0, 0], [-1, -1, 1]])[:B, :T].numpy())
+        return (*plain[:4], torch.from_numpy(layout.depths), torch.from_numpy(layout.ancestors), *plain[4:])
+
+    def forward(self, tokens, past_k, past_v, past_lengths, depths, ancestors, items=None):
+        out = self.target(tokens, past_k, past_v, past_lengths, items, (depths, ancestors))
         return out.logits, out.hidden, out.new_k, out.new_v
 
 

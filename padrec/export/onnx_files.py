@@ -21,7 +21,8 @@ from onnx_ir.passes.common import DeduplicateInitializersPass
 
 from padrec.decoding.onnx_draft import unforced_path
 from padrec.decoding.onnx_session import GRAPH_KIND_KEY, MAX_SEQ_LEN_KEY
-from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph, unforced_round
+from padrec.decoding.onnx_target import tree_path
+from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph, TargetTreeGraph, unforced_round
 
 OPSET = 18  # from opset 23 attention may become an `Attention` op that TensorRT 10 does not parse
 BATCH, NEW, PAST, BANNED = "batch", "new", "past", "banned"
@@ -33,6 +34,7 @@ def export_graph(graph: TargetGraph | DraftGraph | DraftStepGraph, path: Path) -
     batch, new, past = torch.export.Dim(BATCH), torch.export.Dim(NEW), torch.export.Dim(PAST)
     # axes by input name; inputs not listed have only a batch axis first
     axes = {"tokens": {0: batch, 1: new}, "items": {0: batch, 1: new}, "features": {0: batch, 1: new},
+            "depths": {0: batch, 1: new}, "ancestors": {0: batch, 1: new, 2: new},
             "past_k": {1: batch, 3: past}, "past_v": {1: batch, 3: past},
             "banned": {0: batch, 1: torch.export.Dim(BANNED)}}
     dynamic = {name: axes.get(name, {0: batch}) for name in graph.inputs}
@@ -54,24 +56,26 @@ def export_graph(graph: TargetGraph | DraftGraph | DraftStepGraph, path: Path) -
 
 def export_graphs(graphs: dict[object, TargetGraph | DraftGraph | DraftStepGraph], paths: dict[object, Path],
                   workers: int | None = None) -> None:
-    """`export_graph` for each graph, to the path under the same key, and each draft graph's
-    unforced round beside it (`unforced_path`), in up to `workers` processes (default: one per CPU
-    core this process may use).
+    """`export_graph` for each graph, to the path under the same key, each draft graph's unforced
+    round beside it (`unforced_path`) and the target's tree forward beside the target (`tree_path`),
+    in up to `workers` processes (default: one per CPU core this process may use).
 
     Exporting is mostly single-threaded Python (tracing, decomposition, the ONNX optimizer), so
     graphs exported side by side take about the time of the slowest one instead of their sum.
     """
     unforced = {(key, "unforced"): unforced_round(graph) for key, graph in graphs.items()
                 if isinstance(graph, DraftGraph) and graph.room > 0}
-    paths = paths | {key: unforced_path(paths[key[0]]) for key in unforced}
-    graphs = graphs | unforced
+    trees = {(key, "tree"): TargetTreeGraph(graph.target).eval() for key, graph in graphs.items()
+             if type(graph) is TargetGraph}
+    paths = paths | {key: unforced_path(paths[key[0]]) for key in unforced} | {key: tree_path(paths[key[0]]) for key in trees}
+    graphs = graphs | unforced | trees
     workers = min(len(graphs), workers or len(os.sched_getaffinity(0)))
     if workers <= 1:
         for name, graph in graphs.items():
             export_graph(graph, paths[name])
         return
     # The draft graphs (k unrolled steps) take longest: they go first, so the target fills the gaps.
-    order = sorted(graphs, key=lambda name: graphs[name].kind == "target")
+    order = sorted(graphs, key=lambda name: graphs[name].kind.startswith("target"))
     # spawn: a forked torch (its thread pools, the caller's locks) is not safe to use
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=torch.set_num_threads, initargs=(1,)) as pool:

@@ -11,7 +11,8 @@
 Model files per backend:
     python       model.onnx + model.py (export/python_backend/model.py: ONNX Runtime in a stub process,
                  holding the KV cache itself: requests name cache rows, see padrec.serving.services);
-                 a draft also gets model_unforced.onnx, its round without forced tokens
+                 a draft also gets model_unforced.onnx, its round without forced tokens, and the
+                 target model_tree.onnx, its forward of a token tree (optional inputs `depths`, `ancestors`)
     onnxruntime  model.onnx (Triton's onnxruntime backend)
     tensorrt     model.plan (an engine built from model.onnx for this GPU and TensorRT version)
 
@@ -28,7 +29,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import onnx
@@ -36,6 +37,7 @@ import onnx
 from padrec.config import REPO_ROOT
 from padrec.decoding.onnx_draft import unforced_path
 from padrec.decoding.onnx_session import GRAPH_KIND_KEY
+from padrec.decoding.onnx_target import tree_path
 
 TARGET_MODEL = "target"
 VERSION = "1"
@@ -69,6 +71,9 @@ def draft_step_model_name(drafter: str) -> str:
 # graph kind (`GRAPH_KIND_KEY`) -> whether its Python-backend model takes
 # `sources`, the rows a call's kept positions are copied from (a beam continuing its parent's cache)
 COPIES_ROWS = {"target": True, "draft": False, "draft_step": True}
+# inputs of the target's tree forward that its Python-backend model takes besides the plain ones:
+# a request with them is scored as a token tree
+TREE_INPUTS = ("depths", "ancestors")
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,16 @@ def stateful_io(inputs: list[TensorSpec], outputs: list[TensorSpec],
         slots.append(TensorSpec("sources", "TYPE_INT64", ("batch",), optional=True))
     return (slots + [s for s in inputs if s.name not in KEPT_INPUTS],
             [s for s in outputs if s.name not in CACHE_OUTPUTS])
+
+
+def python_model_io(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The I/O of the Python-backend model of an exported graph: `stateful_io`, plus the optional
+    `TREE_INPUTS` where the target's tree forward lies beside it (`tree_path`)."""
+    inputs, outputs = stateful_io(*graph_io(onnx_path), copies_rows=COPIES_ROWS[graph_kind(onnx_path)])
+    tree = tree_path(onnx_path)
+    if tree.is_file():
+        inputs += [replace(spec, optional=True) for spec in graph_io(tree)[0] if spec.name in TREE_INPUTS]
+    return inputs, outputs
 
 
 def model_config(name: str, backend: str, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int = 1,
@@ -154,10 +169,9 @@ def write_model(repository: Path, name: str, backend: str, onnx_path: Path, plan
     """One model folder: config.pbtxt and the backend's files in version folder 1."""
     version_dir = repository / name / VERSION
     version_dir.mkdir(parents=True)
-    inputs, outputs = graph_io(onnx_path)
     kind = graph_kind(onnx_path)
-    if backend == "python":
-        inputs, outputs = stateful_io(inputs, outputs, copies_rows=COPIES_ROWS[kind])
+    tree = tree_path(onnx_path)
+    inputs, outputs = python_model_io(onnx_path) if backend == "python" else graph_io(onnx_path)
     (repository / name / "config.pbtxt").write_text(model_config(name, backend, inputs, outputs, threads, slots, kind))
     if backend == "tensorrt":
         shutil.copy2(plan_path, version_dir / "model.plan")
@@ -169,6 +183,8 @@ def write_model(repository: Path, name: str, backend: str, onnx_path: Path, plan
         unforced = unforced_path(onnx_path)
         if unforced.is_file():
             shutil.copy2(unforced, unforced_path(version_dir / "model.onnx"))
+        if tree.is_file():  # the target's tree forward: its OnnxTarget runs it for calls that send a tree
+            shutil.copy2(tree, tree_path(version_dir / "model.onnx"))
     return repository / name
 
 

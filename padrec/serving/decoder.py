@@ -3,7 +3,9 @@
 A host (the Triton BLS model, or a test) supplies `call(model_name, inputs, output_names) -> outputs`; this module
 does the rest: one `ListDecoder` and one `BeamDecoder` per served drafter (all sharing the target;
 a beam decoder drafts through the drafter's `draft_<name>_step` model where the repository has
-one), cache slots per request (one for a list, `BeamDecoder.rows_needed` for a beam request) held
+one, and scores each request's prefixes in one row where the target has its tree forward:
+`ServingConfig.one_row_beams`), cache slots per request (one for a list, `BeamDecoder.rows_needed`
+for a beam request) held
 from prefill to the end and released however decoding ends, and per-request errors that leave the
 other requests of a batch alone.
 
@@ -28,6 +30,7 @@ from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeResult, InvalidRequest
 from padrec.decoding.onnx_draft import DraftGraphLayout
+from padrec.decoding.onnx_target import tree_path
 from padrec.export.repository import MANIFEST, TARGET_MODEL, VERSION, draft_model_name, draft_step_model_name, graph_io
 from padrec.semantic_ids import SemanticIds
 from padrec.serving.parameters import ServedRequest
@@ -59,6 +62,7 @@ class ServedDecoder:
         trie = repository_trie(repository, manifest)
         target = RemoteTarget(lambda inputs, outputs: call(TARGET_MODEL, inputs, outputs))
         max_seq_len = manifest["graphs"]["max_seq_len"]
+        one_row = serving.one_row_beams and tree_path(repository / TARGET_MODEL / VERSION / "model.onnx").is_file()
         self.decoders, self.beams = {}, {}
         for drafter in serving.drafters:
             name = draft_model_name(drafter)
@@ -70,7 +74,7 @@ class ServedDecoder:
             scorer = (RemoteDraftScorer(lambda inputs, outputs, step=step: call(step, inputs, outputs))
                       if (repository / step).is_dir() else None)
             self.beams[drafter] = BeamDecoder(trie, target, max_seq_len, decode.max_beam_width, scorer,
-                                              decode.max_draft_width)
+                                              decode.max_draft_width, one_row)
         self.pool = SlotPool(rows)
         self.serving = serving
 

@@ -41,17 +41,18 @@ def offline_lists(repository: Path, histories: Sequence[Sequence[int]], drafter:
 
 
 def offline_beams(repository: Path, histories: Sequence[Sequence[int]], beam_width: int = BeamRequest.beam_width,
-                  top_n: int = BeamRequest.top_n, drafter: str | None = None, draft_width: int = 0) -> list[DecodeResult]:
+                  top_n: int = BeamRequest.top_n, drafter: str | None = None, draft_width: int = 0,
+                  one_row: bool = False) -> list[DecodeResult]:
     """Each history's top `top_n` items by beam search (`BeamDecoder`) on `repository`'s target graph,
-    one user at a time; speculative with `drafter`'s step graph when draft_width > 0."""
+    one user at a time; speculative with `drafter`'s step graph when draft_width > 0; with `one_row`
+    in the one-row layout (the target's tree forward)."""
     rows = beam_rows(SemanticIds.load(repository / "semantic_ids.npz").num_levels, beam_width, draft_width)
     manifest, trie, target = _served_target(repository, rows)
     scorer = (OnnxDraftScorer(repository / draft_step_model_name(drafter) / VERSION / "model.onnx", rows)
               if draft_width else None)
-    decoder = BeamDecoder(trie, target, manifest["graphs"]["max_seq_len"], beam_width, scorer, draft_width)
-    request_rows = list(range(rows))
-    return [decoder.generate([BeamRequest(tuple(h), top_n=top_n, beam_width=beam_width, draft_width=draft_width)],
-                             [request_rows])[0] for h in histories]
+    decoder = BeamDecoder(trie, target, manifest["graphs"]["max_seq_len"], beam_width, scorer, draft_width, one_row)
+    requests = [BeamRequest(tuple(h), top_n=top_n, beam_width=beam_width, draft_width=draft_width) for h in histories]
+    return [decoder.generate([r], [list(range(decoder.rows_needed(r)))])[0] for r in requests]
 
 
 def _served_target(repository: Path, rows: int) -> tuple[dict, ItemTrie, OnnxTarget]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from padrec.decoding.interfaces import DraftBatch, DraftScores, Proposal, TargetScores
 from padrec.decoding.onnx_draft import DraftGraphLayout
+from padrec.decoding.tree import TreeLayout
 
 Call = Callable[[dict[str, np.ndarray], tuple[str, ...]], dict[str, np.ndarray]]
 
@@ -26,10 +27,12 @@ class RemoteTarget:
         self.call = call
 
     def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray,
-              sources: np.ndarray | None = None) -> TargetScores:
+              sources: np.ndarray | None = None, tree: TreeLayout | None = None) -> TargetScores:
         inputs = {"rows": rows.astype(np.int64), "start": start.astype(np.int64), "tokens": tokens.astype(np.int64)}
         if sources is not None:  # an optional input of the target model: most calls copy nothing
             inputs["sources"] = sources.astype(np.int64)
+        if tree is not None:  # optional too: a token tree (one-row beam search)
+            inputs |= {"depths": tree.depths.astype(np.int64), "ancestors": tree.ancestors.astype(bool)}
         out = self.call(inputs, self.outputs)
         return TargetScores(out["logits"], out["hidden"])
 

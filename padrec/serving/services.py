@@ -15,13 +15,15 @@ import numpy as np
 from padrec.decoding.onnx_draft import OnnxDraft
 from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
 from padrec.decoding.onnx_target import OnnxTarget
+from padrec.decoding.tree import TreeLayout
 from padrec.semantic_ids import SemanticIds
 
 SLOT_INPUTS = ("rows", "start")
 
 
 class TargetService:
-    """Scores new tokens of cache rows; rolling back is sending a smaller `start`."""
+    """Scores new tokens of cache rows (as a token tree when the request has `depths` and
+    `ancestors`); rolling back is sending a smaller `start`."""
 
     def __init__(self, onnx_path: Path, rows: int, threads: int = 1):
         # <repository>/target/<version>/model.onnx: the catalogue sits at the repository's root
@@ -37,7 +39,8 @@ class TargetService:
         sources = inputs.get("sources")
         if sources is not None:
             _check_rows(sources, inputs["start"], self.target.cache.k.shape[1], distinct=False)
-        scores = self.target.score(inputs["rows"], inputs["start"], tokens, lengths, sources)
+        tree = TreeLayout(inputs["depths"], inputs["ancestors"]) if "depths" in inputs else None
+        scores = self.target.score(inputs["rows"], inputs["start"], tokens, lengths, sources, tree)
         return {"logits": scores.logits, "hidden": scores.hidden}
 
 

@@ -76,7 +76,7 @@ def test_served_greedy_lists_equal_the_offline_engine(recommend_server, served_r
     ("beam top_n above beam_width", "top_n must be in 1..beam_width (4), got 5"),
     ("beam_width above the maximum", "beam_width must be in 1..32, got 33"),
     ("a list parameter in beam mode", "parameters ['num_draft_tokens'] do not apply to mode 'beam'"),
-    ("a beam needing more slots than the model has", "draft_width 10 needs 40 decoding slots; this model has 32"),
+    ("draft_width above the maximum", "draft_width must be in 0..32, got 33"),
     ("wrong dtype", "HISTORY"),
     ("wrong rank", "HISTORY"),
 ])
@@ -101,8 +101,7 @@ def test_bad_input_is_invalid_argument_and_the_server_stays_up(recommend_server,
                       "beam top_n above beam_width": {"mode": "beam", "beam_width": 4, "top_n": 5},
                       "beam_width above the maximum": {"mode": "beam", "beam_width": 33},
                       "a list parameter in beam mode": {"mode": "beam", "num_draft_tokens": 2},
-                      "a beam needing more slots than the model has": {"mode": "beam", "beam_width": 20,
-                                                                        "draft_width": 10}}[case]
+                      "draft_width above the maximum": {"mode": "beam", "draft_width": 33}}[case]
     with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
         with pytest.raises(grpcclient.InferenceServerException) as error:
             client.infer("recommend", inputs, parameters=parameters)
@@ -170,12 +169,13 @@ def test_served_beam_top_k_equals_offline_beam_search_listed_and_streamed(recomm
 
 def test_served_speculative_beams_equal_plain_beam_search(recommend_server, served_repository, beauty_split,
                                                           beauty_histories):
-    """B=10 with the PAD-Rec draft proposing 10 prefixes a level (30 slots): the items and scores of
-    plain beam search, the counters of the offline speculative search on the same graphs."""
+    """B=10 with the PAD-Rec draft proposing 10 prefixes a level: the items and scores of plain beam
+    search (a row per beam), the counters of the offline speculative search on the same graphs in
+    the served one-row layout."""
     item_ids = beauty_split.item_ids
     histories = [e.history for e in beauty_split.test[:BEAM_USERS]]
     plain = offline_beams(served_repository, histories, 10, 10)
-    speculative = offline_beams(served_repository, histories, 10, 10, drafter="padrec", draft_width=10)
+    speculative = offline_beams(served_repository, histories, 10, 10, drafter="padrec", draft_width=10, one_row=True)
     levels_before = metric_total(recommend_server, "padrec_beam_accepted_levels_total", drafter="padrec")
     with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
         served = [recommend(client, h, mode="beam", beam_width=10, top_n=10, draft_width=10)

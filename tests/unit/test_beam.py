@@ -162,3 +162,39 @@ def test_draft_width_is_checked(exported_tiny):
     with pytest.raises(InvalidRequest, match="draft_width must be in 0..4, got 5"):
         drafting.validate(BeamRequest((1,), top_n=1, beam_width=2, draft_width=5))
     assert drafting.rows_needed(BeamRequest((1,), beam_width=4, draft_width=3)) == 4 + 3 * (e.trie.sids.num_levels - 2)
+
+
+@pytest.mark.parametrize("width,draft_width", [(1, 0), (4, 0), (6, 0), (4, 2), (6, 6), (8, 16)])
+def test_one_row_beams_equal_beams_in_rows(exported_tiny, width, draft_width):
+    """The one-row layout (every prefix a node of a token tree after the prompt, in the request's one
+    row) changes how the scores are computed, not the search: a batch mixing plain and speculative
+    requests gives each the items, scores and forwards of the search with a row per beam."""
+    e = exported_tiny
+    max_len, rows = e.target.config.max_seq_len, 64 * len(HISTORIES)
+    in_rows = BeamDecoder(e.trie, TorchTarget(e.target, rows, e.trie.sids), max_len, max_beam_width=8)
+    one_row = BeamDecoder(e.trie, TorchTarget(e.target, rows, e.trie.sids), max_len, max_beam_width=8,
+                          draft=TorchDraft(e.draft, e.trie.sids, rows), max_draft_width=16, one_row=True)
+    requests = [BeamRequest(tuple(h), top_n=min(3, width), beam_width=width, draft_width=draft_width * (u % 2))
+                for u, h in enumerate(HISTORIES)]
+    needed = [one_row.rows_needed(r) for r in requests]
+    assert needed == [1 if not r.draft_width else max(width, r.draft_width) for r in requests]
+    offsets = np.cumsum([0] + needed)
+    batched = one_row.generate(requests, [list(range(a, b))[::-1] for a, b in zip(offsets[:-1], offsets[1:])])
+    for request, result in zip(requests, batched):
+        alone = in_rows.generate([BeamRequest(request.history, request.top_n, width)], [list(range(width))])[0]
+        assert result.items == alone.items
+        np.testing.assert_allclose(result.scores, alone.scores, atol=1e-5)
+        if not request.draft_width:
+            assert result.stats.target_calls == alone.stats.target_calls
+
+
+def test_one_row_requests_are_checked_for_the_positions_their_trees_take(exported_tiny):
+    e = exported_tiny
+    one_row = BeamDecoder(e.trie, TorchTarget(e.target, 8, e.trie.sids), e.target.config.max_seq_len,
+                          max_beam_width=32, one_row=True)
+    levels, per_item = e.trie.sids.num_levels, e.trie.sids.tokens_per_item
+    # the last scored level's tree: every beam's path of levels - 1 codes, after the prompt
+    fits = (e.target.config.max_seq_len - 1 - 32 * (levels - 1)) // per_item
+    one_row.validate(BeamRequest((1,) * fits, top_n=1, beam_width=32))
+    with pytest.raises(InvalidRequest, match="positions; the model has"):
+        one_row.validate(BeamRequest((1,) * (fits + 1), top_n=1, beam_width=32))

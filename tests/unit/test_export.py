@@ -24,16 +24,16 @@ from padrec.decoding.interfaces import BeamRequest
 from padrec.decoding.onnx_draft import OnnxDraft, unforced_path
 from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
 from padrec.decoding.onnx_session import load_session
-from padrec.decoding.onnx_target import OnnxTarget
+from padrec.decoding.onnx_target import OnnxTarget, tree_path
 from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
 from padrec.export.checks import (
-    compare_graph, draft_inputs, numeric_failures, step_inputs, target_inputs, unforced_inputs,
+    compare_graph, draft_inputs, numeric_failures, step_inputs, target_inputs, tree_inputs, unforced_inputs,
 )
 from padrec.export.constraint_graph import GraphConstraint
-from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph
+from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph, TargetTreeGraph
 from padrec.config import ServingConfig
-from padrec.export.repository import graph_io, install, model_config, stateful_io
+from padrec.export.repository import graph_io, install, model_config, python_model_io, stateful_io
 from padrec.models.draft import Draft
 from padrec.semantic_ids import SemanticIds, disambiguate
 
@@ -73,13 +73,14 @@ def test_export_passed_its_checks_and_wrote_the_repository(exported_tiny):
         assert checks["passed"], checks["failures"]
         assert {e["drafter"] for e in checks["lists"]["speculative"]} == {"torch", "onnxruntime"}
         assert all(e["mismatches"] == 0 for e in checks["lists"]["speculative"])
-        assert checks["numerics"].keys() == {"target", "draft", "draft unforced", "draft step"}
+        assert checks["numerics"].keys() == {"target", "target tree", "draft", "draft unforced", "draft step"}
         assert checks["beams"]["users"] == 10 and checks["beams"]["mismatches"] == 0
     repository = exported_tiny.repository
     for name in MODELS:  # (a server that loaded the model may have added __pycache__)
         files = {p.name for p in (repository / name / "1").iterdir()}
         assert {"model.onnx", "model.py"} <= files
         assert ("model_unforced.onnx" in files) == (KINDS[name] == "draft")
+        assert ("model_tree.onnx" in files) == (name == "target")
     assert {"semantic_ids.npz", "item_ids.json", "padrec_export.json"} <= {p.name for p in repository.iterdir()}
 
 
@@ -93,6 +94,9 @@ def test_graphs_match_torch_on_prefill_verification_and_ragged_batches(exported_
         "draft": compare_graph(draft_graph, onnx_file(exported_tiny, "draft_padrec"),
                                [draft_inputs(draft_graph, *s, rng) for s in shapes]),
     }
+    tree_graph = TargetTreeGraph(exported_tiny.target).eval()
+    numerics["target tree"] = compare_graph(tree_graph, tree_path(onnx_file(exported_tiny, "target")),
+                                            [tree_inputs(tree_graph, *s, rng) for s in shapes])
     for drafter in ("padrec", "eagle"):  # with and without the step embedding (depth read, or not)
         draft = exported_tiny.draft if drafter == "padrec" else Draft.load(exported_tiny.artifacts / "tiny" / "draft_eagle.pt")
         step_graph = DraftStepGraph(draft, exported_tiny.trie.sids.tokens_per_item).eval()
@@ -147,14 +151,17 @@ def test_draft_step_on_onnxruntime_scores_what_torch_scores_and_serves_speculati
     rows = beam_rows(e.trie.sids.num_levels, 6, 6)
     max_len = e.target.config.max_seq_len
     plain = BeamDecoder(e.trie, TorchTarget(e.target, rows, e.trie.sids), max_len, max_beam_width=6)
-    speculative = BeamDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), rows, sids=e.trie.sids), max_len,
-                              max_beam_width=6, draft=OnnxDraftScorer(onnx_file(e, "draft_padrec_step"), rows),
-                              max_draft_width=6)
-    for history in [(1, 5, 9), (2,), (30, 4, 17, 8)]:
-        want = plain.generate([BeamRequest(history, 4, 6)], [list(range(6))])[0]
-        got = speculative.generate([BeamRequest(history, 4, 6, draft_width=6)], [list(range(rows))])[0]
-        assert got.items == want.items and got.stats.drafted > 0
-        np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
+    for one_row in (False, True):  # a row per path, or every prefix in one row (the target's tree forward)
+        speculative = BeamDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), rows, sids=e.trie.sids), max_len,
+                                  max_beam_width=6, draft=OnnxDraftScorer(onnx_file(e, "draft_padrec_step"), rows),
+                                  max_draft_width=6, one_row=one_row)
+        for history in [(1, 5, 9), (2,), (30, 4, 17, 8)]:
+            want = plain.generate([BeamRequest(history, 4, 6)], [list(range(6))])[0]
+            for draft_width in (0, 6):
+                request = BeamRequest(history, 4, 6, draft_width=draft_width)
+                got = speculative.generate([request], [list(range(speculative.rows_needed(request)))])[0]
+                assert got.items == want.items and (got.stats.drafted > 0) == (draft_width > 0)
+                np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
 
 
 def counted(run, counts: dict, key: str):
@@ -244,10 +251,13 @@ def test_generated_configs_parse_for_every_backend(exported_tiny, backend):
         inputs, outputs = graph_io(onnx_file(exported_tiny, name))
         if backend == "python":  # the Python backend's models keep the cache: rows and start replace it
             copies = KINDS[name] != "draft"
-            inputs, outputs = stateful_io(inputs, outputs, copies_rows=copies)
+            inputs, outputs = python_model_io(onnx_file(exported_tiny, name))
+            assert inputs[: len(inputs) - 2 * (name == "target")] == stateful_io(*graph_io(onnx_file(exported_tiny, name)), copies_rows=copies)[0]
             assert [s.name for s in inputs][:2] == ["rows", "start"]
-            # the target and the draft steps copy rows (beam search), and a request may leave that input out
-            assert [s.name for s in inputs if s.optional] == (["sources"] if copies else [])
+            # the target and the draft steps copy rows (beam search), and a request may leave that input
+            # out; the target also scores trees (one-row beam search) when it is sent one
+            optional = (["sources"] if copies else []) + (["depths", "ancestors"] if name == "target" else [])
+            assert [s.name for s in inputs if s.optional] == optional
             assert not {s.name for s in (*inputs, *outputs)} & {"past_k", "past_v", "past_lengths", "new_k", "new_v"}
         slots = ServingConfig().target_slots
         config = text_format.Parse(model_config(name, backend, inputs, outputs, slots=slots, kind=KINDS[name]),

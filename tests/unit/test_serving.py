@@ -171,8 +171,11 @@ def test_served_speculative_beams_equal_offline_ones_and_plain_beam_search(expor
             np.testing.assert_allclose(outcome.scores, reference.scores, rtol=0, atol=1e-5)
 
 
+IN_ROWS = ServingConfig(one_row_beams=False)  # a cache row per beam, as for a target without its tree forward
+
+
 def test_a_beam_request_needs_a_slot_per_beam_and_bad_widths_are_refused(exported_tiny, services):
-    served = ServedDecoder(exported_tiny.repository, direct_call(services), range(4))
+    served = ServedDecoder(exported_tiny.repository, direct_call(services), range(4), IN_ROWS)
     outcomes = served.decode([ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=3), "padrec"),
                               ServedRequest(BeamRequest((1, 2), top_n=2, beam_width=2), "padrec"),
                               ServedRequest(BeamRequest((1, 2), top_n=3, beam_width=2), "padrec"),
@@ -194,7 +197,7 @@ def test_beam_requests_beyond_the_free_slots_are_served_in_waves(exported_tiny, 
     e = exported_tiny
     histories = [[1, 5, 9], [2], [30, 4, 17, 8], [11, 12], [7]]
     calls = []
-    served = ServedDecoder(e.repository, direct_call(services, calls), range(8))
+    served = ServedDecoder(e.repository, direct_call(services, calls), range(8), IN_ROWS)
     # five beam-5 requests and a list, 26 slots asked of 8: the list, then one beam request a wave
     requests = [ServedRequest(BeamRequest(tuple(h), top_n=3, beam_width=5), "padrec") for h in histories]
     outcomes = served.decode(requests + [ServedRequest(DecodeRequest((2, 3), top_n=3), "padrec")])
@@ -210,6 +213,30 @@ def test_beam_requests_beyond_the_free_slots_are_served_in_waves(exported_tiny, 
     waited = served.decode(requests[:1])[0]
     assert isinstance(waited, PoolFull) and "5 decoding slots asked for, 2 free" in str(waited)
     served.pool.release(others)
+
+
+def test_one_row_beam_requests_hold_one_slot_each_and_equal_beams_in_rows(exported_tiny, services):
+    """Served by default in one row: five plain beam-5 requests and a list fit 6 slots in one wave,
+    a speculative one holds max(B, D) slots for its draft; the results are the row-per-beam search's."""
+    e = exported_tiny
+    histories = [[1, 5, 9], [2], [30, 4, 17, 8], [11, 12], [7]]
+    calls = []
+    served = ServedDecoder(e.repository, direct_call(services, calls), range(6))
+    assert all(beam.one_row for beam in served.beams.values())
+    requests = [ServedRequest(BeamRequest(tuple(h), top_n=3, beam_width=5), "padrec") for h in histories]
+    outcomes = served.decode(requests + [ServedRequest(DecodeRequest((2, 3), top_n=3), "padrec")])
+    assert served.pool.in_use == 0 and isinstance(outcomes[-1], DecodeResult)
+    in_rows = offline_beams(e.repository, histories, beam_width=5, top_n=3)
+    for outcome, offline in zip(outcomes, in_rows):
+        assert outcome.items == offline.items and outcome.stats.rounds == offline.stats.rounds
+        np.testing.assert_allclose(outcome.scores, offline.scores, rtol=0, atol=1e-5)
+    beam_forwards = calls.count("target") - outcomes[-1].stats.rounds
+    # one wave, the five searched together: a prefill and at most a forward per later level
+    assert beam_forwards <= e.trie.sids.num_levels < sum(o.stats.rounds for o in outcomes[:-1])
+    speculative = ServedRequest(BeamRequest((1, 5, 9), top_n=3, beam_width=5, draft_width=6), "padrec")
+    assert served._slots(speculative) == 6
+    (result,) = served.decode([speculative])
+    assert result.items == in_rows[0].items and result.stats.drafted > 0
 
 
 def test_each_request_fails_alone_and_slots_always_come_back(exported_tiny, services):
