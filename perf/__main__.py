@@ -21,7 +21,7 @@ DEFAULT_OUT = REPO_ROOT / "perf"
 QUICK_OUT = REPO_ROOT / "build" / "perf-quick"
 # A few minutes: fewer requests and concurrency levels, the k sweep's ends only.
 QUICK = {"requests": 10, "requests_per_client": 2, "repeats": 1, "concurrency": (1, 4, 16), "sweep_k": (1, 4),
-         "beam_widths": (20,), "beam_concurrency": (1,), "beam_drafts": ((20, 6),)}
+         "beam_widths": (20,), "beam_concurrency": (1,), "beam_drafts": ((20, 20),)}
 DEFAULT_OFFLINE_BENCH = REPO_ROOT / "results" / "bench_beauty_onnxruntime.json"
 DATASETS_QUICK_OUT = REPO_ROOT / "build" / "perf-datasets-quick"
 # A minute or two per dataset: is everything wired up?

@@ -90,14 +90,15 @@ class Settings:
     # per-token cost of the target (perf.breakdown.target_costs).
     calibration_top_n: int = 1
     stream_modes: tuple[str, ...] = ("plain", "padrec")  # "plain", or a drafter at k
-    # top-K by beam search (`recommend` with mode "beam") at these concurrency levels: a request
-    # holds a decoding slot per beam, and the batch decoder has ServingConfig.batch_slots (32) of
-    # them, so concurrent beam requests that one execution batches are searched in waves that fit
+    # top-K by beam search (`recommend` with mode "beam") at these concurrency levels: a plain
+    # request holds one decoding slot (one row per request, ServingConfig.one_row_beams), a
+    # speculative one max(B, D); the batch decoder has ServingConfig.batch_slots (32), so concurrent
+    # beam requests that one execution batches beyond them are searched in waves that fit
     beam_widths: tuple[int, ...] = (10, 20)
     beam_concurrency: tuple[int, ...] = (1, 16)
     # speculative beam search at the same concurrency levels, as (beam width, draft width) with the
-    # PAD-Rec draft: a request holds B + 2D slots on Beauty, so B=20 takes at most D=6 of the 32
-    beam_drafts: tuple[tuple[int, int], ...] = ((10, 10), (20, 6))
+    # PAD-Rec draft
+    beam_drafts: tuple[tuple[int, int], ...] = ((10, 10), (20, 20))
 
     def __post_init__(self) -> None:
         # perf_analyzer reads the ensemble's per-model statistics right after a pass; with one request

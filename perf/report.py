@@ -247,10 +247,11 @@ def beam_section(runs: Runs) -> str:
                          f"{_mean(run, 'rounds'):.1f}", f"{_mean(run, 'accepted'):.2f}" if run["draft_width"] else "-"))
     return ("## Top-K by beam search: `recommend` with mode \"beam\"\n\nThe top_n best items by beam search, "
             "plain and speculative (`draft_width` D: the PAD-Rec draft proposes D prefixes per level, the same "
-            "items come back), against the plain greedy list of the same top_n at the same concurrency. A beam "
-            "request holds a decoding slot per beam (and, speculative, per drafted prefix below the first "
-            "level); beam requests that one execution of `padrec_decode` batches beyond its free slots are "
-            "searched in waves. Target forwards per request: the response's ROUNDS output; accepted levels: "
+            "items come back), against the plain greedy list of the same top_n at the same concurrency. A plain "
+            "beam request holds one decoding slot (its beams scored as a token tree in one cache row), a "
+            "speculative one max(B, D), or without the one-row layout a slot per beam (and per drafted prefix "
+            "below the first level); beam requests that one execution of `padrec_decode` batches beyond its "
+            "free slots are searched in waves. Target forwards per request: the response's ROUNDS output; accepted levels: "
             "its ACCEPTED (levels the draft's tree covered).\n\n"
             + table(("mode", "concurrency", "requests", "requests/s", "p50 ms", "p95 ms", "p50 / greedy list",
                      "speed-up over plain beam (p50)", "target forwards/request", "accepted levels/request"), rows))
