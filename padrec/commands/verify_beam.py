@@ -45,14 +45,13 @@ def run(args: argparse.Namespace) -> int:
     settings = [(w, d) for w in widths for d in draft_widths]
     sids = models.data.sids
     rows = max(beam_rows(sids.num_levels, w, d) for w, d in settings)
-    max_len = models.target.config.max_seq_len
-    decoder = BeamDecoder(models.trie, TorchTarget(models.target, rows, sids), max_len, max(widths),
-                          TorchDraft(models.drafts[args.drafter], sids, rows), max(draft_widths))
-    reference = None
-    if args.one_row:
-        reference, decoder = decoder, BeamDecoder(models.trie, TorchTarget(models.target, rows, sids), max_len,
-                                                  max(widths), TorchDraft(models.drafts[args.drafter], sids, rows),
-                                                  max(draft_widths), one_row=True)
+    # one target and draft for both layouts: searches run one at a time, each in rows 0..
+    target, draft = TorchTarget(models.target, rows, sids), TorchDraft(models.drafts[args.drafter], sids, rows)
+    def beams(one_row: bool) -> BeamDecoder:
+        return BeamDecoder(models.trie, target, models.target.config.max_seq_len, max(widths), draft,
+                           max(draft_widths), one_row)
+
+    decoder, reference = beams(args.one_row), beams(False) if args.one_row else None
     report = {"dataset": args.dataset, "drafter": args.drafter, "threads": args.threads, "top_n": args.top_n,
               "layout": "one_row" if args.one_row else "rows",
               "checks": check_beams(decoder, models.data.split.test[: args.users], settings, args.top_n,

@@ -18,7 +18,6 @@ from padrec.decoding.onnx_draft import OnnxDraft
 from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
 from padrec.decoding.onnx_target import OnnxTarget
 from padrec.export.repository import MANIFEST, TARGET_MODEL, VERSION, draft_model_name, draft_step_model_name
-from padrec.semantic_ids import SemanticIds
 from padrec.serving.decoder import repository_trie
 
 OFFLINE_BATCH = 25
@@ -28,7 +27,8 @@ def offline_lists(repository: Path, histories: Sequence[Sequence[int]], drafter:
                   num_draft_tokens: int, top_n: int = DecodeRequest.top_n) -> list[list[int]]:
     """Each history's greedy list of `top_n` items (internal indices) from the engine on
     `repository`'s exported graphs, `OFFLINE_BATCH` users per batch; `drafter` None decodes plainly."""
-    manifest, trie, target = _served_target(repository, OFFLINE_BATCH)
+    manifest, trie = _served_catalogue(repository)
+    target = _served_target(repository, OFFLINE_BATCH, trie)
     proposer = (OnnxDraft(repository / draft_model_name(drafter) / VERSION / "model.onnx", OFFLINE_BATCH)
                 if drafter else None)
     decoder = ListDecoder(trie, target, manifest["graphs"]["max_seq_len"], proposer=proposer)
@@ -46,8 +46,9 @@ def offline_beams(repository: Path, histories: Sequence[Sequence[int]], beam_wid
     """Each history's top `top_n` items by beam search (`BeamDecoder`) on `repository`'s target graph,
     one user at a time; speculative with `drafter`'s step graph when draft_width > 0; with `one_row`
     in the one-row layout (the target's tree forward)."""
-    rows = beam_rows(SemanticIds.load(repository / "semantic_ids.npz").num_levels, beam_width, draft_width)
-    manifest, trie, target = _served_target(repository, rows)
+    manifest, trie = _served_catalogue(repository)
+    rows = beam_rows(trie.sids.num_levels, beam_width, draft_width)  # the most either layout holds
+    target = _served_target(repository, rows, trie)
     scorer = (OnnxDraftScorer(repository / draft_step_model_name(drafter) / VERSION / "model.onnx", rows)
               if draft_width else None)
     decoder = BeamDecoder(trie, target, manifest["graphs"]["max_seq_len"], beam_width, scorer, draft_width, one_row)
@@ -55,8 +56,12 @@ def offline_beams(repository: Path, histories: Sequence[Sequence[int]], beam_wid
     return [decoder.generate([r], [list(range(decoder.rows_needed(r)))])[0] for r in requests]
 
 
-def _served_target(repository: Path, rows: int) -> tuple[dict, ItemTrie, OnnxTarget]:
-    """The repository's manifest, trie and target graph (with a cache of `rows` rows)."""
+def _served_catalogue(repository: Path) -> tuple[dict, ItemTrie]:
+    """The repository's manifest and trie."""
     manifest = json.loads((repository / MANIFEST).read_text())
-    trie = repository_trie(repository, manifest)
-    return manifest, trie, OnnxTarget(repository / TARGET_MODEL / VERSION / "model.onnx", rows, sids=trie.sids)
+    return manifest, repository_trie(repository, manifest)
+
+
+def _served_target(repository: Path, rows: int, trie: ItemTrie) -> OnnxTarget:
+    """The repository's target graph, with a cache of `rows` rows."""
+    return OnnxTarget(repository / TARGET_MODEL / VERSION / "model.onnx", rows, sids=trie.sids)

@@ -18,6 +18,15 @@ from padrec.decoding.tree import TreeLayout
 Call = Callable[[dict[str, np.ndarray], tuple[str, ...]], dict[str, np.ndarray]]
 
 
+def slot_inputs(rows: np.ndarray, start: np.ndarray, sources: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The cache rows a call addresses, the positions each keeps, and (optional: most calls copy
+    nothing) the rows those positions are copied from."""
+    inputs = {"rows": rows.astype(np.int64), "start": start.astype(np.int64)}
+    if sources is not None:
+        inputs["sources"] = sources.astype(np.int64)
+    return inputs
+
+
 class RemoteTarget:
     """`TargetScorer` whose forward (and cache) live behind `call`."""
 
@@ -28,9 +37,7 @@ class RemoteTarget:
 
     def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray,
               sources: np.ndarray | None = None, tree: TreeLayout | None = None) -> TargetScores:
-        inputs = {"rows": rows.astype(np.int64), "start": start.astype(np.int64), "tokens": tokens.astype(np.int64)}
-        if sources is not None:  # an optional input of the target model: most calls copy nothing
-            inputs["sources"] = sources.astype(np.int64)
+        inputs = {**slot_inputs(rows, start, sources), "tokens": tokens.astype(np.int64)}
         if tree is not None:  # optional too: a token tree (one-row beam search)
             inputs |= {"depths": tree.depths.astype(np.int64), "ancestors": tree.ancestors.astype(bool)}
         out = self.call(inputs, self.outputs)
@@ -49,8 +56,7 @@ class RemoteDraft:
         self.k_max = layout.k_max
 
     def propose(self, batch: DraftBatch) -> Proposal:
-        out = self.call({"rows": batch.rows.astype(np.int64), "start": batch.start.astype(np.int64),
-                         **self.layout.feeds(batch)}, self.outputs)
+        out = self.call({**slot_inputs(batch.rows, batch.start), **self.layout.feeds(batch)}, self.outputs)
         return self.layout.proposal(batch, out["proposals"], out["q"])
 
 
@@ -64,10 +70,7 @@ class RemoteDraftScorer:
 
     def score(self, rows: np.ndarray, start: np.ndarray, features: np.ndarray, tokens: np.ndarray,
               lengths: np.ndarray, depth: int, sources: np.ndarray | None = None) -> DraftScores:
-        inputs = {"rows": rows.astype(np.int64), "start": start.astype(np.int64),
-                  "features": features.astype(np.float32, copy=False), "tokens": tokens.astype(np.int64),
-                  "depth": np.full(len(rows), depth, dtype=np.int64)}
-        if sources is not None:
-            inputs["sources"] = sources.astype(np.int64)
-        out = self.call(inputs, self.outputs)
+        out = self.call({**slot_inputs(rows, start, sources), "features": features.astype(np.float32, copy=False),
+                         "tokens": tokens.astype(np.int64), "depth": np.full(len(rows), depth, dtype=np.int64)},
+                        self.outputs)
         return DraftScores(out["logits"], out["next_features"])

@@ -32,15 +32,10 @@ class TargetService:
         self.target = OnnxTarget(onnx_path, rows, threads, sids)
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        _check_rows(inputs["rows"], inputs["start"], self.target.cache.k.shape[1])
-        tokens = inputs["tokens"]
-        # rows' padding positions are scored too (the graph has no lengths); nobody reads them
-        lengths = np.full(len(tokens), tokens.shape[1], dtype=np.int64)
-        sources = inputs.get("sources")
-        if sources is not None:
-            _check_rows(sources, inputs["start"], self.target.cache.k.shape[1], distinct=False)
+        sources = _checked_slots(inputs, self.target.cache.k.shape[1])
         tree = TreeLayout(inputs["depths"], inputs["ancestors"]) if "depths" in inputs else None
-        scores = self.target.score(inputs["rows"], inputs["start"], tokens, lengths, sources, tree)
+        scores = self.target.score(inputs["rows"], inputs["start"], inputs["tokens"], _every_position(inputs),
+                                   sources, tree)
         return {"logits": scores.logits, "hidden": scores.hidden}
 
 
@@ -65,16 +60,27 @@ class DraftStepService:
         self.draft = OnnxDraftScorer(onnx_path, rows, threads)
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        capacity = self.draft.cache.k.shape[1]
-        _check_rows(inputs["rows"], inputs["start"], capacity)
-        sources = inputs.get("sources")
-        if sources is not None:
-            _check_rows(sources, inputs["start"], capacity, distinct=False)
-        tokens = inputs["tokens"]
-        lengths = np.full(len(tokens), tokens.shape[1], dtype=np.int64)  # the graph scores every pair
-        scores = self.draft.score(inputs["rows"], inputs["start"], inputs["features"], tokens, lengths,
-                                  inputs["depth"], sources)
+        sources = _checked_slots(inputs, self.draft.cache.k.shape[1])
+        scores = self.draft.score(inputs["rows"], inputs["start"], inputs["features"], inputs["tokens"],
+                                  _every_position(inputs), inputs["depth"], sources)
         return {"logits": scores.logits, "next_features": scores.features}
+
+
+def _checked_slots(inputs: dict[str, np.ndarray], capacity: int) -> np.ndarray | None:
+    """Check a request's `rows`, `start` and optional `sources` against a pool of `capacity` rows;
+    the sources (None when the request copies nothing)."""
+    _check_rows(inputs["rows"], inputs["start"], capacity)
+    sources = inputs.get("sources")
+    if sources is not None:
+        _check_rows(sources, inputs["start"], capacity, distinct=False)
+    return sources
+
+
+def _every_position(inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Lengths scoring every new position of each row: the graphs take no lengths, so rows' padding
+    positions are scored too (nobody reads them)."""
+    tokens = inputs["tokens"]
+    return np.full(len(tokens), tokens.shape[1], dtype=np.int64)
 
 
 def _check_rows(rows: np.ndarray, start: np.ndarray, capacity: int, distinct: bool = True) -> None:
