@@ -25,9 +25,10 @@ from tqdm import tqdm
 
 from padrec.artifacts import Prepared
 from padrec.config import DecodeConfig, DraftConfig, DraftTrainConfig, SplitConfig
+from padrec.decoding.beam import BeamDecoder, one_row_rows
 from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.engine import ListDecoder
-from padrec.decoding.interfaces import DecodeRequest
+from padrec.decoding.interfaces import BeamRequest, DecodeRequest
 from padrec.decoding.torch_target import TorchTarget
 from padrec.models.draft import Draft, predicted_slots
 from padrec.models.target import Target
@@ -59,6 +60,30 @@ def distillation_sequences(target: Target, data: Prepared, users: int, top_n: in
 
 
 @torch.inference_mode()
+def beam_distillation_sequences(target: Target, data: Prepared, users: int, beam_width: int = 20,
+                                batch_size: int = 16, seed: int = 0, progress: bool = True,
+                                max_history: int = SplitConfig().max_history) -> list[np.ndarray]:
+    """BOS + history + one of the target's top-`beam_width` items by beam search, for each such item
+    of a random sample of training users (AtSpeed's recipe): the prefixes a speculative beam search
+    asks the draft to rank are the target's beams, not its greedy list."""
+    rng = np.random.default_rng(seed)
+    histories = [seq[-max_history:] for seq in data.split.train.values() if seq]
+    chosen = rng.choice(len(histories), size=min(users, len(histories)), replace=False)
+    rows = one_row_rows(beam_width, 0)
+    decoder = BeamDecoder(ItemTrie(data.sids, 0.0), TorchTarget(target, batch_size * rows, data.sids),
+                          target.config.max_seq_len, beam_width, one_row=True)
+    seqs = []
+    for start in tqdm(range(0, len(chosen), batch_size), desc="distill beams", disable=not progress):
+        batch = [histories[i] for i in chosen[start : start + batch_size]]
+        requests = [BeamRequest(tuple(h), beam_width, beam_width) for h in batch]
+        results = decoder.generate(requests, [[u * rows + r for r in range(rows)] for u in range(len(batch))])
+        for h, result in zip(batch, results):
+            prompt = [BOS] + data.sids.encode_items(h)
+            seqs.extend(np.asarray(prompt + data.sids.encode_item(item), dtype=np.int64) for item in result.items)
+    return seqs
+
+
+@torch.inference_mode()
 def target_features(target: Target, sids: SemanticIds, seqs: list[np.ndarray],
                     tokens_per_batch: int = 8192) -> list[torch.Tensor]:
     """The target's last-layer features of every position (fp16 to halve the memory)."""
@@ -81,11 +106,12 @@ def unrolled_step_mask(n: int, step: int) -> torch.Tensor:
 
 
 def unrolled_loss(draft: Draft, feats: torch.Tensor, tokens: torch.Tensor, tokens_per_item: int,
-                  config: DraftTrainConfig) -> tuple[torch.Tensor, list[float]]:
+                  config: DraftTrainConfig, loss_from: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float]]:
     """Summed loss over the unrolled steps, and each step's next-token accuracy (agreement with the
     target's argmax, which is what verification accepts).
 
     feats [B, T, D] real target features, tokens [B, T] (PAD-padded). Pair t = (f_t, x_{t+1}).
+    loss_from [B], if given: row b's loss counts pairs t >= loss_from[b] only.
     """
     B, T, _ = feats.shape
     n = T - 1
@@ -93,6 +119,8 @@ def unrolled_loss(draft: Draft, feats: torch.Tensor, tokens: torch.Tensor, token
     target_feat = feats[:, 1:]  # f_{t+1}: what pair t should predict
     next_token = torch.cat([tokens[:, 2:], torch.full((B, 1), PAD)], dim=1)  # x_{t+2}
     valid = next_token != PAD  # [B, n]
+    if loss_from is not None:
+        valid &= torch.arange(n)[None, :] >= loss_from[:, None]
     # Token labels are the target's own next-token distribution (from f_{t+1}), not the sequence's
     # next token: in the history the user's real item is not what the target would have said, and
     # the full distribution says how close the runners-up are (measured: tau +5% EAGLE, +10% PAD-Rec
@@ -122,9 +150,10 @@ def unrolled_loss(draft: Draft, feats: torch.Tensor, tokens: torch.Tensor, token
 
 def train_draft(target: Target, data: Prepared, draft_config: DraftConfig, config: DraftTrainConfig,
                 seqs: list[np.ndarray], feats: list[torch.Tensor], progress: bool = True,
-                init: Draft | None = None) -> tuple[Draft, dict]:
+                init: Draft | None = None, loss_from: list[int] | None = None) -> tuple[Draft, dict]:
     """Train one draft on prepared distillation data (from `init`'s weights if given, else from the
-    target's); returns it and a log."""
+    target's); returns it and a log. loss_from[i], if given: sequence i's first pair the loss counts
+    (`unrolled_loss`)."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
@@ -148,7 +177,8 @@ def train_draft(target: Target, data: Prepared, draft_config: DraftConfig, confi
             for row, i in enumerate(idx):
                 f[row, : len(feats[i])] = feats[i].float()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss, acc = unrolled_loss(draft, f, tokens, data.sids.tokens_per_item, config)
+                starts = None if loss_from is None else torch.tensor([loss_from[i] for i in idx])
+                loss, acc = unrolled_loss(draft, f, tokens, data.sids.tokens_per_item, config, starts)
             progress_ratio = min(1.0, step / max(1, steps_total))
             lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) * (
                 config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress_ratio)))

@@ -62,3 +62,43 @@ def test_steps_deeper_than_training_unrolls_share_the_deepest_trained_step_embed
     assert not torch.equal(fused(deepest - 1), fused(deepest))
     for depth in range(deepest + 1, draft.config.k_max + 3):
         assert torch.equal(fused(depth), fused(deepest))
+
+
+def test_loss_from_leaves_earlier_pairs_out_of_the_loss():
+    """A row whose loss starts past its last pair adds nothing: the batch's loss is the other row's."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_seq_len=32)
+    draft = Draft(DRAFTERS["padrec"], cfg, vocab_size=12, num_slots=3)
+    feats, tokens = torch.randn(2, 7, 16), torch.randint(3, 12, (2, 7))
+    config = DraftTrainConfig(unroll_steps=2)
+    both, _ = unrolled_loss(draft, feats, tokens, 3, config, torch.tensor([6, 2]))
+    alone, _ = unrolled_loss(draft, feats[1:], tokens[1:], 3, config, torch.tensor([2]))
+    assert torch.isclose(both, alone, atol=1e-6)
+    everything, _ = unrolled_loss(draft, feats[1:], tokens[1:], 3, config)
+    assert not torch.isclose(alone, everything)
+
+
+def test_beam_distillation_sequences_are_each_users_history_then_each_of_its_beams():
+    from padrec.artifacts import load_prepared
+    from padrec.decoding.beam import BeamDecoder
+    from padrec.decoding.constraints import ItemTrie
+    from padrec.decoding.interfaces import BeamRequest
+    from padrec.decoding.torch_target import TorchTarget
+    from padrec.models.target import Target
+    from padrec.semantic_ids import BOS
+    from padrec.training.draft import beam_distillation_sequences
+
+    data = load_prepared("beauty")
+    target = Target.load(data.paths.target)
+    seqs = beam_distillation_sequences(target, data, users=2, beam_width=3, progress=False)
+    assert len(seqs) == 6
+    reference = BeamDecoder(ItemTrie(data.sids, 0.0), TorchTarget(target, 1, data.sids), target.config.max_seq_len,
+                            3, one_row=True)
+    per_item = data.sids.tokens_per_item
+    for user in range(2):
+        group = seqs[3 * user : 3 * user + 3]
+        prompt = group[0][:-per_item].tolist()
+        assert prompt[0] == BOS and all(s[:-per_item].tolist() == prompt for s in group)
+        history = tuple(data.sids.decode_items(prompt[1:]))
+        top = reference.generate([BeamRequest(history, 3, 3)], [[0]])[0].items
+        assert [data.sids.decode_items(s[-per_item:].tolist())[0] for s in group] == top
