@@ -12,6 +12,7 @@ fine-tuned draft is a probe, written under /tmp unless --save says where; nothin
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from dataclasses import replace
@@ -21,30 +22,25 @@ import numpy as np
 import torch
 
 from padrec.artifacts import load_prepared
+from padrec.beam_verification import timed_search
 from padrec.config import DRAFTERS, DraftTrainConfig
-from padrec.decoding.beam import BeamDecoder, one_row_rows
-from padrec.decoding.constraints import ItemTrie
 from padrec.decoding.interfaces import BeamRequest
-from padrec.decoding.torch_draft import TorchDraft
-from padrec.decoding.torch_target import TorchTarget
 from padrec.models.draft import Draft
 from padrec.models.target import Target
-from padrec.training.draft import beam_distillation_sequences, target_features, train_draft
+from padrec.training.draft import beam_distillation_sequences, last_item_loss_from, target_features, train_draft
+from perf.beam_setup import one_row_decoder, parse_settings
 from perf.machine import cpu_model
 
 
 def accepted_levels(data, target: Target, draft: Draft, users: int, settings: list[tuple[int, int]]) -> dict:
     """Mean accepted levels per request of one-row speculative beam search, per 'B:D' setting."""
-    rows = max(one_row_rows(b, d) for b, d in settings)
-    decoder = BeamDecoder(ItemTrie(data.sids, 0.0), TorchTarget(target, rows, data.sids), target.config.max_seq_len,
-                          max(b for b, _ in settings), TorchDraft(draft, data.sids, rows),
-                          max(d for _, d in settings), one_row=True)
+    decoder = one_row_decoder(data, target, draft, settings)
     out = {}
     for width, draft_width in settings:
         accepted = []
         for e in data.split.test[:users]:
             request = BeamRequest(tuple(e.history), min(10, width), width, draft_width=draft_width)
-            accepted.append(decoder.generate([request], [list(range(decoder.rows_needed(request)))])[0].stats.accepted)
+            accepted.append(timed_search(decoder, request)[0].stats.accepted)
         out[f"{width}:{draft_width}"] = float(np.mean(accepted))
     return out
 
@@ -69,13 +65,13 @@ def main() -> None:
     committed = Draft.load(data.paths.draft(args.drafter))
     started = time.time()
     seqs = beam_distillation_sequences(target, data, args.train_users, args.beam_width)
-    loss_from = [len(s) - data.sids.tokens_per_item - 1 for s in seqs]  # the pair that reads the item's first code
+    loss_from = last_item_loss_from(seqs, data.sids.tokens_per_item)
     config = replace(DraftTrainConfig(), epochs=args.epochs, lr=args.lr, threads=args.threads, warmup_steps=20)
     tuned, log = train_draft(target, data, DRAFTERS[args.drafter], config, seqs, target_features(target, data.sids, seqs),
-                             init=Draft.load(data.paths.draft(args.drafter)), loss_from=loss_from)
+                             init=copy.deepcopy(committed), loss_from=loss_from)
     save = args.save or Path("/tmp") / f"draft_{args.dataset}_{args.drafter}_beams.pt"
     tuned.save(save, {"dataset": args.dataset, "drafter": args.drafter, "distilled_on": "beams"})
-    settings = [tuple(int(x) for x in s.split(":")) for s in args.settings.split(",")]
+    settings = parse_settings(args.settings)
     report = {"dataset": args.dataset, "drafter": args.drafter, "cpu": cpu_model(), "threads": args.threads,
               "train_users": args.train_users, "beam_width": args.beam_width, "sequences": len(seqs),
               "epochs": log["epochs"], "train_minutes": (time.time() - started) / 60, "test_users": args.test_users,

@@ -23,13 +23,12 @@ import torch
 from tqdm import tqdm
 
 from padrec.artifacts import load_prepared
-from padrec.decoding.beam import BeamDecoder, one_row_rows
-from padrec.decoding.constraints import ItemTrie
+from padrec.beam_verification import timed_search
+from padrec.decoding.beam import BeamDecoder
 from padrec.decoding.interfaces import BeamRequest
-from padrec.decoding.torch_draft import TorchDraft
-from padrec.decoding.torch_target import TorchTarget
 from padrec.models.draft import Draft
 from padrec.models.target import Target
+from perf.beam_setup import one_row_decoder, parse_settings
 from perf.machine import cpu_model, load_average
 
 
@@ -55,9 +54,7 @@ def split_one(decoder: BeamDecoder, target: TimedCalls, draft: TimedCalls, reque
     """One search's seconds by part: prefill, target levels (plain) or tree and fallbacks
     (speculative), draft prompt and draft steps, the rest (the search's own Python), the total."""
     target.take(), draft.take()
-    began = time.perf_counter()
-    decoder.generate([request], [list(range(decoder.rows_needed(request)))])
-    total = time.perf_counter() - began
+    total = timed_search(decoder, request)[1]
     t, d = target.take(), draft.take()
     parts = {"prefill": t[0]}
     if request.draft_width:
@@ -83,13 +80,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = load_prepared(args.dataset)
-    settings = [tuple(int(x) for x in s.split(":")) for s in args.settings.split(",")]
-    rows = max(one_row_rows(b, d) for b, d in settings)
-    target = TimedCalls(TorchTarget(Target.load(data.paths.target), rows, data.sids))
-    draft = TimedCalls(TorchDraft(Draft.load(data.paths.draft(args.drafter)), data.sids, rows))
-    trie = ItemTrie(data.sids, 0.0)  # beam search ranks by the target's own log-probabilities
-    decoder = BeamDecoder(trie, target, Target.load(data.paths.target).config.max_seq_len,
-                          max(b for b, _ in settings), draft, max(d for _, d in settings), one_row=True)
+    settings = parse_settings(args.settings)
+    decoder = one_row_decoder(data, Target.load(data.paths.target), Draft.load(data.paths.draft(args.drafter)),
+                              settings, wrap=TimedCalls)
+    target, draft = decoder.target, decoder.draft
     report_rows = []
     for width, draft_width in settings:
         parts: dict[str, dict[str, list[float]]] = {"plain": defaultdict(list), "speculative": defaultdict(list)}

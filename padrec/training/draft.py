@@ -83,6 +83,12 @@ def beam_distillation_sequences(target: Target, data: Prepared, users: int, beam
     return seqs
 
 
+def last_item_loss_from(seqs: list[np.ndarray], tokens_per_item: int) -> list[int]:
+    """Per sequence, the first pair (`unrolled_loss`'s loss_from) that reads its last item's first
+    code: a loss from there on counts only the codes after it, as a beam search asks of the draft."""
+    return [len(s) - tokens_per_item - 1 for s in seqs]
+
+
 @torch.inference_mode()
 def target_features(target: Target, sids: SemanticIds, seqs: list[np.ndarray],
                     tokens_per_batch: int = 8192) -> list[torch.Tensor]:
