@@ -35,9 +35,9 @@ def _ints(text: str) -> tuple[int, ...]:
 def _pairs(text: str) -> tuple[tuple[int, int], ...]:
     """"10:10,20:6" -> ((10, 10), (20, 6)); "" -> ()."""
     try:
-        return tuple((int(b), int(d)) for b, d in (part.split(":") for part in text.split(",") if part))
+        return tuple((int(a), int(b)) for a, b in (part.split(":") for part in text.split(",") if part))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected B:D pairs like 10:10,20:6, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected pairs of whole numbers like 10:10,20:6, got {text!r}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--beam-drafts", type=_pairs,
                      help="speculative top-K runs as beam width:draft width pairs, PAD-Rec draft; '' for none "
                           f"(default {','.join(f'{b}:{d}' for b, d in defaults.beam_drafts)})")
+    run.add_argument("--trees", type=_pairs,
+                     help="token-tree runs at concurrency 1 as tree width:tree budget pairs (0: every node), each "
+                          f"drafter at k; '' for none (default {','.join(f'{w}:{b}' for w, b in defaults.trees)})")
     run.add_argument("--note", default="", help="recorded in the report, e.g. what else ran on the machine")
     run.add_argument("--offline-bench", type=Path, default=DEFAULT_OFFLINE_BENCH,
                      help="padrec bench JSON for acceptance by slot (default: %(default)s)")

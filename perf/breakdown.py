@@ -2,7 +2,8 @@
 speed-up is from the ideal one.
 
 Per decode execution (one engine batch: a single request at concurrency 1) the decode model's time
-splits into target calls (prefill and verification), draft calls, and the rest: the engine's own
+splits into target calls (prefill and verification; with token trees also the calls that keep each
+round's accepted path), draft calls, and the rest: the engine's own
 Python (constraints, acceptance, batching) plus the BLS transport that the callee's request
 durations do not see. Outside the decode model are gRPC, the client and, for `recommend`, pre/post-
 processing and the ensemble: the client's mean latency minus the decode model's mean request duration.
@@ -48,7 +49,9 @@ def run_costs(run: dict) -> RunCosts:
     models = run["server"]["models"]
     decode = models[DECODE_MODELS[run["model"]]]
     target = models.get(TARGET_MODEL, {})
-    draft_model = draft_step_model_name(run["drafter"]) if run.get("draft_width") else draft_model_name(run["drafter"])
+    # speculative beams and token trees draft through the step model, chains through the round
+    stepped = run.get("draft_width") or run.get("tree_width")
+    draft_model = draft_step_model_name(run["drafter"]) if stepped else draft_model_name(run["drafter"])
     draft = models.get(draft_model, {}) if run["k"] or run.get("draft_width") else {}
     requests, executions = int(decode["success_count"]), int(decode["execution_count"])
     exec_ms = decode["exec_compute_infer_ns"] / executions / NS_PER_MS

@@ -68,7 +68,7 @@ class Plan:
         drafters at every k, no streaming; the calibration run is the plain one (same top_n)."""
         top_n = Settings.top_n
         return Settings(dataset=dataset, users=self.users, concurrency=(1,), drafters=DRAFTERS, k=max(self.ks),
-                        sweep_k=self.ks, stream_concurrency=(), beam_widths=(), beam_drafts=(), requests=self.requests,
+                        sweep_k=self.ks, stream_concurrency=(), beam_widths=(), beam_drafts=(), trees=(), requests=self.requests,
                         requests_per_client=1, repeats=self.repeats, warmup_requests=self.warmup_requests, top_n=top_n,
                         calibration_top_n=top_n)
 

@@ -12,19 +12,25 @@ MIN_REQUESTS = 2
 @dataclass(frozen=True)
 class Mode:
     """How requests decode: a plain list (k = 0), a speculative list with `drafter` proposing k tokens
-    per round, or (beam_width > 0) top-K by beam search of that many beams, speculative with
-    `drafter` proposing draft_width prefixes per level when draft_width > 0."""
+    per round (a token tree k deep and tree_width wide when tree_width > 0, its tree_budget likeliest
+    nodes verified, 0: all), or (beam_width > 0) top-K by beam search of that many beams,
+    speculative with `drafter` proposing draft_width prefixes per level when draft_width > 0."""
 
     drafter: str | None = None
     k: int = 0
     beam_width: int = 0
     draft_width: int = 0
+    tree_width: int = 0
+    tree_budget: int = 0
 
     @property
     def name(self) -> str:
         if self.beam_width:
             return (f"{self.drafter} beam B={self.beam_width} D={self.draft_width}" if self.draft_width
                     else f"beam B={self.beam_width}")
+        if self.tree_width:
+            return (f"{self.drafter} k={self.k} tree {self.tree_width} wide"
+                    + (f", {self.tree_budget} nodes" if self.tree_budget else ""))
         return "plain" if self.k == 0 else f"{self.drafter} k={self.k}"
 
     def parameters(self) -> list[tuple[str, object, str]]:
@@ -35,7 +41,9 @@ class Mode:
             return [("mode", "beam", "string"), ("beam_width", self.beam_width, "int"), *drafting]
         if self.k == 0:
             return [("num_draft_tokens", 0, "int")]
-        return [("num_draft_tokens", self.k, "int"), ("drafter", self.drafter, "string")]
+        tree = ([("tree_width", self.tree_width, "int"), ("tree_budget", self.tree_budget, "int")]
+                if self.tree_width else [])
+        return [("num_draft_tokens", self.k, "int"), ("drafter", self.drafter, "string"), *tree]
 
 
 PLAIN = Mode()
@@ -99,6 +107,9 @@ class Settings:
     # speculative beam search at the same concurrency levels, as (beam width, draft width) with the
     # PAD-Rec draft
     beam_drafts: tuple[tuple[int, int], ...] = ((10, 10), (20, 20))
+    # token trees at concurrency 1, each drafter at k, as (tree width, tree budget; 0 = every node),
+    # beside the chain of the same k
+    trees: tuple[tuple[int, int], ...] = ((3, 0), (3, 8))
 
     def __post_init__(self) -> None:
         # perf_analyzer reads the ensemble's per-model statistics right after a pass; with one request
@@ -112,6 +123,8 @@ class Settings:
             raise ValueError(f"beam widths must be at least top_n ({self.top_n}), got {tuple(widths)}")
         if any(draft_width < 1 for _, draft_width in self.beam_drafts):
             raise ValueError(f"draft widths must be at least 1, got {self.beam_drafts}")
+        if any(width < 1 or budget < 0 for width, budget in self.trees):
+            raise ValueError(f"tree widths must be at least 1 and budgets at least 0, got {self.trees}")
         if self.requests_per_client < 1:
             raise ValueError(f"requests_per_client must be at least 1, got {self.requests_per_client}")
 
@@ -142,6 +155,9 @@ def plan(settings: Settings) -> list[RunSpec]:
             for k in settings.sweep_k:
                 for mode in settings.speculative(k):
                     add(BATCH_MODEL, mode, 1)
+            for width, budget in settings.trees:
+                for drafter in settings.drafters:
+                    add(BATCH_MODEL, Mode(drafter, settings.k, tree_width=width, tree_budget=budget), 1)
         if concurrency in settings.beam_concurrency:
             for width in settings.beam_widths:
                 add(BATCH_MODEL, Mode(beam_width=width), concurrency)
@@ -157,6 +173,6 @@ def warmups(runs: list[RunSpec], requests: int) -> list[RunSpec]:
     """A few unmeasured requests per model and drafter, so no measured run pays for a first call."""
     seen: dict[tuple, RunSpec] = {}
     for spec in runs:
-        seen.setdefault((spec.model, spec.mode.drafter, spec.mode.beam_width > 0),
+        seen.setdefault((spec.model, spec.mode.drafter, spec.mode.beam_width > 0, spec.mode.tree_width > 0),
                         RunSpec(spec.model, spec.mode, 1, requests, spec.top_n))
     return list(seen.values())

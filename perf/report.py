@@ -33,7 +33,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def mode_name(run: dict) -> str:
-    return Mode(run["drafter"], run["k"], run.get("beam_width", 0), run.get("draft_width", 0)).name
+    return Mode(run["drafter"], run["k"], run["beam_width"], run["draft_width"], run["tree_width"],
+                run["tree_budget"]).name
 
 
 class Runs:
@@ -49,10 +50,15 @@ class Runs:
              top_n: int | None = None, beam_width: int = 0) -> dict | None:
         top_n = self.settings["top_n"] if top_n is None else top_n
         for run in self.measured:
-            if (run["model"], run["k"], run["beam_width"], run["concurrency"], run["top_n"]) == \
-                    (model, k, beam_width, concurrency, top_n) and (k == 0 or run["drafter"] == drafter):
+            if (run["model"], run["k"], run["beam_width"], run["tree_width"], run["concurrency"], run["top_n"]) == \
+                    (model, k, beam_width, 0, concurrency, top_n) and (k == 0 or run["drafter"] == drafter):
                 return run
         return None
+
+    def tree_runs(self) -> list[dict]:
+        """Token-tree lists, by drafter, width and budget."""
+        return sorted((run for run in self.measured if run["tree_width"]),
+                      key=lambda run: (run["drafter"], run["tree_width"], run["tree_budget"]))
 
     def beam_runs(self) -> list[dict]:
         """`recommend` in beam mode, by concurrency, beam width and draft width (plain first)."""
@@ -140,7 +146,9 @@ def settings_section(results: dict) -> str:
         f"{listed(s['stream_concurrency'])}; plain at top_n {s['calibration_top_n']} (the prefill calibration)"
         + (f"; beam search at B={listed(s['beam_widths'])}"
            + (f", speculative at (B, D) = {listed(tuple(map(tuple, s['beam_drafts'])))}" if s.get("beam_drafts") else "")
-           + f", concurrency {listed(s.get('beam_concurrency', (1,)))}." if s.get("beam_widths") else "."),
+           + f", concurrency {listed(s.get('beam_concurrency', (1,)))}" if s.get("beam_widths") else "")
+        + (f"; token trees (width:budget) {listed(f'{w}:{b}' for w, b in s['trees'])} at k={s['k']}, concurrency 1."
+           if s.get("trees") else "."),
         f"- Each run sends exactly {s['requests']} requests, at least {s['requests_per_client']} per concurrent "
         f"client (perf_analyzer `--request-count`), after {s['warmup_requests']} unmeasured warm-up requests per "
         "model and drafter at the start.",
@@ -255,6 +263,36 @@ def beam_section(runs: Runs) -> str:
             "its ACCEPTED (levels the draft's tree covered).\n\n"
             + table(("mode", "concurrency", "requests", "requests/s", "p50 ms", "p95 ms", "p50 / greedy list",
                      "speed-up over plain beam (p50)", "target forwards/request", "accepted levels/request"), rows))
+
+
+def tree_section(runs: Runs) -> str:
+    """Token trees beside the chain of the same depth and plain decoding, at concurrency 1."""
+    trees, plain = runs.tree_runs(), runs.plain()
+    if not trees or plain is None:
+        return "## Token trees: `recommend` with `tree_width`\n\nNot measured."
+    p50 = lambda run: latency_summary(run["csv"])["p50_ms"]  # noqa: E731
+    rows = []
+    for drafter in dict.fromkeys(run["drafter"] for run in trees):
+        chain = runs.find(k=trees[0]["k"], drafter=drafter)
+        for run in [chain, *(t for t in trees if t["drafter"] == drafter)]:
+            if run is None:
+                continue
+            costs = run_costs(run)
+            rows.append((mode_name(run), run["requests"], _ms(p50(run)), _ratio(p50(plain) / p50(run)),
+                         _ratio(p50(chain) / p50(run)) if chain else "-", f"{_mean(run, 'drafted'):.1f}",
+                         f"{_mean(run, 'rounds'):.1f}", f"{_mean(run, 'tau'):.2f}", _ms(costs.target_ms),
+                         f"{costs.target_calls:.1f}", _ms(costs.draft_ms), f"{costs.draft_calls:.1f}",
+                         _ms(costs.host_ms)))
+    return ("## Token trees: `recommend` with `tree_width` (concurrency 1)\n\nEach round the drafter's step model "
+            "grows a token tree k deep and `tree_width` wide (its `tree_budget` likeliest nodes kept, 0: all), one "
+            "call per depth; the target verifies it in one forward and, in a second call, keeps the accepted path; "
+            "the lists are plain greedy's. Drafted: tree nodes per request (the response's DRAFTED); target "
+            "forwards: its ROUNDS; tau: its TAU. Per request, from the server's statistics: time in target calls "
+            "and their number (with trees the keep calls too), in draft calls (a chain's: the round model, one "
+            "per round; a tree's: the step model) and in the rest (engine Python and BLS transport).\n\n"
+            + table(("mode", "requests", "p50 ms", "speed-up over plain (p50)", "over the chain (p50)",
+                     "drafted/request", "target forwards/request", "tau", "target ms", "target calls",
+                     "draft ms", "draft calls", "engine + BLS ms"), rows))
 
 
 def sweep_section(runs: Runs, plots_dir: Path) -> str:
@@ -446,6 +484,7 @@ def render(results: dict, out_dir: Path, offline_bench: Path | None = None) -> P
         latency_section(runs, plots_dir),
         stream_section(runs),
         beam_section(runs),
+        tree_section(runs),
         sweep_section(runs, plots_dir),
         breakdown_section(runs, plots_dir),
         load_section(runs),

@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "0 = plain (server default)")
     group.add_argument("--drafter", choices=DRAFTERS, help="draft model (server default: padrec)")
     group.add_argument("--num-draft-tokens", type=int, metavar="K", help="draft tokens per round; 0 = plain decoding")
+    group.add_argument("--tree-width", type=int, metavar="W",
+                       help="draft a token tree K deep and W wide each round (greedy only; 0 = a chain)")
+    group.add_argument("--tree-budget", type=int, metavar="N", help="verify the tree's N likeliest nodes (0 = all)")
+    group.add_argument("--tree-slot-widths", metavar="LIST",
+                       help="continuations per node at each within-item slot, e.g. 1,3,2,1,1 (default: W everywhere)")
+    group.add_argument("--tree-min-prob", type=float, metavar="P",
+                       help="draft no node whose path the draft gives less than P")
     group.add_argument("--temperature", type=float, metavar="T", help="sampling temperature; 0 = greedy")
     group.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling mass, in (0, 1]")
     group.add_argument("--seed", type=int, metavar="S", help="sampling seed")
@@ -125,6 +132,10 @@ def _request_params(args: argparse.Namespace) -> dict[str, Any]:
         "beam_width": args.beam_width,
         "draft_width": args.draft_width,
         "num_draft_tokens": args.num_draft_tokens,
+        "tree_width": args.tree_width,
+        "tree_budget": args.tree_budget,
+        "tree_slot_widths": args.tree_slot_widths,
+        "tree_min_prob": args.tree_min_prob,
         "drafter": args.drafter,
         "temperature": args.temperature,
         "top_p": args.top_p,

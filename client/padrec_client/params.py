@@ -33,6 +33,10 @@ PARAMETER_TYPES: dict[str, type] = {
     "mode": str,
     "beam_width": int,
     "draft_width": int,
+    "tree_width": int,
+    "tree_budget": int,
+    "tree_min_prob": float,
+    "tree_slot_widths": str,
 }
 DRAFTERS = ("padrec", "eagle")
 # "list": one generated list (the default); "beam": the top_n items by beam search of beam_width beams

@@ -105,7 +105,8 @@ class RecommendClient(ClientBase):
             top_n: how many items to return (the server allows 1..50).
             timeout: this call's deadline in seconds, retries included; default: the client's.
             **params: the model's other request parameters: mode ("list" or "beam"),
-                beam_width, draft_width, num_draft_tokens, drafter, temperature, top_p, seed,
+                beam_width, draft_width, num_draft_tokens, tree_width, tree_budget,
+                tree_slot_widths, tree_min_prob, drafter, temperature, top_p, seed,
                 exclude_history (model_repository/README.md).
 
         Raises:

@@ -180,11 +180,13 @@ class DraftScores:
 class DraftScorer(Protocol):
     """Runs the draft over (feature, token) pairs of several cache rows and returns its
     distributions at every one: what speculative beam search needs (many continuations per prefix,
-    not one chosen token). Rows, start, lengths and sources mean what they mean for `TargetScorer`;
-    `depth` is the draft depth of every pair (1: its feature is the target's)."""
+    not one chosen token), and what a token tree grows from (`padrec.decoding.draft_tree`). Rows,
+    start, lengths and sources mean what they mean for `TargetScorer`; `depth` is the draft depth of
+    every pair (1: its feature is the target's). With `tree` (a `DraftTreeStep`) the pairs are tree
+    nodes: each at its own position, seeing only the cached entries it names and itself."""
 
     def score(self, rows: np.ndarray, start: np.ndarray, features: np.ndarray, tokens: np.ndarray,
-              lengths: np.ndarray, depth: int, sources: np.ndarray | None = None) -> DraftScores: ...
+              lengths: np.ndarray, depth: int, sources: np.ndarray | None = None, tree=None) -> DraftScores: ...
 
 
 class TargetScorer(Protocol):

@@ -75,3 +75,14 @@ def copy_prefixes(cache: KVCache, item_marks: ItemMarkLog | None, sources: np.nd
     cache.copy(torch.from_numpy(sources), torch.from_numpy(rows), length)
     if item_marks is not None:
         item_marks.copy(sources, rows, length)
+
+
+def keep_paths(cache: KVCache, item_marks: ItemMarkLog | None, rows: np.ndarray, start: np.ndarray,
+               kept: list[np.ndarray], tokens: list[np.ndarray]) -> None:
+    """A target host's `TreeTargetScorer.keep`: after a tree call, row rows[b] keeps the call's
+    tokens kept[b] (call indices, root first, whose token ids are tokens[b]) as its positions
+    start[b] onwards, in the cache and (item-embedding targets) in the mark log."""
+    for row, first, indices, path in zip(rows.tolist(), start.tolist(), kept, tokens):
+        cache.keep(row, first, torch.from_numpy(np.asarray(indices, dtype=np.int64)))
+        if item_marks is not None:
+            item_marks.keep(row, first, path)

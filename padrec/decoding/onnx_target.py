@@ -1,5 +1,6 @@
 """A host's target on ONNX Runtime: an exported target graph with its KV cache in the same process,
-and the target's tree forward beside it where export wrote one (`tree_path`)."""
+and the target's tree forward beside it where export wrote one (`tree_path`). `tree_path` also
+names the draft step's tree forward beside the step graph (`OnnxDraftScorer`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from padrec.decoding.interfaces import TargetScores
-from padrec.decoding.item_marks import ItemMarkLog, copy_prefixes
+from padrec.decoding.item_marks import ItemMarkLog, copy_prefixes, keep_paths
 from padrec.decoding.onnx_session import cached_past, load_session, new_cache
 from padrec.decoding.tree import TreeLayout
 from padrec.semantic_ids import SemanticIds
@@ -23,7 +24,8 @@ def tree_path(path: Path) -> Path:
 class OnnxTarget:
     """`TargetScorer` over an exported target graph (`padrec export`) and a pool of `rows` cache rows.
     The graph of an item-embedding target needs the catalogue's `sids` for its item marks. Where
-    the tree forward is beside the graph, `score(..., tree=...)` scores token trees with it."""
+    the tree forward is beside the graph, `score(..., tree=...)` scores token trees with it and
+    `keep` keeps the path verification accepted (a `TreeTargetScorer`)."""
 
     def __init__(self, path: Path, rows: int, threads: int = 1, sids: SemanticIds | None = None):
         self.session = load_session(path, threads)
@@ -49,3 +51,7 @@ class OnnxTarget:
         logits, hidden, new_k, new_v = (self.session if tree is None else self.tree_session).run(None, feeds)
         self.cache.write(rows_t, start_t, torch.from_numpy(new_k), torch.from_numpy(new_v))
         return TargetScores(logits, hidden)
+
+    def keep(self, rows: np.ndarray, start: np.ndarray, kept: list[np.ndarray], tokens: list[np.ndarray]) -> None:
+        """`TreeTargetScorer.keep` (`keep_paths`)."""
+        keep_paths(self.cache, self.item_marks, rows, start, kept, tokens)

@@ -7,7 +7,7 @@ import torch
 
 from padrec.decoding.cuda_graphs import GraphedCalls, cache_bucket, padded
 from padrec.decoding.interfaces import TargetScores
-from padrec.decoding.item_marks import ItemMarkLog, copy_prefixes
+from padrec.decoding.item_marks import ItemMarkLog, copy_prefixes, keep_paths
 from padrec.decoding.torch_device import on_device, to_host
 from padrec.decoding.tree import TreeLayout
 from padrec.models.inference import for_inference
@@ -80,10 +80,5 @@ class TorchTarget:
         return out.logits, out.hidden
 
     def keep(self, rows: np.ndarray, start: np.ndarray, kept: list[np.ndarray], tokens: list[np.ndarray]) -> None:
-        """After a tree call: row rows[b] keeps the call's tokens kept[b] (call indices, root first,
-        whose token ids are tokens[b]) as its positions start[b] onwards; the rest is dropped."""
-        for row, first, indices, path in zip(rows.tolist(), start.tolist(), kept, tokens):
-            self.cache.keep(row, first, torch.from_numpy(np.asarray(indices, dtype=np.int64)))
-            if self.item_marks is not None:
-                self.item_marks.keep(row, first, path)
-
+        """`TreeTargetScorer.keep` (`keep_paths`)."""
+        keep_paths(self.cache, self.item_marks, rows, start, kept, tokens)

@@ -49,3 +49,14 @@ def path_to(parents: np.ndarray, node: int) -> list[int]:
         path.append(node)
         node = int(parents[node])
     return path[::-1]
+
+
+@dataclass(frozen=True)
+class DraftTreeStep:
+    """Where one draft step's new tree nodes sit (`padrec.decoding.draft_tree`): their draft positions
+    and the cached entries each may see. A node's own entry is written after the cache view, one slot
+    per node wherever its branch is, so `visible` names the row's real pairs and the node's
+    ancestors; the node also sees itself, never its siblings."""
+
+    positions: np.ndarray  # [B, T] int64: each node's draft position (its depth after the row's pairs)
+    visible: np.ndarray  # [B, T, S] bool: the cache entries (view of S = the longest start) each node sees

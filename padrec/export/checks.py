@@ -2,8 +2,9 @@
 
 1. Numerics: the same inputs through torch (eager) and ONNX Runtime, at prefill, verification and
    mixed-batch shapes; every float output within `NUMERIC_ATOL`, every token output equal.
-2. Lists: greedy lists of test users from the engine on ONNX Runtime (`OnnxTarget` + `OnnxDraft`)
-   and on torch (plain, and `TorchTarget` + `TorchDraft`), through `compare_decoders`: a list that
+2. Lists: greedy lists of test users from the engine on ONNX Runtime (`OnnxTarget` + `OnnxDraft`
+   for chains, + the draft step's tree forward for token trees, as served) and on torch (plain, and
+   `TorchTarget` + `TorchDraft`), through `compare_decoders`: a list that
    differs from plain greedy is a mismatch unless it is a near-tie (float rounding); no mismatches
    are allowed. Acceptance and per-list time of both engines are reported side by side.
    The draft's unforced round is compared the same way on batches without forced tokens; the
@@ -32,6 +33,7 @@ from padrec.benchmark import compare_decoders
 from padrec.data.split import Example
 from padrec.decoding.beam import BeamDecoder, beam_rows
 from padrec.decoding.constraints import ItemTrie
+from padrec.decoding.draft_tree import TreeDrafting
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import BeamRequest
 from padrec.decoding.onnx_draft import OnnxDraft, unforced_path
@@ -41,7 +43,10 @@ from padrec.decoding.onnx_target import OnnxTarget, tree_path
 from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
 from padrec.decoding.tree import TreeLayout
-from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph, TargetTreeGraph, unforced_round
+from padrec.export.graphs import (
+    DraftGraph, DraftStepGraph, DraftStepTreeGraph, TargetGraph, TargetTreeGraph, unforced_round,
+)
+from padrec.export.onnx_files import tree_graph
 from padrec.models.draft import Draft
 from padrec.models.target import Target
 from padrec.semantic_ids import NUM_SPECIAL
@@ -53,6 +58,7 @@ SHAPES = ((1, 6, (0,)), (1, 5, (40,)), (3, 4, (23, 0, 9)))
 LATENCY_PAST = 100  # cache positions in the latency runs: a 20-item history of 5-token items
 LATENCY_REPEATS = 50
 SAMPLING_TEMPERATURE = 0.8  # the sampling rows of the draft check
+TREE_CHECK = 3  # tree width of the list check's token trees (num_draft_tokens deep: at most 16 nodes up to 5)
 BEAM_CHECK = (10, 10)  # (beam width, draft width) of the beam check: what a served speculative beam request fits in
 
 
@@ -130,6 +136,15 @@ def step_inputs(graph: DraftStepGraph, batch: int, new: int, past: tuple[int, ..
             "past_lengths": np.array(past, dtype=np.int64)}
 
 
+def step_tree_inputs(graph: DraftStepTreeGraph, batch: int, new: int, past: tuple[int, ...],
+                     rng: np.random.Generator) -> dict:
+    """`step_inputs` as token-tree nodes: random positions, each node seeing a random part of the cache."""
+    feeds = step_inputs(graph, batch, new, past, rng)
+    del feeds["past_lengths"]
+    return feeds | {"positions": rng.integers(0, max(past) + new, (batch, new)),
+                    "visible": rng.random((batch, new, max(past))) < 0.5}
+
+
 def unforced_inputs(graph: DraftGraph, batch: int, new: int, past: tuple[int, ...], rng: np.random.Generator) -> dict:
     """`draft_inputs` of a batch without forced tokens, what an unforced round is run on."""
     return draft_inputs(graph, batch, new, past, rng) | {"forced_counts": np.zeros(batch, dtype=np.int64)}
@@ -161,16 +176,24 @@ def numeric_failures(numerics: dict[str, dict[str, float]]) -> list[str]:
     return failures
 
 
-def list_check(target: Target, draft: Draft, target_onnx: Path, draft_onnx: Path, trie: ItemTrie,
-               examples: list[Example], num_draft_tokens: int) -> tuple[dict, list[str]]:
-    """Greedy lists: ORT engine and torch speculative engine against torch plain decoding."""
+def list_check(target: Target, draft: Draft, onnx_files: dict[str, Path], trie: ItemTrie, examples: list[Example],
+               num_draft_tokens: int) -> tuple[dict, list[str]]:
+    """Greedy lists: ORT engine (chains from the draft graph, and token trees of `TREE_CHECK`
+    from the draft step's tree forward) and torch speculative engine against torch plain decoding."""
     max_len = target.config.max_seq_len
+
+    def onnx_target() -> OnnxTarget:
+        return OnnxTarget(onnx_files["target"], 1, sids=trie.sids)
+
+    trees = TreeDrafting(OnnxDraft(onnx_files["draft"], 1), OnnxDraftScorer(onnx_files["draft step"], 1))
     decoders = {
         ("plain", 0): ListDecoder(trie, TorchTarget(target, 1, trie.sids), max_len),
         ("torch", num_draft_tokens): ListDecoder(trie, TorchTarget(target, 1, trie.sids), max_len,
                                                  proposer=TorchDraft(draft, trie.sids, 1)),
-        ("onnxruntime", num_draft_tokens): ListDecoder(trie, OnnxTarget(target_onnx, 1, sids=trie.sids), max_len,
-                                                       proposer=OnnxDraft(draft_onnx, 1)),
+        ("onnxruntime", num_draft_tokens): ListDecoder(trie, onnx_target(), max_len,
+                                                       proposer=OnnxDraft(onnx_files["draft"], 1)),
+        ("onnxruntime tree", num_draft_tokens, TREE_CHECK, (), 0, 0.0): ListDecoder(trie, onnx_target(), max_len,
+                                                                                    proposer=trees),
     }
     report = compare_decoders(target, decoders, trie, examples, progress=False)
     failures = [f"{e['drafter']} lists: {e['mismatches']} of {len(examples)} differ from torch greedy"
@@ -227,16 +250,17 @@ def run_checks(target_graph: TargetGraph, draft_graph: DraftGraph, step_graph: D
     rng = np.random.default_rng(seed)
     unforced = unforced_round(draft_graph)
     # name -> (torch graph, its ONNX file, its inputs at (batch, new tokens, past lengths))
-    tree_graph = TargetTreeGraph(target_graph.target).eval()
+    target_tree, step_tree = tree_graph(target_graph), tree_graph(step_graph)
     checked = {"target": (target_graph, onnx_files["target"], partial(target_inputs, target_graph)),
-               "target tree": (tree_graph, tree_path(onnx_files["target"]), partial(tree_inputs, tree_graph)),
+               "target tree": (target_tree, tree_path(onnx_files["target"]), partial(tree_inputs, target_tree)),
                "draft": (draft_graph, onnx_files["draft"], partial(draft_inputs, draft_graph)),
                "draft unforced": (unforced, unforced_path(onnx_files["draft"]), partial(unforced_inputs, unforced)),
-               "draft step": (step_graph, onnx_files["draft step"], partial(step_inputs, step_graph))}
+               "draft step": (step_graph, onnx_files["draft step"], partial(step_inputs, step_graph)),
+               "draft step tree": (step_tree, tree_path(onnx_files["draft step"]), partial(step_tree_inputs, step_tree))}
     numerics = {name: compare_graph(graph, path, [inputs(*shape, rng) for shape in SHAPES])
                 for name, (graph, path, inputs) in checked.items()}
-    lists, list_failures = list_check(target_graph.target, draft_graph.draft, onnx_files["target"],
-                                      onnx_files["draft"], trie, examples, draft_graph.proposals)
+    lists, list_failures = list_check(target_graph.target, draft_graph.draft, onnx_files, trie, examples,
+                                      draft_graph.proposals)
     beams, beam_failures = beam_check(target_graph.target, onnx_files["target"], onnx_files["draft step"], trie,
                                       examples)
     past = (min(LATENCY_PAST, target_graph.max_seq_len - 8),)

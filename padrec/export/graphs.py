@@ -6,7 +6,8 @@ depth and ancestors as inputs), what one-row beam search scores its prefixes wit
 
 `DraftStepGraph` is one draft forward of new (feature, token) pairs, with the draft's logits and
 next features at each: what speculative beam search asks of a draft (`DraftScorer`: several
-continuations per prefix, so the host chooses, not the graph).
+continuations per prefix, so the host chooses, not the graph); `DraftStepTreeGraph` the same step
+over token-tree nodes, what a served draft grows its token trees with.
 
 `DraftGraph` unrolls the round that `TorchDraft.propose` runs into one graph without control flow:
   1. depth 1: every fresh pair (a real target feature and the token after it) in one pass;
@@ -42,7 +43,7 @@ from padrec.decoding.tree import TreeLayout
 from padrec.export.constraint_graph import GraphConstraint
 from padrec.models.draft import Draft
 from padrec.models.inference import InferenceDraftInput
-from padrec.models.layers import attention_mask
+from padrec.models.layers import attention_mask, tree_step_mask
 from padrec.models.target import Target
 
 EXAMPLE_SIZES = (2, 3, 4)  # batch, new tokens, cache positions of the example inputs
@@ -125,6 +126,25 @@ class DraftStepGraph(nn.Module):
         positions = past_lengths[:, None] + torch.arange(T, device=tokens.device)
         out = self.draft.decode(self.input(features, tokens, positions, depth), positions,
                                 attention_mask(past_lengths, past_k.shape[3], T), past_k, past_v)
+        return out.logits, out.features, out.new_k, out.new_v
+
+
+class DraftStepTreeGraph(DraftStepGraph):
+    """`DraftStepGraph` over token-tree nodes (`padrec.decoding.tree.DraftTreeStep`): node t sits at
+    positions[t] and sees the cached entries visible[t] and itself; what a served draft grows its
+    token trees with (`padrec.decoding.draft_tree`). Written beside the step graph (`tree_path`)."""
+
+    kind = "draft_step_tree"
+    inputs = ("features", "tokens", "depth", "positions", "visible", "past_k", "past_v")
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        B, T, S = EXAMPLE_SIZES
+        features, tokens, depth, past_k, past_v, _ = super().example_inputs()
+        return (features, tokens, depth, torch.randint(0, S + T, (B, T)), torch.rand(B, T, S) < 0.5, past_k, past_v)
+
+    def forward(self, features, tokens, depth, positions, visible, past_k, past_v):
+        out = self.draft.decode(self.input(features, tokens, positions, depth), positions, tree_step_mask(visible),
+                                past_k, past_v)
         return out.logits, out.features, out.new_k, out.new_v
 
 

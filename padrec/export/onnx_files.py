@@ -22,7 +22,9 @@ from onnx_ir.passes.common import DeduplicateInitializersPass
 from padrec.decoding.onnx_draft import unforced_path
 from padrec.decoding.onnx_session import GRAPH_KIND_KEY, MAX_SEQ_LEN_KEY
 from padrec.decoding.onnx_target import tree_path
-from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph, TargetTreeGraph, unforced_round
+from padrec.export.graphs import (
+    DraftGraph, DraftStepGraph, DraftStepTreeGraph, TargetGraph, TargetTreeGraph, unforced_round,
+)
 
 OPSET = 18  # from opset 23 attention may become an `Attention` op that TensorRT 10 does not parse
 BATCH, NEW, PAST, BANNED = "batch", "new", "past", "banned"
@@ -35,6 +37,7 @@ def export_graph(graph: TargetGraph | DraftGraph | DraftStepGraph, path: Path) -
     # axes by input name; inputs not listed have only a batch axis first
     axes = {"tokens": {0: batch, 1: new}, "items": {0: batch, 1: new}, "features": {0: batch, 1: new},
             "depths": {0: batch, 1: new}, "ancestors": {0: batch, 1: new, 2: new},
+            "positions": {0: batch, 1: new}, "visible": {0: batch, 1: new, 2: past},
             "past_k": {1: batch, 3: past}, "past_v": {1: batch, 3: past},
             "banned": {0: batch, 1: torch.export.Dim(BANNED)}}
     dynamic = {name: axes.get(name, {0: batch}) for name in graph.inputs}
@@ -54,10 +57,18 @@ def export_graph(graph: TargetGraph | DraftGraph | DraftStepGraph, path: Path) -
     program.save(str(path))
 
 
+def tree_graph(graph: TargetGraph | DraftStepGraph) -> TargetTreeGraph | DraftStepTreeGraph:
+    """The token-tree forward of a target graph or a draft step graph (same weights)."""
+    if isinstance(graph, DraftStepGraph):
+        return DraftStepTreeGraph(graph.draft, graph.input.tokens_per_item).eval()
+    return TargetTreeGraph(graph.target).eval()
+
+
 def export_graphs(graphs: dict[object, TargetGraph | DraftGraph | DraftStepGraph], paths: dict[object, Path],
                   workers: int | None = None) -> None:
     """`export_graph` for each graph, to the path under the same key, each draft graph's unforced
-    round beside it (`unforced_path`) and the target's tree forward beside the target (`tree_path`),
+    round beside it (`unforced_path`), and the token-tree forward of the target and of each draft
+    step beside it (`tree_path`),
     in up to `workers` processes (default: one per CPU core this process may use).
 
     Exporting is mostly single-threaded Python (tracing, decomposition, the ONNX optimizer), so
@@ -65,8 +76,8 @@ def export_graphs(graphs: dict[object, TargetGraph | DraftGraph | DraftStepGraph
     """
     unforced = {(key, "unforced"): unforced_round(graph) for key, graph in graphs.items()
                 if isinstance(graph, DraftGraph) and graph.room > 0}
-    trees = {(key, "tree"): TargetTreeGraph(graph.target).eval() for key, graph in graphs.items()
-             if type(graph) is TargetGraph}
+    trees = {(key, "tree"): tree_graph(graph) for key, graph in graphs.items()
+             if type(graph) in (TargetGraph, DraftStepGraph)}
     paths = paths | {key: unforced_path(paths[key[0]]) for key in unforced} | {key: tree_path(paths[key[0]]) for key in trees}
     graphs = graphs | unforced | trees
     workers = min(len(graphs), workers or len(os.sched_getaffinity(0)))

@@ -11,8 +11,9 @@
 Model files per backend:
     python       model.onnx + model.py (export/python_backend/model.py: ONNX Runtime in a stub process,
                  holding the KV cache itself: requests name cache rows, see padrec.serving.services);
-                 a draft also gets model_unforced.onnx, its round without forced tokens, and the
-                 target model_tree.onnx, its forward of a token tree (optional inputs `depths`, `ancestors`)
+                 a draft also gets model_unforced.onnx, its round without forced tokens; the target
+                 and each draft step model_tree.onnx, their forward of a token tree (optional inputs
+                 `depths`, `ancestors` / `positions`, `visible`; the target also `kept`)
     onnxruntime  model.onnx (Triton's onnxruntime backend)
     tensorrt     model.plan (an engine built from model.onnx for this GPU and TensorRT version)
 
@@ -71,9 +72,6 @@ def draft_step_model_name(drafter: str) -> str:
 # graph kind (`GRAPH_KIND_KEY`) -> whether its Python-backend model takes
 # `sources`, the rows a call's kept positions are copied from (a beam continuing its parent's cache)
 COPIES_ROWS = {"target": True, "draft": False, "draft_step": True}
-# inputs of the target's tree forward that its Python-backend model takes besides the plain ones:
-# a request with them is scored as a token tree
-TREE_INPUTS = ("depths", "ancestors")
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,10 @@ class TensorSpec:
     data_type: str
     dims: tuple[int | str, ...]
     optional: bool = False  # a request may leave it out
+
+
+# the target's input that makes a request keep a tree call's accepted path (`TargetService`)
+KEEP_INPUT = TensorSpec("kept", "TYPE_INT64", ("batch", "kept"), optional=True)
 
 
 def graph_kind(onnx_path: Path) -> str:
@@ -118,12 +120,17 @@ def stateful_io(inputs: list[TensorSpec], outputs: list[TensorSpec],
 
 
 def python_model_io(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """The I/O of the Python-backend model of an exported graph: `stateful_io`, plus the optional
-    `TREE_INPUTS` where the target's tree forward lies beside it (`tree_path`)."""
-    inputs, outputs = stateful_io(*graph_io(onnx_path), copies_rows=COPIES_ROWS[graph_kind(onnx_path)])
+    """The I/O of the Python-backend model of an exported graph: `stateful_io`, plus, where a
+    token-tree forward lies beside it (`tree_path`), the inputs only that forward has, optional (a
+    request with them is scored as a token tree), and for the target `KEEP_INPUT`."""
+    kind = graph_kind(onnx_path)
+    inputs, outputs = stateful_io(*graph_io(onnx_path), copies_rows=COPIES_ROWS[kind])
     tree = tree_path(onnx_path)
     if tree.is_file():
-        inputs += [replace(spec, optional=True) for spec in graph_io(tree)[0] if spec.name in TREE_INPUTS]
+        plain = {spec.name for spec in inputs} | set(KEPT_INPUTS)
+        inputs += [replace(spec, optional=True) for spec in graph_io(tree)[0] if spec.name not in plain]
+        if kind == "target":
+            inputs.append(KEEP_INPUT)
     return inputs, outputs
 
 
@@ -183,7 +190,7 @@ def write_model(repository: Path, name: str, backend: str, onnx_path: Path, plan
         unforced = unforced_path(onnx_path)
         if unforced.is_file():
             shutil.copy2(unforced, unforced_path(version_dir / "model.onnx"))
-        if tree.is_file():  # the target's tree forward: its OnnxTarget runs it for calls that send a tree
+        if tree.is_file():  # a tree forward: its OnnxTarget / OnnxDraftScorer runs it for calls that send a tree
             shutil.copy2(tree, tree_path(version_dir / "model.onnx"))
     return repository / name
 

@@ -66,6 +66,15 @@ def attention_mask(past_lengths: torch.Tensor | None, past_capacity: int, new_le
     return torch.cat([past, new.expand(past.shape[0], 1, new_len, new_len)], dim=-1)
 
 
+def tree_step_mask(visible: torch.Tensor) -> torch.Tensor:
+    """Boolean [B, 1, T, S + T] for a draft step over token-tree nodes: node t sees the cached entries
+    visible[b, t] [B, T, S] and, of the new ones, only itself (its ancestors are among the cached)."""
+    T = visible.shape[1]
+    arange = torch.arange(T, device=visible.device)
+    own = (arange[:, None] == arange[None, :]).expand(visible.shape[0], T, T)
+    return torch.cat([visible, own], dim=-1)[:, None]
+
+
 class Attention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float):
         super().__init__()

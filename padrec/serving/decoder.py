@@ -2,6 +2,8 @@
 
 A host (the Triton BLS model, or a test) supplies `call(model_name, inputs, output_names) -> outputs`; this module
 does the rest: one `ListDecoder` and one `BeamDecoder` per served drafter (all sharing the target;
+a list decoder grows token trees through the drafter's `draft_<name>_step` model where it and the
+target have their tree forward, and proposes chains through `draft_<name>`;
 a beam decoder drafts through the drafter's `draft_<name>_step` model where the repository has
 one, and scores each request's prefixes in one row where the target has its tree forward:
 `ServingConfig.one_row_beams`), cache slots per request (one for a list, `BeamDecoder.rows_needed`
@@ -27,6 +29,7 @@ import numpy as np
 from padrec.config import DecodeConfig, ServingConfig
 from padrec.decoding.beam import BeamDecoder
 from padrec.decoding.constraints import ItemTrie
+from padrec.decoding.draft_tree import TreeDrafting
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeResult, InvalidRequest
 from padrec.decoding.onnx_draft import DraftGraphLayout
@@ -62,17 +65,23 @@ class ServedDecoder:
         trie = repository_trie(repository, manifest)
         target = RemoteTarget(lambda inputs, outputs: call(TARGET_MODEL, inputs, outputs))
         max_seq_len = manifest["graphs"]["max_seq_len"]
-        one_row = serving.one_row_beams and tree_path(repository / TARGET_MODEL / VERSION / "model.onnx").is_file()
+        target_trees = tree_path(repository / TARGET_MODEL / VERSION / "model.onnx").is_file()
+        one_row = serving.one_row_beams and target_trees
         self.decoders, self.beams = {}, {}
         for drafter in serving.drafters:
             name = draft_model_name(drafter)
             proposer = RemoteDraft(lambda inputs, outputs, name=name: call(name, inputs, outputs),
                                    draft_layout(repository, drafter))
-            self.decoders[drafter] = ListDecoder(trie, target, max_seq_len, decode.max_top_n, proposer)
             step = draft_step_model_name(drafter)
             # a repository exported before draft steps were: plain beam search only
             scorer = (RemoteDraftScorer(lambda inputs, outputs, step=step: call(step, inputs, outputs))
                       if (repository / step).is_dir() else None)
+            # token trees where the target and the draft step both have their tree forward (a
+            # repository exported before trees were: chains only)
+            if scorer is not None and target_trees and tree_path(repository / step / VERSION / "model.onnx").is_file():
+                proposer = TreeDrafting(proposer, scorer)
+            self.decoders[drafter] = ListDecoder(trie, target, max_seq_len, decode.max_top_n, proposer,
+                                                 decode.max_tree_nodes)
             self.beams[drafter] = BeamDecoder(trie, target, max_seq_len, decode.max_beam_width, scorer,
                                               decode.max_draft_width, one_row)
         self.pool = SlotPool(rows)
@@ -85,7 +94,6 @@ class ServedDecoder:
         outcomes: list[DecodeResult | Exception | None] = [None] * len(requests)
         held: dict[int, list[int]] = {}  # request index -> its slots (one per beam of a beam request)
         waiting: list[int] = []  # valid beam requests, in order, until their wave
-        requests = self._under_load(requests)
         try:
             for i, served in enumerate(requests):
                 try:
@@ -103,6 +111,8 @@ class ServedDecoder:
                         held[i] = self.pool.acquire()
                 except (InvalidRequest, PoolFull) as error:
                     outcomes[i] = error
+            # checked as asked, decoded as the load allows (a bad request is refused under load too)
+            requests = self._under_load(requests)
             # one engine batch per drafter, then beam requests in waves: target calls are batched
             # within each, the groups run in turn
             for drafter, decoder in self.decoders.items():
@@ -144,12 +154,15 @@ class ServedDecoder:
             self.pool.release(held.pop(i))
 
     def _under_load(self, requests: list[ServedRequest]) -> list[ServedRequest]:
-        """The requests with draft tokens capped when the batch is above the load threshold."""
+        """The requests with draft tokens capped when the batch is above the load threshold; a token
+        tree then drafts a chain (a tree verifies several times a chain's tokens: under load, the
+        costliest way to draft)."""
         if sum(r.mode == "list" for r in requests) <= self.serving.load_threshold:
             return requests
         cap = self.serving.draft_tokens_under_load
         return [r if r.mode == "beam" else
-                replace(r, request=replace(r.request, num_draft_tokens=min(r.request.num_draft_tokens, cap)))
+                replace(r, request=replace(r.request, num_draft_tokens=min(r.request.num_draft_tokens, cap),
+                                           tree_width=0, tree_budget=0, tree_slot_widths=(), tree_min_prob=0.0))
                 for r in requests]
 
     def _search(self, requests: list[ServedRequest], wave: list[int], held: dict[int, list[int]],

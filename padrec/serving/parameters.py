@@ -13,10 +13,13 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "top_n": (int,), "num_draft_tokens": (int,), "seed": (int,),
     "temperature": (int, float), "top_p": (int, float),
     "drafter": (str,), "exclude_history": (bool,), "mode": (str,), "beam_width": (int,), "draft_width": (int,),
+    # token trees (`DecodeRequest.tree_*`); the slot widths as text, one number per slot: "1,3,2,1,1"
+    "tree_width": (int,), "tree_budget": (int,), "tree_min_prob": (int, float), "tree_slot_widths": (str,),
 }
 MODES = ("list", "beam")
 # parameters of one mode only: naming one in a request of the other mode is an error, not ignored
-_LIST_ONLY = ("num_draft_tokens", "temperature", "top_p", "seed")
+_LIST_ONLY = ("num_draft_tokens", "temperature", "top_p", "seed", "tree_width", "tree_budget", "tree_min_prob",
+              "tree_slot_widths")
 _BEAM_ONLY = ("beam_width", "draft_width")
 
 
@@ -68,8 +71,21 @@ def parse_request(history: list[int], parameters: dict, serving: ServingConfig =
         temperature=float(parameters.get("temperature", decode.temperature)),
         top_p=float(parameters.get("top_p", decode.top_p)),
         seed=parameters.get("seed", decode.seed),
+        tree_width=parameters.get("tree_width", 0),
+        tree_budget=parameters.get("tree_budget", 0),
+        tree_slot_widths=slot_widths(parameters.get("tree_slot_widths", "")),
+        tree_min_prob=float(parameters.get("tree_min_prob", 0.0)),
     )
     return ServedRequest(request, drafter)
+
+
+def slot_widths(text: str) -> tuple[int, ...]:
+    """The `tree_slot_widths` parameter ("1,3,2,1,1"; "" for none) as numbers; their range is the
+    engine's to check."""
+    parts = [part.strip() for part in text.split(",")] if text.strip() else []
+    if not all(part.isdigit() for part in parts):
+        raise InvalidRequest(f"tree_slot_widths must be whole numbers separated by commas, got {text!r}")
+    return tuple(int(part) for part in parts)
 
 
 # ServingConfig fields a deployment may set in the decode models' config.pbtxt, as

@@ -13,7 +13,8 @@ import numpy as np
 
 from padrec.decoding.interfaces import DraftBatch, DraftScores, Proposal, TargetScores
 from padrec.decoding.onnx_draft import DraftGraphLayout
-from padrec.decoding.tree import TreeLayout
+from padrec.decoding.tree import DraftTreeStep, TreeLayout
+from padrec.semantic_ids import PAD
 
 Call = Callable[[dict[str, np.ndarray], tuple[str, ...]], dict[str, np.ndarray]]
 
@@ -28,7 +29,8 @@ def slot_inputs(rows: np.ndarray, start: np.ndarray, sources: np.ndarray | None 
 
 
 class RemoteTarget:
-    """`TargetScorer` whose forward (and cache) live behind `call`."""
+    """`TreeTargetScorer` whose forward (and cache) live behind `call` (trees where the target model
+    has its tree forward: a call with a tree to one without fails there)."""
 
     outputs = ("logits", "hidden")
 
@@ -42,6 +44,15 @@ class RemoteTarget:
             inputs |= {"depths": tree.depths.astype(np.int64), "ancestors": tree.ancestors.astype(bool)}
         out = self.call(inputs, self.outputs)
         return TargetScores(out["logits"], out["hidden"])
+
+    def keep(self, rows: np.ndarray, start: np.ndarray, kept: list[np.ndarray], tokens: list[np.ndarray]) -> None:
+        """`TreeTargetScorer.keep`: the kept call indices and their tokens, padded (-1, PAD), and no outputs."""
+        width = max(len(k) for k in kept)
+        indices = np.full((len(kept), width), -1, dtype=np.int64)
+        path = np.full((len(kept), width), PAD, dtype=np.int64)
+        for b, (k, t) in enumerate(zip(kept, tokens)):
+            indices[b, : len(k)], path[b, : len(t)] = k, t
+        self.call({**slot_inputs(rows, start), "tokens": path, "kept": indices}, ())
 
 
 class RemoteDraft:
@@ -69,8 +80,11 @@ class RemoteDraftScorer:
         self.call = call
 
     def score(self, rows: np.ndarray, start: np.ndarray, features: np.ndarray, tokens: np.ndarray,
-              lengths: np.ndarray, depth: int, sources: np.ndarray | None = None) -> DraftScores:
-        out = self.call({**slot_inputs(rows, start, sources), "features": features.astype(np.float32, copy=False),
-                         "tokens": tokens.astype(np.int64), "depth": np.full(len(rows), depth, dtype=np.int64)},
-                        self.outputs)
+              lengths: np.ndarray, depth: int, sources: np.ndarray | None = None,
+              tree: DraftTreeStep | None = None) -> DraftScores:
+        inputs = {**slot_inputs(rows, start, sources), "features": features.astype(np.float32, copy=False),
+                  "tokens": tokens.astype(np.int64), "depth": np.full(len(rows), depth, dtype=np.int64)}
+        if tree is not None:  # optional: token-tree nodes (`padrec.decoding.draft_tree`)
+            inputs |= {"positions": tree.positions.astype(np.int64), "visible": tree.visible.astype(bool)}
+        out = self.call(inputs, self.outputs)
         return DraftScores(out["logits"], out["next_features"])

@@ -15,7 +15,7 @@ import numpy as np
 from padrec.decoding.onnx_draft import OnnxDraft
 from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
 from padrec.decoding.onnx_target import OnnxTarget
-from padrec.decoding.tree import TreeLayout
+from padrec.decoding.tree import DraftTreeStep, TreeLayout
 from padrec.semantic_ids import SemanticIds
 
 SLOT_INPUTS = ("rows", "start")
@@ -23,7 +23,9 @@ SLOT_INPUTS = ("rows", "start")
 
 class TargetService:
     """Scores new tokens of cache rows (as a token tree when the request has `depths` and
-    `ancestors`); rolling back is sending a smaller `start`."""
+    `ancestors`); rolling back is sending a smaller `start`. A request with `kept` scores nothing:
+    after a tree call, each row keeps the call indices kept[b] (padded with -1), whose tokens are
+    tokens[b], as its positions from start[b] on (`TreeTargetScorer.keep`), and gets no outputs."""
 
     def __init__(self, onnx_path: Path, rows: int, threads: int = 1):
         # <repository>/target/<version>/model.onnx: the catalogue sits at the repository's root
@@ -33,6 +35,11 @@ class TargetService:
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         sources = _checked_slots(inputs, self.target.cache.k.shape[1])
+        if "kept" in inputs:
+            lengths = (inputs["kept"] >= 0).sum(axis=1)
+            self.target.keep(inputs["rows"], inputs["start"], [k[:n] for k, n in zip(inputs["kept"], lengths)],
+                             [t[:n] for t, n in zip(inputs["tokens"], lengths)])
+            return {}
         tree = TreeLayout(inputs["depths"], inputs["ancestors"]) if "depths" in inputs else None
         scores = self.target.score(inputs["rows"], inputs["start"], inputs["tokens"], _every_position(inputs),
                                    sources, tree)
@@ -54,15 +61,17 @@ class DraftService:
 
 class DraftStepService:
     """Runs one draft step of cache rows (speculative beam search's `DraftScorer`), each row
-    optionally continued from another's kept positions (`sources`), as the target's are."""
+    optionally continued from another's kept positions (`sources`), as the target's are; a step over
+    token-tree nodes when the request has `positions` and `visible` (`DraftTreeStep`)."""
 
     def __init__(self, onnx_path: Path, rows: int, threads: int = 1):
         self.draft = OnnxDraftScorer(onnx_path, rows, threads)
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         sources = _checked_slots(inputs, self.draft.cache.k.shape[1])
+        tree = DraftTreeStep(inputs["positions"], inputs["visible"]) if "positions" in inputs else None
         scores = self.draft.score(inputs["rows"], inputs["start"], inputs["features"], inputs["tokens"],
-                                  _every_position(inputs), inputs["depth"], sources)
+                                  _every_position(inputs), inputs["depth"], sources, tree)
         return {"logits": scores.logits, "next_features": scores.features}
 
 

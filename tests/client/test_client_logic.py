@@ -118,6 +118,11 @@ def test_cli_arguments():
     beam = build_parser().parse_args(["recommend", "--history", "1", "--mode", "beam", "--beam-width", "8"])
     assert request_parameters(beam.top_n, _request_params(beam)) == {"top_n": 10, "mode": "beam", "beam_width": 8}
     assert "mode" not in request_parameters(10, _request_params(defaults))  # the server's default applies
+    tree = build_parser().parse_args(["recommend", "--history", "1", "--tree-width", "3", "--tree-budget", "8",
+                                      "--tree-slot-widths", "2,3,2,1,1", "--tree-min-prob", "0"])
+    assert request_parameters(tree.top_n, _request_params(tree)) == {
+        "top_n": 10, "tree_width": 3, "tree_budget": 8, "tree_slot_widths": "2,3,2,1,1", "tree_min_prob": 0.0}
+    assert type(request_parameters(10, {"tree_min_prob": 0})["tree_min_prob"]) is float
 
 
 @pytest.mark.parametrize("argv", [["recommend"], ["recommend", "--history", "1", "--drafter", "medusa"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from statistics import fmean
 
 import pytest
 
@@ -19,7 +20,7 @@ from perf.run import RESULTS_FILE, Endpoints, benchmark
 OFFLINE_BENCH = Path(__file__).resolve().parents[2] / "results" / "bench_beauty_onnxruntime.json"
 # Every kind of run at concurrency 1, twice over with two measured requests each.
 TINY = Settings(users=20, concurrency=(1,), sweep_k=(1,), requests=2, requests_per_client=1, repeats=2,
-                warmup_requests=2, beam_widths=(10,), beam_concurrency=(1,), beam_drafts=((10, 4),))
+                warmup_requests=2, beam_widths=(10,), beam_concurrency=(1,), beam_drafts=((10, 4),), trees=((2, 0),))
 # A row as perf_analyzer 2.51 writes it for `recommend` (latencies in microseconds).
 CSV = ("Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
        "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n"
@@ -55,16 +56,19 @@ def test_benchmark_measures_every_run_and_renders_the_report(recommend_server, t
     endpoints = Endpoints(recommend_server.grpc_url, recommend_server.metrics_url)
     results = benchmark(TINY, endpoints, tmp_path, "test", log=lambda line: None)
 
-    assert [run.get("error") for run in results["runs"]] == [None] * 20
+    assert [run.get("error") for run in results["runs"]] == [None] * 24
     assert json.loads((tmp_path / RESULTS_FILE).read_text()) == results
     merged = configurations(results["runs"])
-    assert len(merged) == 10 and [run["beam_width"] for run in merged].count(10) == 2
+    assert len(merged) == 12 and [run["beam_width"] for run in merged].count(10) == 2
+    assert [run["tree_width"] for run in merged].count(2) == 2  # a tree per drafter
     for run in merged:
         summary, costs, records = latency_summary(run["csv"]), run_costs(run), run["per_request"]
         assert summary["throughput"] > 0 and 0 < summary["p50_ms"] <= summary["p99_ms"]
         assert costs.requests == run["requests"] == len(records["latency_ms"]) == 4 and run["repeats"] == 2
         # prefill plus at least one decoding round; a draft call per round when drafting
         assert costs.target_calls >= 2 and (costs.draft_calls > 0) == (run["k"] > 0 or run["draft_width"] > 0)
+        if run["tree_width"]:  # a draft step call per depth of a round, and a target call to keep its path
+            assert costs.draft_calls > fmean(records["rounds"]) and costs.target_calls > fmean(records["rounds"])
         assert costs.exec_ms >= costs.target_ms + costs.draft_ms
         assert all(tau > 1 for tau in records["tau"]) == (run["k"] > 0)
         assert all(0 < first <= last for first, last in zip(records["first_response_ms"], records["latency_ms"]))
@@ -74,10 +78,12 @@ def test_benchmark_measures_every_run_and_renders_the_report(recommend_server, t
                                     for first, last in zip(records["first_response_ms"], records["latency_ms"]))
 
     report = render(results, tmp_path, OFFLINE_BENCH).read_text()
-    for heading in ("done criteria", "Latency and throughput", "Streaming", "Top-K by beam search", "tau against k",
+    for heading in ("done criteria", "Latency and throughput", "Streaming", "Top-K by beam search", "Token trees",
+                    "tau against k",
                     "Where the time goes", "Acceptance", "Machine and versions"):
         assert heading in report
     assert "| padrec k=4 | 1 | 4 |" in report and "| beam B=10 | 1 | 4 |" in report and "Failed runs" not in report
     assert "| padrec beam B=10 D=4 | 1 | 4 |" in report
+    assert "| padrec k=4 tree 2 wide | 4 |" in report and "| eagle k=4 tree 2 wide | 4 |" in report
     figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
     assert len(figures) == 4 and all((tmp_path / figure).stat().st_size > 0 for figure in figures)

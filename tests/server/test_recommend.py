@@ -61,6 +61,29 @@ def test_served_greedy_lists_equal_the_offline_engine(recommend_server, served_r
                 assert tau > 1.5 and all(r["ACCEPTED"][0, 0] <= r["DRAFTED"][0, 0] for r in served)
 
 
+TREE_USERS = 24
+
+
+def test_served_token_trees_give_plain_greedy_lists(recommend_server, served_repository, beauty_split,
+                                                    beauty_histories):
+    """Token trees (the draft step model grows them, the target verifies each in one forward and
+    keeps the accepted path) answer exactly the plain lists, with more tokens per forward than the
+    chain of the same depth."""
+    item_ids = beauty_split.item_ids
+    expected = offline_lists(served_repository, [e.history for e in beauty_split.test[:TREE_USERS]], None, 0)
+    expected_lists = [[item_ids[i] for i in items] for items in expected]
+    taus = {}
+    with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
+        for name, shape in {"chain": {}, "tree": {"tree_width": 3}, "shaped": {"tree_width": 3, "tree_budget": 8,
+                                                                            "tree_slot_widths": "2,3,2,1,1"}}.items():
+            served = [recommend(client, h, num_draft_tokens=4, **shape) for h in beauty_histories[:TREE_USERS]]
+            lists = [[item.decode() for item in r["ITEM_IDS"][0]] for r in served]
+            differing = [u for u, (a, b) in enumerate(zip(lists, expected_lists)) if a != b]
+            assert not differing, f"{name}: {len(differing)} of {TREE_USERS} lists differ, users {differing[:10]}"
+            taus[name] = np.median([r["TAU"][0, 0] for r in served])
+    assert taus["tree"] > taus["chain"] > 1.5
+
+
 @pytest.mark.parametrize("case, message", [
     ("unknown item", "unknown item IDs in history: 'no-such-item'"),
     ("empty history", "history is empty"),
@@ -77,6 +100,9 @@ def test_served_greedy_lists_equal_the_offline_engine(recommend_server, served_r
     ("beam_width above the maximum", "beam_width must be in 1..32, got 33"),
     ("a list parameter in beam mode", "parameters ['num_draft_tokens'] do not apply to mode 'beam'"),
     ("draft_width above the maximum", "draft_width must be in 0..32, got 33"),
+    ("a tree of too many nodes", "at most 16 drafted nodes a round; got tree_width 5, num_draft_tokens 4"),
+    ("tree_slot_widths not numbers", "tree_slot_widths must be whole numbers separated by commas"),
+    ("a tree parameter in beam mode", "parameters ['tree_width'] do not apply to mode 'beam'"),
     ("wrong dtype", "HISTORY"),
     ("wrong rank", "HISTORY"),
 ])
@@ -101,7 +127,10 @@ def test_bad_input_is_invalid_argument_and_the_server_stays_up(recommend_server,
                       "beam top_n above beam_width": {"mode": "beam", "beam_width": 4, "top_n": 5},
                       "beam_width above the maximum": {"mode": "beam", "beam_width": 33},
                       "a list parameter in beam mode": {"mode": "beam", "num_draft_tokens": 2},
-                      "draft_width above the maximum": {"mode": "beam", "draft_width": 33}}[case]
+                      "draft_width above the maximum": {"mode": "beam", "draft_width": 33},
+                      "a tree of too many nodes": {"tree_width": 5},
+                      "tree_slot_widths not numbers": {"tree_width": 2, "tree_slot_widths": "1;2"},
+                      "a tree parameter in beam mode": {"mode": "beam", "tree_width": 2}}[case]
     with grpcclient.InferenceServerClient(recommend_server.grpc_url) as client:
         with pytest.raises(grpcclient.InferenceServerException) as error:
             client.infer("recommend", inputs, parameters=parameters)

@@ -28,10 +28,13 @@ from padrec.decoding.onnx_target import OnnxTarget, tree_path
 from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
 from padrec.export.checks import (
-    compare_graph, draft_inputs, numeric_failures, step_inputs, target_inputs, tree_inputs, unforced_inputs,
+    compare_graph, draft_inputs, numeric_failures, step_inputs, step_tree_inputs, target_inputs, tree_inputs,
+    unforced_inputs,
 )
 from padrec.export.constraint_graph import GraphConstraint
+from padrec.decoding.draft_tree import TreeDrafting
 from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph, TargetTreeGraph
+from padrec.export.onnx_files import tree_graph
 from padrec.config import ServingConfig
 from padrec.export.repository import graph_io, install, model_config, python_model_io, stateful_io
 from padrec.models.draft import Draft
@@ -58,10 +61,13 @@ class Recording:
 
     def __init__(self, inner):
         self.inner, self.k_max, self.calls = inner, inner.k_max, []
+        self.proposes_trees = getattr(inner, "proposes_trees", False)
 
     def propose(self, batch):
         proposal = self.inner.propose(batch)
-        self.calls.append([proposal.tokens[r, : proposal.counts[r]].tolist() for r in range(len(batch.rows))])
+        parents = proposal.parents if proposal.parents is not None else np.full(proposal.tokens.shape, -2)
+        self.calls.append([(proposal.tokens[r, : proposal.counts[r]].tolist(), parents[r, : proposal.counts[r]].tolist())
+                           for r in range(len(batch.rows))])
         return proposal
 
 
@@ -71,16 +77,17 @@ def test_export_passed_its_checks_and_wrote_the_repository(exported_tiny):
     assert exported_tiny.manifest["checks"].keys() == {"padrec", "eagle"}
     for checks in exported_tiny.manifest["checks"].values():
         assert checks["passed"], checks["failures"]
-        assert {e["drafter"] for e in checks["lists"]["speculative"]} == {"torch", "onnxruntime"}
+        assert {e["drafter"] for e in checks["lists"]["speculative"]} == {"torch", "onnxruntime", "onnxruntime tree"}
         assert all(e["mismatches"] == 0 for e in checks["lists"]["speculative"])
-        assert checks["numerics"].keys() == {"target", "target tree", "draft", "draft unforced", "draft step"}
+        assert checks["numerics"].keys() == {"target", "target tree", "draft", "draft unforced", "draft step",
+                                             "draft step tree"}
         assert checks["beams"]["users"] == 10 and checks["beams"]["mismatches"] == 0
     repository = exported_tiny.repository
     for name in MODELS:  # (a server that loaded the model may have added __pycache__)
         files = {p.name for p in (repository / name / "1").iterdir()}
         assert {"model.onnx", "model.py"} <= files
         assert ("model_unforced.onnx" in files) == (KINDS[name] == "draft")
-        assert ("model_tree.onnx" in files) == (name == "target")
+        assert ("model_tree.onnx" in files) == (KINDS[name] in ("target", "draft_step"))
     assert {"semantic_ids.npz", "item_ids.json", "padrec_export.json"} <= {p.name for p in repository.iterdir()}
 
 
@@ -94,15 +101,19 @@ def test_graphs_match_torch_on_prefill_verification_and_ragged_batches(exported_
         "draft": compare_graph(draft_graph, onnx_file(exported_tiny, "draft_padrec"),
                                [draft_inputs(draft_graph, *s, rng) for s in shapes]),
     }
-    tree_graph = TargetTreeGraph(exported_tiny.target).eval()
-    numerics["target tree"] = compare_graph(tree_graph, tree_path(onnx_file(exported_tiny, "target")),
-                                            [tree_inputs(tree_graph, *s, rng) for s in shapes])
+    target_tree = TargetTreeGraph(exported_tiny.target).eval()
+    numerics["target tree"] = compare_graph(target_tree, tree_path(onnx_file(exported_tiny, "target")),
+                                            [tree_inputs(target_tree, *s, rng) for s in shapes])
     for drafter in ("padrec", "eagle"):  # with and without the step embedding (depth read, or not)
         draft = exported_tiny.draft if drafter == "padrec" else Draft.load(exported_tiny.artifacts / "tiny" / "draft_eagle.pt")
         step_graph = DraftStepGraph(draft, exported_tiny.trie.sids.tokens_per_item).eval()
         numerics[f"{drafter} step"] = compare_graph(step_graph, onnx_file(exported_tiny, f"draft_{drafter}_step"),
                                                     [step_inputs(step_graph, *s, rng) for s in shapes])
         assert numerics[f"{drafter} step"]["logits"] < 1e-4
+        step_tree = tree_graph(step_graph)
+        numerics[f"{drafter} step tree"] = compare_graph(
+            step_tree, tree_path(onnx_file(exported_tiny, f"draft_{drafter}_step")),
+            [step_tree_inputs(step_tree, *s, rng) for s in shapes])
     assert numeric_failures(numerics) == []
 
 
@@ -130,6 +141,33 @@ def test_engine_on_onnxruntime_equals_engine_on_torch(exported_tiny):
     # both kinds of round occurred, each run by its own graph
     assert graph_runs["with room"] > 0 and graph_runs["unforced"] > 0
     assert sum(graph_runs.values()) == len(onnx_draft.calls)
+
+
+def test_token_trees_on_onnxruntime_are_the_trees_torch_grows(exported_tiny):
+    """The draft step's tree forward grows TorchDraft's trees (same tokens, same parents, round by
+    round), and the ONNX Runtime engine verifying them decodes plain greedy's lists."""
+    e = exported_tiny
+    max_len = e.target.config.max_seq_len
+    rng = np.random.default_rng(3)
+    histories = [tuple(rng.choice(e.trie.sids.num_items, size=int(n), replace=False).tolist())
+                 for n in rng.integers(1, 8, size=5)]
+    shapes = [(3, 2, 0, ()), (2, 3, 4, ()), (3, 4, 0, (1, 3, 2, 1, 1)), (1, 1, 0, ()), (3, 0, 0, ())]
+    requests = [DecodeRequest(h, top_n=5, num_draft_tokens=k, tree_width=w, tree_budget=b, tree_slot_widths=c)
+                for h, (k, w, b, c) in zip(histories, shapes)]
+    assert len(requests[2].tree_slot_widths) == e.trie.sids.tokens_per_item
+    torch_draft = Recording(TorchDraft(e.draft, e.trie.sids, 8))
+    onnx_draft = Recording(TreeDrafting(OnnxDraft(onnx_file(e, "draft_padrec"), 8),
+                                        OnnxDraftScorer(onnx_file(e, "draft_padrec_step"), 8)))
+    on_torch = ListDecoder(e.trie, TorchTarget(e.target, 8, e.trie.sids), max_len, proposer=torch_draft)
+    on_onnx = ListDecoder(e.trie, OnnxTarget(onnx_file(e, "target"), 8, sids=e.trie.sids), max_len, proposer=onnx_draft)
+    plain = ListDecoder(e.trie, TorchTarget(e.target, 8, e.trie.sids), max_len)
+    rows = [6, 0, 3, 5, 1]
+    expected = plain.generate([DecodeRequest(h, top_n=5) for h in histories], rows)
+    for a, b, want in zip(on_torch.generate(requests, rows), on_onnx.generate(requests, rows), expected):
+        assert a.tokens == b.tokens == want.tokens
+        assert a.stats.as_dict() == b.stats.as_dict()
+    tree_calls = [c for c in onnx_draft.calls if any(len(parents) and -2 not in parents for _, parents in c)]
+    assert onnx_draft.calls == torch_draft.calls and tree_calls
 
 
 def test_draft_step_on_onnxruntime_scores_what_torch_scores_and_serves_speculative_beams(exported_tiny):
@@ -252,11 +290,15 @@ def test_generated_configs_parse_for_every_backend(exported_tiny, backend):
         if backend == "python":  # the Python backend's models keep the cache: rows and start replace it
             copies = KINDS[name] != "draft"
             inputs, outputs = python_model_io(onnx_file(exported_tiny, name))
-            assert inputs[: len(inputs) - 2 * (name == "target")] == stateful_io(*graph_io(onnx_file(exported_tiny, name)), copies_rows=copies)[0]
-            assert [s.name for s in inputs][:2] == ["rows", "start"]
             # the target and the draft steps copy rows (beam search), and a request may leave that input
-            # out; the target also scores trees (one-row beam search) when it is sent one
-            optional = (["sources"] if copies else []) + (["depths", "ancestors"] if name == "target" else [])
+            # out; both also score token trees when sent one (one-row beam search, tree drafting), and
+            # the target keeps a tree's accepted path when sent `kept`
+            tree_inputs_of = {"target": ["depths", "ancestors", "kept"], "draft_step": ["positions", "visible"]}
+            tree = tree_inputs_of.get(KINDS[name], [])
+            plain = stateful_io(*graph_io(onnx_file(exported_tiny, name)), copies_rows=copies)[0]
+            assert inputs[: len(inputs) - len(tree)] == plain
+            assert [s.name for s in inputs][:2] == ["rows", "start"]
+            optional = (["sources"] if copies else []) + tree
             assert [s.name for s in inputs if s.optional] == optional
             assert not {s.name for s in (*inputs, *outputs)} & {"past_k", "past_v", "past_lengths", "new_k", "new_v"}
         slots = ServingConfig().target_slots

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from padrec.config import DecodeConfig, ServingConfig
+from padrec.decoding.draft_tree import TreeDrafting
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import BeamRequest, DecodeRequest, DecodeResult, InvalidRequest
 from padrec.decoding.onnx_draft import OnnxDraft
+from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
 from padrec.decoding.onnx_target import OnnxTarget
 from padrec.serving.catalogue import ItemCatalogue
 from padrec.serving.decoder import ServedDecoder
@@ -132,6 +134,75 @@ def test_served_decoder_equals_the_offline_engine(exported_tiny, services):
                 assert outcome.items == expected.items and outcome.tokens == expected.tokens
                 assert outcome.stats.as_dict() == expected.stats.as_dict()
                 np.testing.assert_allclose(outcome.scores, expected.scores, rtol=0, atol=1e-5)
+
+
+def test_served_token_trees_equal_the_offline_engine_and_plain_greedy(exported_tiny, services):
+    """Tree requests beside chains and plain ones: the draft step model grows the trees, the target
+    verifies each in one forward and keeps its accepted path (a `kept` call per tree round)."""
+    e = exported_tiny
+    histories = [[1, 5, 9], [2], [30, 4, 17, 8]]
+    shapes = [{"tree_width": 3, "num_draft_tokens": 3}, {"tree_width": 2, "num_draft_tokens": 3, "tree_budget": 4},
+              {"tree_width": 4, "num_draft_tokens": 2, "tree_slot_widths": "1,3,2,1,1"},
+              {"tree_width": 1, "num_draft_tokens": 3, "tree_min_prob": 0.2}, {"num_draft_tokens": 2},
+              {"num_draft_tokens": 0}]
+    requests = [parse_request(h, {"top_n": 4, **shape}) for h in histories for shape in shapes]
+    calls = []
+    served = ServedDecoder(e.repository, direct_call(services, calls), range(len(requests)),
+                           ServingConfig(load_threshold=len(requests)))
+    outcomes = served.decode(requests)
+    assert served.pool.in_use == 0 and "draft_padrec_step" in calls
+    onnx = e.repository
+    offline = ListDecoder(e.trie, OnnxTarget(onnx / "target" / "1" / "model.onnx", 1, sids=e.trie.sids),
+                          e.target.config.max_seq_len,
+                          proposer=TreeDrafting(OnnxDraft(onnx / "draft_padrec" / "1" / "model.onnx", 1),
+                                                OnnxDraftScorer(onnx / "draft_padrec_step" / "1" / "model.onnx", 1)))
+    plain = {tuple(h): offline.generate([DecodeRequest(tuple(h), top_n=4, num_draft_tokens=0)], [0])[0]
+             for h in histories}
+    for request, outcome in zip(requests, outcomes):
+        expected = offline.generate([request.request], [0])[0]
+        assert outcome.tokens == expected.tokens == plain[request.request.history].tokens
+        assert outcome.stats.as_dict() == expected.stats.as_dict()
+    trees = [o for r, o in zip(requests, outcomes) if r.request.tree_width > 1]
+    assert all(o.stats.drafted > 0 for o in trees)
+
+
+def test_tree_parameters_and_their_mistakes():
+    served = parse_request([1, 2], {"num_draft_tokens": 3, "tree_width": 4, "tree_budget": 6,
+                                    "tree_slot_widths": "1, 3,2,1,1", "tree_min_prob": 0.1})
+    assert served.request == DecodeRequest((1, 2), num_draft_tokens=3, tree_width=4, tree_budget=6,
+                                           tree_slot_widths=(1, 3, 2, 1, 1), tree_min_prob=0.1)
+    assert parse_request([1], {"tree_slot_widths": ""}).request.tree_slot_widths == ()
+    for parameters, message in [({"tree_width": "2"}, "tree_width must be int"),
+                                ({"tree_slot_widths": [1, 2]}, "tree_slot_widths must be str"),
+                                ({"tree_slot_widths": "1,two"}, "whole numbers separated by commas"),
+                                ({"tree_slot_widths": "1,-2"}, "whole numbers separated by commas"),
+                                ({"mode": "beam", "tree_width": 2}, r"\['tree_width'\] do not apply to mode 'beam'")]:
+        with pytest.raises(InvalidRequest, match=message):
+            parse_request([1], parameters)
+
+
+def test_bad_tree_requests_are_refused_alone_and_trees_become_chains_under_load(exported_tiny, services):
+    serving = ServingConfig(load_threshold=2, draft_tokens_under_load=2)
+    calls: list[str] = []
+    served = ServedDecoder(exported_tiny.repository, direct_call(services, calls), range(4), serving)
+    good = parse_request([1, 5], {"top_n": 3, "num_draft_tokens": 3, "tree_width": 3})
+    bad = [parse_request([1, 5], {"top_n": 3, **p}) for p in ({"num_draft_tokens": 3, "tree_width": 6},
+                                                               {"tree_width": 2, "num_draft_tokens": 2, "tree_budget": 5},
+                                                               {"tree_width": 2, "num_draft_tokens": 2, "tree_slot_widths": "1,2"})]
+    outcomes = served.decode([bad[0], good, bad[1], bad[2]])
+    assert isinstance(outcomes[1], DecodeResult) and served.pool.in_use == 0
+    for outcome, message in zip((outcomes[0], outcomes[2], outcomes[3]),
+                                ("at most 16 drafted nodes", "tree_budget must be in 0..4", "one width >= 1 per slot")):
+        assert isinstance(outcome, InvalidRequest) and message in str(outcome)
+    # refused as asked, even where the load would have capped it into range
+    assert isinstance(served.decode([bad[0]] * 3)[0], InvalidRequest)
+    alone = served.decode([good])[0]
+    calls.clear()
+    loaded = served.decode([good] * 3)  # above the threshold: a chain of at most 2 tokens each
+    assert all(r.tokens == alone.tokens for r in loaded)
+    assert all(r.stats.drafted <= 2 * (r.stats.rounds - 1) for r in loaded)
+    assert "draft_padrec_step" not in calls and "draft_padrec" in calls
+    assert alone.stats.drafted > 2 * (alone.stats.rounds - 1)  # alone it drafted a tree
 
 
 def test_served_beam_requests_equal_the_offline_beam_search_beside_lists(exported_tiny, services):

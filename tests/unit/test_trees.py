@@ -164,14 +164,15 @@ def test_a_position_shaped_tree_branches_only_at_the_slots_that_ask_for_it():
     # branching at slot 0 only: a level has more nodes than the one above only where its tokens are first codes
     proposer = TorchDraft(draft, sids, 4)
     grown = []
-    grow = proposer._propose_trees
+    grow = proposer.propose
 
     def recording(batch):
         proposal = grow(batch)
-        grown.append(([c.slot for c in batch.constraints], proposal))  # the slots now: decoding moves on
+        if batch.widths is not None:
+            grown.append(([c.slot for c in batch.constraints], proposal))  # the slots now: decoding moves on
         return proposal
 
-    proposer._propose_trees = recording
+    proposer.propose = recording
     decoder = ListDecoder(ItemTrie(sids), TorchTarget(target, 4), CONFIG.max_seq_len, proposer=proposer)
     shaped = decoder.generate([DecodeRequest(h, top_n=6, num_draft_tokens=3, tree_width=4,
                                              tree_slot_widths=(4, 1, 1, 1, 1)) for h in histories], [0, 1, 2])
