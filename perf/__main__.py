@@ -29,7 +29,7 @@ DATASETS_QUICK = {"users": 10, "requests": 2, "repeats": 1, "warmup_requests": 2
 
 
 def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(","))
+    return tuple(int(part) for part in text.split(",") if part)
 
 
 def _pairs(text: str) -> tuple[tuple[int, int], ...]:
@@ -38,6 +38,25 @@ def _pairs(text: str) -> tuple[tuple[int, int], ...]:
         return tuple((int(a), int(b)) for a, b in (part.split(":") for part in text.split(",") if part))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected pairs of whole numbers like 10:10,20:6, got {text!r}") from None
+
+
+def _trees(text: str) -> tuple[tuple[int, int, str], ...]:
+    """"3:0,3:8:1-3-2-1-1" -> ((3, 0, ""), (3, 8, "1,3,2,1,1")); "" -> ()."""
+    trees = []
+    for part in filter(None, text.split(",")):
+        fields = part.split(":")
+        numbers = fields[:2] + (fields[2].split("-") if len(fields) == 3 else [])
+        if len(fields) not in (2, 3) or not all(number.isdigit() for number in numbers):
+            raise argparse.ArgumentTypeError(f"expected width:budget[:widths-by-slot] like 3:0,3:8:1-3-2-1-1, "
+                                             f"got {part!r}")
+        trees.append((int(fields[0]), int(fields[1]), fields[2].replace("-", ",") if len(fields) == 3 else ""))
+    return tuple(trees)
+
+
+def _tree_text(tree: tuple[int, int, str]) -> str:
+    """The --trees form of one tree."""
+    width, budget, slot_widths = tree
+    return f"{width}:{budget}" + (f":{slot_widths.replace(',', '-')}" if slot_widths else "")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,9 +89,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--beam-drafts", type=_pairs,
                      help="speculative top-K runs as beam width:draft width pairs, PAD-Rec draft; '' for none "
                           f"(default {','.join(f'{b}:{d}' for b, d in defaults.beam_drafts)})")
-    run.add_argument("--trees", type=_pairs,
-                     help="token-tree runs at concurrency 1 as tree width:tree budget pairs (0: every node), each "
-                          f"drafter at k; '' for none (default {','.join(f'{w}:{b}' for w, b in defaults.trees)})")
+    run.add_argument("--trees", type=_trees,
+                     help="token-tree runs at concurrency 1, each drafter at k, as width:budget (0: every node) or "
+                          "width:budget:widths-by-slot (1-3-2-1-1), comma-separated; '' for none (default "
+                          f"{','.join(_tree_text(tree) for tree in defaults.trees)})")
     run.add_argument("--note", default="", help="recorded in the report, e.g. what else ran on the machine")
     run.add_argument("--offline-bench", type=Path, default=DEFAULT_OFFLINE_BENCH,
                      help="padrec bench JSON for acceptance by slot (default: %(default)s)")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from statistics import fmean, median
 
-CONFIGURATION = ("model", "drafter", "k", "beam_width", "draft_width", "tree_width", "tree_budget", "concurrency",
-                 "top_n")
+CONFIGURATION = ("model", "drafter", "k", "beam_width", "draft_width", "tree_width", "tree_budget", "tree_slot_widths",
+                 "concurrency", "top_n")
 # what a record from before a field existed measured
-DEFAULTS = {"beam_width": 0, "draft_width": 0, "tree_width": 0, "tree_budget": 0}
+DEFAULTS = {"beam_width": 0, "draft_width": 0, "tree_width": 0, "tree_budget": 0, "tree_slot_widths": ""}
 
 
 def configuration(run: dict) -> tuple:

@@ -22,6 +22,7 @@ class Mode:
     draft_width: int = 0
     tree_width: int = 0
     tree_budget: int = 0
+    tree_slot_widths: str = ""  # continuations per node by within-item slot, "1,3,2,1,1" ("": tree_width)
 
     @property
     def name(self) -> str:
@@ -30,6 +31,7 @@ class Mode:
                     else f"beam B={self.beam_width}")
         if self.tree_width:
             return (f"{self.drafter} k={self.k} tree {self.tree_width} wide"
+                    + (f" by slot {self.tree_slot_widths}" if self.tree_slot_widths else "")
                     + (f", {self.tree_budget} nodes" if self.tree_budget else ""))
         return "plain" if self.k == 0 else f"{self.drafter} k={self.k}"
 
@@ -42,6 +44,7 @@ class Mode:
         if self.k == 0:
             return [("num_draft_tokens", 0, "int")]
         tree = ([("tree_width", self.tree_width, "int"), ("tree_budget", self.tree_budget, "int")]
+                + ([("tree_slot_widths", self.tree_slot_widths, "string")] if self.tree_slot_widths else [])
                 if self.tree_width else [])
         return [("num_draft_tokens", self.k, "int"), ("drafter", self.drafter, "string"), *tree]
 
@@ -107,9 +110,9 @@ class Settings:
     # speculative beam search at the same concurrency levels, as (beam width, draft width) with the
     # PAD-Rec draft
     beam_drafts: tuple[tuple[int, int], ...] = ((10, 10), (20, 20))
-    # token trees at concurrency 1, each drafter at k, as (tree width, tree budget; 0 = every node),
-    # beside the chain of the same k
-    trees: tuple[tuple[int, int], ...] = ((3, 0), (3, 8))
+    # token trees at concurrency 1, each drafter at k, as (tree width, tree budget: 0 = every node,
+    # continuations per node by slot: "" = the width everywhere), beside the chain of the same k
+    trees: tuple[tuple[int, int, str], ...] = ((3, 0, ""), (3, 8, ""), (3, 0, "1,3,2,1,1"))
 
     def __post_init__(self) -> None:
         # perf_analyzer reads the ensemble's per-model statistics right after a pass; with one request
@@ -123,7 +126,7 @@ class Settings:
             raise ValueError(f"beam widths must be at least top_n ({self.top_n}), got {tuple(widths)}")
         if any(draft_width < 1 for _, draft_width in self.beam_drafts):
             raise ValueError(f"draft widths must be at least 1, got {self.beam_drafts}")
-        if any(width < 1 or budget < 0 for width, budget in self.trees):
+        if any(width < 1 or budget < 0 for width, budget, _ in self.trees):
             raise ValueError(f"tree widths must be at least 1 and budgets at least 0, got {self.trees}")
         if self.requests_per_client < 1:
             raise ValueError(f"requests_per_client must be at least 1, got {self.requests_per_client}")
@@ -155,9 +158,10 @@ def plan(settings: Settings) -> list[RunSpec]:
             for k in settings.sweep_k:
                 for mode in settings.speculative(k):
                     add(BATCH_MODEL, mode, 1)
-            for width, budget in settings.trees:
+            for width, budget, slot_widths in settings.trees:
                 for drafter in settings.drafters:
-                    add(BATCH_MODEL, Mode(drafter, settings.k, tree_width=width, tree_budget=budget), 1)
+                    add(BATCH_MODEL, Mode(drafter, settings.k, tree_width=width, tree_budget=budget,
+                                          tree_slot_widths=slot_widths), 1)
         if concurrency in settings.beam_concurrency:
             for width in settings.beam_widths:
                 add(BATCH_MODEL, Mode(beam_width=width), concurrency)

@@ -34,7 +34,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def mode_name(run: dict) -> str:
     return Mode(run["drafter"], run["k"], run["beam_width"], run["draft_width"], run["tree_width"],
-                run["tree_budget"]).name
+                run["tree_budget"], run["tree_slot_widths"]).name
 
 
 class Runs:
@@ -58,7 +58,7 @@ class Runs:
     def tree_runs(self) -> list[dict]:
         """Token-tree lists, by drafter, width and budget."""
         return sorted((run for run in self.measured if run["tree_width"]),
-                      key=lambda run: (run["drafter"], run["tree_width"], run["tree_budget"]))
+                      key=lambda run: (run["drafter"], run["tree_width"], run["tree_slot_widths"], run["tree_budget"]))
 
     def beam_runs(self) -> list[dict]:
         """`recommend` in beam mode, by concurrency, beam width and draft width (plain first)."""
@@ -147,7 +147,8 @@ def settings_section(results: dict) -> str:
         + (f"; beam search at B={listed(s['beam_widths'])}"
            + (f", speculative at (B, D) = {listed(tuple(map(tuple, s['beam_drafts'])))}" if s.get("beam_drafts") else "")
            + f", concurrency {listed(s.get('beam_concurrency', (1,)))}" if s.get("beam_widths") else "")
-        + (f"; token trees (width:budget) {listed(f'{w}:{b}' for w, b in s['trees'])} at k={s['k']}, concurrency 1."
+        + (f"; token trees {listed(Mode(None, s['k'], 0, 0, *tree).name.removeprefix('None ') for tree in s['trees'])}"
+           ", concurrency 1."
            if s.get("trees") else "."),
         f"- Each run sends exactly {s['requests']} requests, at least {s['requests_per_client']} per concurrent "
         f"client (perf_analyzer `--request-count`), after {s['warmup_requests']} unmeasured warm-up requests per "
@@ -284,7 +285,8 @@ def tree_section(runs: Runs) -> str:
                          f"{costs.target_calls:.1f}", _ms(costs.draft_ms), f"{costs.draft_calls:.1f}",
                          _ms(costs.host_ms)))
     return ("## Token trees: `recommend` with `tree_width` (concurrency 1)\n\nEach round the drafter's step model "
-            "grows a token tree k deep and `tree_width` wide (its `tree_budget` likeliest nodes kept, 0: all), one "
+            "grows a token tree k deep and `tree_width` wide (each node's continuations by within-item slot where "
+            "`tree_slot_widths` says; its `tree_budget` likeliest nodes kept, 0: all), one "
             "call per depth; the target verifies it in one forward and, in a second call, keeps the accepted path; "
             "the lists are plain greedy's. Drafted: tree nodes per request (the response's DRAFTED); target "
             "forwards: its ROUNDS; tau: its TAU. Per request, from the server's statistics: time in target calls "

@@ -77,7 +77,7 @@ def _measure(spec: RunSpec, client: grpcclient.InferenceServerClient, endpoints:
     """One run's record: what was asked, the load, perf_analyzer's numbers and the server's."""
     record = {"model": spec.model, "drafter": spec.mode.drafter, "k": spec.mode.k, "beam_width": spec.mode.beam_width,
               "draft_width": spec.mode.draft_width, "tree_width": spec.mode.tree_width,
-              "tree_budget": spec.mode.tree_budget,
+              "tree_budget": spec.mode.tree_budget, "tree_slot_widths": spec.mode.tree_slot_widths,
               "concurrency": spec.concurrency, "top_n": spec.top_n, "requests": spec.requests,
               "load": machine.load_average()}
     before = server_stats.take(client, endpoints.metrics_url)

@@ -12,6 +12,7 @@ import pytest
 
 from perf.analyzer import latency_summary, parse_csv
 from perf.breakdown import run_costs
+from perf.__main__ import parser
 from perf.merge import configurations
 from perf.plan import STREAM_MODEL, Settings, plan
 from perf.report import render
@@ -20,7 +21,7 @@ from perf.run import RESULTS_FILE, Endpoints, benchmark
 OFFLINE_BENCH = Path(__file__).resolve().parents[2] / "results" / "bench_beauty_onnxruntime.json"
 # Every kind of run at concurrency 1, twice over with two measured requests each.
 TINY = Settings(users=20, concurrency=(1,), sweep_k=(1,), requests=2, requests_per_client=1, repeats=2,
-                warmup_requests=2, beam_widths=(10,), beam_concurrency=(1,), beam_drafts=((10, 4),), trees=((2, 0),))
+                warmup_requests=2, beam_widths=(10,), beam_concurrency=(1,), beam_drafts=((10, 4),), trees=((2, 0, ""),))
 # A row as perf_analyzer 2.51 writes it for `recommend` (latencies in microseconds).
 CSV = ("Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
        "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n"
@@ -48,6 +49,21 @@ def test_a_run_of_one_request_is_refused_before_anything_starts():
     with pytest.raises(ValueError, match="draft widths must be at least 1"):
         Settings(beam_drafts=((10, 0),))
     assert min(spec.requests for spec in plan(TINY)) == 2
+
+
+def test_tree_runs_are_planned_per_drafter_and_their_option_parses():
+    assert parser().parse_args(["run", "--trees", "3:0,2:6:1-2-2-1-1"]).trees == ((3, 0, ""), (2, 6, "1,2,2,1,1"))
+    assert parser().parse_args(["run", "--trees", ""]).trees == ()
+    for bad in ("3", "3:x", "3:0:1-a", "3:0:1:2"):
+        with pytest.raises(SystemExit):
+            parser().parse_args(["run", "--trees", bad])
+    trees = [spec.mode for spec in plan(Settings(trees=((2, 6, "1,2,2,1,1"),))) if spec.mode.tree_width]
+    assert [(m.drafter, m.k, m.name) for m in trees] == [
+        ("eagle", 4, "eagle k=4 tree 2 wide by slot 1,2,2,1,1, 6 nodes"),
+        ("padrec", 4, "padrec k=4 tree 2 wide by slot 1,2,2,1,1, 6 nodes")]
+    assert ("tree_slot_widths", "1,2,2,1,1", "string") in trees[0].parameters()
+    with pytest.raises(ValueError, match="tree widths must be at least 1"):
+        Settings(trees=((0, 0, ""),))
 
 
 @pytest.mark.server
