@@ -2,8 +2,7 @@
 speed-up is from the ideal one.
 
 Per decode execution (one engine batch: a single request at concurrency 1) the decode model's time
-splits into target calls (prefill and verification; with token trees also the calls that keep each
-round's accepted path), draft calls, and the rest: the engine's own
+splits into target calls (prefill and verification), draft calls, and the rest: the engine's own
 Python (constraints, acceptance, batching) plus the BLS transport that the callee's request
 durations do not see. Outside the decode model are gRPC, the client and, for `recommend`, pre/post-
 processing and the ensemble: the client's mean latency minus the decode model's mean request duration.

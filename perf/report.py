@@ -287,11 +287,11 @@ def tree_section(runs: Runs) -> str:
     return ("## Token trees: `recommend` with `tree_width` (concurrency 1)\n\nEach round the drafter's step model "
             "grows a token tree k deep and `tree_width` wide (each node's continuations by within-item slot where "
             "`tree_slot_widths` says; its `tree_budget` likeliest nodes kept, 0: all), one "
-            "call per depth; the target verifies it in one forward and, in a second call, keeps the accepted path; "
-            "the lists are plain greedy's. Drafted: tree nodes per request (the response's DRAFTED); target "
-            "forwards: its ROUNDS; tau: its TAU. Per request, from the server's statistics: time in target calls "
-            "and their number (with trees the keep calls too), in draft calls (a chain's: the round model, one "
-            "per round; a tree's: the step model) and in the rest (engine Python and BLS transport).\n\n"
+            "call per depth; the target verifies it in one forward and keeps the accepted path when the row's next "
+            "call arrives; the lists are plain greedy's. Drafted: tree nodes per request (the response's DRAFTED); "
+            "target forwards: its ROUNDS; tau: its TAU. Per request, from the server's statistics: time in target "
+            "calls and their number, in draft calls (a chain's: the round model, one per round; a tree's: the step "
+            "model, one per depth) and in the rest (engine Python and BLS transport).\n\n"
             + table(("mode", "requests", "p50 ms", "speed-up over plain (p50)", "over the chain (p50)",
                      "drafted/request", "target forwards/request", "tau", "target ms", "target calls",
                      "draft ms", "draft calls", "engine + BLS ms"), rows))

@@ -47,6 +47,5 @@ class TritonPythonModel:
         # error response of its own request and the model keeps serving
         except Exception as error:  # noqa: BLE001
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(error).__name__}: {error}"))
-        # a target's keep request (`kept`) has no outputs
         return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(name, outputs[name]) for name in self.output_names if name in outputs])
+            output_tensors=[pb_utils.Tensor(name, outputs[name]) for name in self.output_names])

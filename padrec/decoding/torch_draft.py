@@ -22,7 +22,8 @@ class TorchDraft:
     `dtype`) and a pool of `rows` cache rows beside it.
 
     Each draft step's logits come back to the host, where the trie constraints choose the next token
-    (a host sync per drafted token); features stay on the device between steps."""
+    (a host sync per drafted token); a chain's features stay on the device between steps, a token
+    tree's pass through the host (it grows through `score`, as on every host: `padrec.decoding.draft_tree`)."""
 
     def __init__(self, draft: Draft, sids: SemanticIds, rows: int, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32):

@@ -13,7 +13,7 @@ Model files per backend:
                  holding the KV cache itself: requests name cache rows, see padrec.serving.services);
                  a draft also gets model_unforced.onnx, its round without forced tokens; the target
                  and each draft step model_tree.onnx, their forward of a token tree (optional inputs
-                 `depths`, `ancestors` / `positions`, `visible`; the target also `kept`)
+                 `depths`, `ancestors` / `positions`, `visible`; the target also `kept`, `kept_tokens`)
     onnxruntime  model.onnx (Triton's onnxruntime backend)
     tensorrt     model.plan (an engine built from model.onnx for this GPU and TensorRT version)
 
@@ -84,8 +84,10 @@ class TensorSpec:
     optional: bool = False  # a request may leave it out
 
 
-# the target's input that makes a request keep a tree call's accepted path (`TargetService`)
-KEEP_INPUT = TensorSpec("kept", "TYPE_INT64", ("batch", "kept"), optional=True)
+# the target's inputs with which a request first keeps the accepted path of the tree call before it
+# (`TargetService`)
+KEEP_INPUTS = (TensorSpec("kept", "TYPE_INT64", ("batch", "kept"), optional=True),
+               TensorSpec("kept_tokens", "TYPE_INT64", ("batch", "kept"), optional=True))
 
 
 def graph_kind(onnx_path: Path) -> str:
@@ -122,7 +124,7 @@ def stateful_io(inputs: list[TensorSpec], outputs: list[TensorSpec],
 def python_model_io(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The I/O of the Python-backend model of an exported graph: `stateful_io`, plus, where a
     token-tree forward lies beside it (`tree_path`), the inputs only that forward has, optional (a
-    request with them is scored as a token tree), and for the target `KEEP_INPUT`."""
+    request with them is scored as a token tree), and for the target `KEEP_INPUTS`."""
     kind = graph_kind(onnx_path)
     inputs, outputs = stateful_io(*graph_io(onnx_path), copies_rows=COPIES_ROWS[kind])
     tree = tree_path(onnx_path)
@@ -130,7 +132,7 @@ def python_model_io(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]
         plain = {spec.name for spec in inputs} | set(KEPT_INPUTS)
         inputs += [replace(spec, optional=True) for spec in graph_io(tree)[0] if spec.name not in plain]
         if kind == "target":
-            inputs.append(KEEP_INPUT)
+            inputs += KEEP_INPUTS
     return inputs, outputs
 
 

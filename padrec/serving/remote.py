@@ -30,29 +30,46 @@ def slot_inputs(rows: np.ndarray, start: np.ndarray, sources: np.ndarray | None 
 
 class RemoteTarget:
     """`TreeTargetScorer` whose forward (and cache) live behind `call` (trees where the target model
-    has its tree forward: a call with a tree to one without fails there)."""
+    has its tree forward: a call with a tree to one without fails there).
+
+    `keep` sends nothing: a row's kept path travels with its next call (`kept`, `kept_tokens`),
+    which the target applies before it scores, so a token-tree round costs one target call, not
+    two. A row whose next call does not continue right after the kept path (its list ended, and the
+    row's next request starts over) drops it: that path is never read."""
 
     outputs = ("logits", "hidden")
 
     def __init__(self, call: Call):
         self.call = call
+        self.kept: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # row -> (start, call indices, tokens)
 
     def score(self, rows: np.ndarray, start: np.ndarray, tokens: np.ndarray, lengths: np.ndarray,
               sources: np.ndarray | None = None, tree: TreeLayout | None = None) -> TargetScores:
         inputs = {**slot_inputs(rows, start, sources), "tokens": tokens.astype(np.int64)}
-        if tree is not None:  # optional too: a token tree (one-row beam search)
+        if tree is not None:  # optional too: a token tree (one-row beam search, tree drafting)
             inputs |= {"depths": tree.depths.astype(np.int64), "ancestors": tree.ancestors.astype(bool)}
+        inputs |= self._kept_inputs(rows, start)
         out = self.call(inputs, self.outputs)
         return TargetScores(out["logits"], out["hidden"])
 
     def keep(self, rows: np.ndarray, start: np.ndarray, kept: list[np.ndarray], tokens: list[np.ndarray]) -> None:
-        """`TreeTargetScorer.keep`: the kept call indices and their tokens, padded (-1, PAD), and no outputs."""
-        width = max(len(k) for k in kept)
-        indices = np.full((len(kept), width), -1, dtype=np.int64)
-        path = np.full((len(kept), width), PAD, dtype=np.int64)
-        for b, (k, t) in enumerate(zip(kept, tokens)):
-            indices[b, : len(k)], path[b, : len(t)] = k, t
-        self.call({**slot_inputs(rows, start), "tokens": path, "kept": indices}, ())
+        """`TreeTargetScorer.keep`, sent with each row's next call."""
+        for row, first, indices, path in zip(rows.tolist(), start.tolist(), kept, tokens):
+            self.kept[row] = (first, np.asarray(indices, dtype=np.int64), np.asarray(path, dtype=np.int64))
+
+    def _kept_inputs(self, rows: np.ndarray, start: np.ndarray) -> dict[str, np.ndarray]:
+        """The kept paths of `rows` that their call continues (padded: -1, PAD), or nothing."""
+        paths = [self.kept.pop(row, None) for row in rows.tolist()]
+        paths = [p if p is not None and p[0] + len(p[1]) == s else None for p, s in zip(paths, start.tolist())]
+        if not any(p is not None for p in paths):
+            return {}
+        width = max(len(p[1]) for p in paths if p is not None)
+        indices = np.full((len(rows), width), -1, dtype=np.int64)
+        path_tokens = np.full((len(rows), width), PAD, dtype=np.int64)
+        for b, p in enumerate(paths):
+            if p is not None:
+                indices[b, : len(p[1])], path_tokens[b, : len(p[2])] = p[1], p[2]
+        return {"kept": indices, "kept_tokens": path_tokens}
 
 
 class RemoteDraft:

@@ -23,9 +23,9 @@ SLOT_INPUTS = ("rows", "start")
 
 class TargetService:
     """Scores new tokens of cache rows (as a token tree when the request has `depths` and
-    `ancestors`); rolling back is sending a smaller `start`. A request with `kept` scores nothing:
-    after a tree call, each row keeps the call indices kept[b] (padded with -1), whose tokens are
-    tokens[b], as its positions from start[b] on (`TreeTargetScorer.keep`), and gets no outputs."""
+    `ancestors`); rolling back is sending a smaller `start`. With `kept` a request first finishes the
+    tree call before it: row b keeps that call's indices kept[b] (padded with -1), whose tokens are
+    kept_tokens[b], as its positions up to start[b] (`TreeTargetScorer.keep`; `RemoteTarget`)."""
 
     def __init__(self, onnx_path: Path, rows: int, threads: int = 1):
         # <repository>/target/<version>/model.onnx: the catalogue sits at the repository's root
@@ -36,10 +36,11 @@ class TargetService:
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         sources = _checked_slots(inputs, self.target.cache.k.shape[1])
         if "kept" in inputs:
-            lengths = (inputs["kept"] >= 0).sum(axis=1)
-            self.target.keep(inputs["rows"], inputs["start"], [k[:n] for k, n in zip(inputs["kept"], lengths)],
-                             [t[:n] for t, n in zip(inputs["tokens"], lengths)])
-            return {}
+            counts = (inputs["kept"] >= 0).sum(axis=1)
+            keeping = np.flatnonzero(counts)
+            self.target.keep(inputs["rows"][keeping], (inputs["start"] - counts)[keeping],
+                             [inputs["kept"][b, : counts[b]] for b in keeping],
+                             [inputs["kept_tokens"][b, : counts[b]] for b in keeping])
         tree = TreeLayout(inputs["depths"], inputs["ancestors"]) if "depths" in inputs else None
         scores = self.target.score(inputs["rows"], inputs["start"], inputs["tokens"], _every_position(inputs),
                                    sources, tree)

@@ -292,8 +292,9 @@ def test_generated_configs_parse_for_every_backend(exported_tiny, backend):
             inputs, outputs = python_model_io(onnx_file(exported_tiny, name))
             # the target and the draft steps copy rows (beam search), and a request may leave that input
             # out; both also score token trees when sent one (one-row beam search, tree drafting), and
-            # the target keeps a tree's accepted path when sent `kept`
-            tree_inputs_of = {"target": ["depths", "ancestors", "kept"], "draft_step": ["positions", "visible"]}
+            # the target first keeps the accepted path of the tree call before when sent `kept`
+            tree_inputs_of = {"target": ["depths", "ancestors", "kept", "kept_tokens"],
+                              "draft_step": ["positions", "visible"]}
             tree = tree_inputs_of.get(KINDS[name], [])
             plain = stateful_io(*graph_io(onnx_file(exported_tiny, name)), copies_rows=copies)[0]
             assert inputs[: len(inputs) - len(tree)] == plain

@@ -138,7 +138,8 @@ def test_served_decoder_equals_the_offline_engine(exported_tiny, services):
 
 def test_served_token_trees_equal_the_offline_engine_and_plain_greedy(exported_tiny, services):
     """Tree requests beside chains and plain ones: the draft step model grows the trees, the target
-    verifies each in one forward and keeps its accepted path (a `kept` call per tree round)."""
+    verifies each in one forward and keeps its accepted path with the row's next call (one target
+    call per round, as for chains)."""
     e = exported_tiny
     histories = [[1, 5, 9], [2], [30, 4, 17, 8]]
     shapes = [{"tree_width": 3, "num_draft_tokens": 3}, {"tree_width": 2, "num_draft_tokens": 3, "tree_budget": 4},
@@ -151,6 +152,7 @@ def test_served_token_trees_equal_the_offline_engine_and_plain_greedy(exported_t
                            ServingConfig(load_threshold=len(requests)))
     outcomes = served.decode(requests)
     assert served.pool.in_use == 0 and "draft_padrec_step" in calls
+    assert calls.count("target") == max(o.stats.rounds for o in outcomes)  # one engine batch: a call per round
     onnx = e.repository
     offline = ListDecoder(e.trie, OnnxTarget(onnx / "target" / "1" / "model.onnx", 1, sids=e.trie.sids),
                           e.target.config.max_seq_len,
@@ -164,6 +166,12 @@ def test_served_token_trees_equal_the_offline_engine_and_plain_greedy(exported_t
         assert outcome.stats.as_dict() == expected.stats.as_dict()
     trees = [o for r, o in zip(requests, outcomes) if r.request.tree_width > 1]
     assert all(o.stats.drafted > 0 for o in trees)
+    # one slot, request after request: a list that ended on a tree round leaves its last kept path
+    # unsent, and the next request in that row must not receive it
+    one_slot = ServedDecoder(e.repository, direct_call(services), range(1))
+    for request, outcome in zip(requests, outcomes):
+        again = one_slot.decode([request])[0]
+        assert again.tokens == outcome.tokens and again.stats.as_dict() == outcome.stats.as_dict()
 
 
 def test_tree_parameters_and_their_mistakes():
