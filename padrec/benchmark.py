@@ -142,26 +142,41 @@ def torch_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks:
 
 
 def onnx_decoders(target: Target, drafts: dict[str, Draft], trie: ItemTrie, ks: list[int], workdir: Path,
-                  forced_room: int) -> dict:
+                  forced_room: int, trees: list[tuple[int, int, tuple[int, ...], int, float]] = ()) -> dict:
     """The same decoders on ONNX Runtime: the graphs are exported into `workdir` (one draft graph
-    per k, since a draft graph always runs its fixed number of steps)."""
+    per k, since a draft graph always runs its fixed number of steps; with `trees`, each drafter's
+    step graph and its tree forward too, which grow the trees as the served draft step does)."""
+    from padrec.decoding.draft_tree import TreeDrafting
     from padrec.decoding.onnx_draft import OnnxDraft
+    from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
     from padrec.decoding.onnx_target import OnnxTarget
-    from padrec.export.graphs import DraftGraph, TargetGraph
+    from padrec.export.graphs import DraftGraph, DraftStepGraph, TargetGraph
     from padrec.export.onnx_files import export_graphs
 
     workdir.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
-    # keyed like the decoders: ("plain", 0) is the target's graph, (drafter, k) a draft graph
+    tree_ks = sorted({tree[0] for tree in trees})
+    # keyed like the decoders: ("plain", 0) is the target's graph, (drafter, k) a draft graph,
+    # (drafter, "step") a draft step graph
     graphs = {("plain", 0): TargetGraph(target).eval()} | {
-        (name, k): DraftGraph(draft, trie, k, forced_room).eval() for name, draft in drafts.items() for k in ks}
-    paths = {key: workdir / ("target.onnx" if key == ("plain", 0) else f"draft_{key[0]}_k{key[1]}.onnx")
+        (name, k): DraftGraph(draft, trie, k, forced_room).eval() for name, draft in drafts.items()
+        for k in sorted(set(ks) | set(tree_ks))} | {
+        (name, "step"): DraftStepGraph(draft, trie.sids.tokens_per_item).eval() for name, draft in drafts.items()
+        if trees}
+    paths = {key: workdir / ("target.onnx" if key == ("plain", 0) else f"draft_{key[0]}_{key[1]}.onnx")
              for key in graphs}
     export_graphs(graphs, paths)
     max_len = target.config.max_seq_len
-    return {key: ListDecoder(trie, OnnxTarget(paths[("plain", 0)], 1, threads, trie.sids), max_len,
-                             proposer=None if key == ("plain", 0) else OnnxDraft(paths[key], 1, threads))
-            for key in graphs}
+
+    def decoder(proposer=None) -> ListDecoder:
+        return ListDecoder(trie, OnnxTarget(paths[("plain", 0)], 1, threads, trie.sids), max_len, proposer=proposer)
+
+    decoders = {("plain", 0): decoder()} | {(name, k): decoder(OnnxDraft(paths[(name, k)], 1, threads))
+                                            for name in drafts for k in ks}
+    decoders.update({(name, *tree): decoder(TreeDrafting(OnnxDraft(paths[(name, tree[0])], 1, threads),
+                                                         OnnxDraftScorer(paths[(name, "step")], 1, threads)))
+                     for name in drafts for tree in trees})
+    return decoders
 
 
 def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, examples: list[Example],
@@ -170,16 +185,14 @@ def run_benchmark(target: Target, drafts: dict[str, Draft], trie: ItemTrie, exam
                   trees: list[tuple[int, int, tuple[int, ...], int, float]] = ()) -> dict:
     """Decode every example with every configuration on one runtime; returns the report dict.
     onnxruntime needs the draft graphs' `forced_room` (`padrec.export.forced_room`); token `trees`
-    (as for `torch_decoders`) run on torch only."""
+    are as for `torch_decoders` (on onnxruntime grown by the draft step's tree forward, as served)."""
     if runtime == "torch":
         decoders = torch_decoders(target, drafts, trie, ks, trees=trees)
     else:
-        if trees:
-            raise ValueError("token trees run on torch only: the exported draft graphs unroll chains")
         if forced_room is None:
             raise ValueError("the onnxruntime benchmark needs the draft graphs' forced_room")
         decoders = onnx_decoders(target, drafts, trie, ks, workdir or Path(tempfile.mkdtemp(prefix="padrec_bench_")),
-                                 forced_room)
+                                 forced_room, trees)
     report = compare_decoders(target, decoders, trie, examples, top_n, progress)
     report["runtime"] = runtime
     return report

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", default="2,3,4,5,6", help="draft tokens per round, comma-separated")
     parser.add_argument("--drafters", default=",".join(sorted(DRAFTERS)), help="comma-separated")
     parser.add_argument("--trees", default="", type=tree_shapes, metavar="KxW[@C][:B][~P],...",
-                        help="token trees too (torch only): K deep, W nodes kept per depth, the B likeliest "
+                        help="token trees too: K deep, W nodes kept per depth, the B likeliest "
                              "nodes verified (default all), e.g. 4x2,4x3:6; @C gives the continuations of a node "
                              "at each within-item slot, dash-separated (a position-shaped tree: 4x3@1-3-2-1-1); "
                              "~P drafts no node whose path the draft gives less than P (6x1~0.3: a chain that stops)")
@@ -58,9 +58,6 @@ def run(args: argparse.Namespace) -> int:
     if args.forced_room is not None and (args.runtime != "onnxruntime" or args.forced_room < 1):
         # torch drafts take their forced tokens one step each: only the exported graph has a room to size
         print("error: --forced-room takes a number >= 1, and only with --runtime onnxruntime", file=sys.stderr)
-        return 2
-    if args.trees and args.runtime != "torch":
-        print("error: --trees runs on torch only (the exported draft graphs unroll chains)", file=sys.stderr)
         return 2
     models = load_models(args, args.drafters)
     if models is None:
