@@ -142,13 +142,14 @@ def settings_section(results: dict) -> str:
         f"- Input: the first {s['users']} {s['dataset']} test users' histories (external item IDs), sent in order; "
         f"top_n {s['top_n']}, greedy decoding.",
         f"- Runs: `recommend` at concurrency {listed(s['concurrency'])} for plain and each drafter at k={s['k']}; "
-        f"each drafter at k={listed(s['sweep_k'])} at concurrency 1; `recommend_stream` at concurrency "
-        f"{listed(s['stream_concurrency'])}; plain at top_n {s['calibration_top_n']} (the prefill calibration)"
+        f"each drafter at k={listed(s['sweep_k'])} at concurrency 1; "
+        + (f"`recommend_stream` at concurrency {listed(s['stream_concurrency'])}; " if s["stream_concurrency"] else "")
+        + f"plain at top_n {s['calibration_top_n']} (the prefill calibration)"
         + (f"; beam search at B={listed(s['beam_widths'])}"
            + (f", speculative at (B, D) = {listed(tuple(map(tuple, s['beam_drafts'])))}" if s.get("beam_drafts") else "")
            + f", concurrency {listed(s.get('beam_concurrency', (1,)))}" if s.get("beam_widths") else "")
-        + (f"; token trees {listed(Mode(None, s['k'], 0, 0, *tree).name.removeprefix('None ') for tree in s['trees'])}"
-           ", concurrency 1."
+        + ("; token trees (each drafter, concurrency 1): "
+           + "; ".join(Mode(None, s["k"], 0, 0, *tree).name.removeprefix("None ") for tree in s["trees"]) + "."
            if s.get("trees") else "."),
         f"- Each run sends exactly {s['requests']} requests, at least {s['requests_per_client']} per concurrent "
         f"client (perf_analyzer `--request-count`), after {s['warmup_requests']} unmeasured warm-up requests per "

@@ -12,8 +12,7 @@ import torch
 
 from padrec.decoding.interfaces import DraftScores
 from padrec.decoding.item_marks import copy_prefixes
-from padrec.decoding.onnx_session import cached_past, load_session, new_cache
-from padrec.decoding.onnx_target import tree_path
+from padrec.decoding.onnx_session import cached_past, load_session, new_cache, tree_path
 from padrec.decoding.tree import DraftTreeStep
 
 

@@ -41,3 +41,9 @@ def cached_past(cache: KVCache, rows: torch.Tensor, start: torch.Tensor) -> tupl
     """
     past_k, past_v = cache.view(rows, start)
     return np.ascontiguousarray(past_k.numpy()), np.ascontiguousarray(past_v.numpy())
+
+
+def tree_path(path: Path) -> Path:
+    """Where export writes the token-tree forward of the graph at `path` (`TargetTreeGraph` beside the
+    target, `DraftStepTreeGraph` beside a draft step)."""
+    return path.with_name(f"{path.stem}_tree{path.suffix}")

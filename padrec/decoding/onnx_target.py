@@ -1,6 +1,5 @@
 """A host's target on ONNX Runtime: an exported target graph with its KV cache in the same process,
-and the target's tree forward beside it where export wrote one (`tree_path`). `tree_path` also
-names the draft step's tree forward beside the step graph (`OnnxDraftScorer`)."""
+and the target's tree forward beside it where export wrote one (`tree_path`)."""
 
 from __future__ import annotations
 
@@ -11,14 +10,9 @@ import torch
 
 from padrec.decoding.interfaces import TargetScores
 from padrec.decoding.item_marks import ItemMarkLog, copy_prefixes, keep_paths
-from padrec.decoding.onnx_session import cached_past, load_session, new_cache
+from padrec.decoding.onnx_session import cached_past, load_session, new_cache, tree_path
 from padrec.decoding.tree import TreeLayout
 from padrec.semantic_ids import SemanticIds
-
-
-def tree_path(path: Path) -> Path:
-    """Where export writes the tree forward (`TargetTreeGraph`) of the target graph at `path`."""
-    return path.with_name(f"{path.stem}_tree{path.suffix}")
 
 
 class OnnxTarget:

@@ -30,6 +30,7 @@ import torch
 
 from padrec.beam_verification import differs
 from padrec.benchmark import compare_decoders
+from padrec.config import DecodeConfig
 from padrec.data.split import Example
 from padrec.decoding.beam import BeamDecoder, beam_rows
 from padrec.decoding.constraints import ItemTrie
@@ -38,8 +39,8 @@ from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import BeamRequest
 from padrec.decoding.onnx_draft import OnnxDraft, unforced_path
 from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
-from padrec.decoding.onnx_session import load_session
-from padrec.decoding.onnx_target import OnnxTarget, tree_path
+from padrec.decoding.onnx_session import load_session, tree_path
+from padrec.decoding.onnx_target import OnnxTarget
 from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
 from padrec.decoding.tree import TreeLayout
@@ -58,7 +59,7 @@ SHAPES = ((1, 6, (0,)), (1, 5, (40,)), (3, 4, (23, 0, 9)))
 LATENCY_PAST = 100  # cache positions in the latency runs: a 20-item history of 5-token items
 LATENCY_REPEATS = 50
 SAMPLING_TEMPERATURE = 0.8  # the sampling rows of the draft check
-TREE_CHECK = 3  # tree width of the list check's token trees (num_draft_tokens deep: at most 16 nodes up to 5)
+TREE_CHECK = 3  # tree width of the list check's token trees (narrower where a deep draft would pass max_tree_nodes)
 BEAM_CHECK = (10, 10)  # (beam width, draft width) of the beam check: what a served speculative beam request fits in
 
 
@@ -186,14 +187,15 @@ def list_check(target: Target, draft: Draft, onnx_files: dict[str, Path], trie: 
         return OnnxTarget(onnx_files["target"], 1, sids=trie.sids)
 
     trees = TreeDrafting(OnnxDraft(onnx_files["draft"], 1), OnnxDraftScorer(onnx_files["draft step"], 1))
+    width = max(1, min(TREE_CHECK, DecodeConfig.max_tree_nodes // num_draft_tokens))
     decoders = {
         ("plain", 0): ListDecoder(trie, TorchTarget(target, 1, trie.sids), max_len),
         ("torch", num_draft_tokens): ListDecoder(trie, TorchTarget(target, 1, trie.sids), max_len,
                                                  proposer=TorchDraft(draft, trie.sids, 1)),
         ("onnxruntime", num_draft_tokens): ListDecoder(trie, onnx_target(), max_len,
                                                        proposer=OnnxDraft(onnx_files["draft"], 1)),
-        ("onnxruntime tree", num_draft_tokens, TREE_CHECK, (), 0, 0.0): ListDecoder(trie, onnx_target(), max_len,
-                                                                                    proposer=trees),
+        ("onnxruntime tree", num_draft_tokens, width, (), 0, 0.0): ListDecoder(trie, onnx_target(), max_len,
+                                                                               proposer=trees),
     }
     report = compare_decoders(target, decoders, trie, examples, progress=False)
     failures = [f"{e['drafter']} lists: {e['mismatches']} of {len(examples)} differ from torch greedy"
@@ -256,7 +258,8 @@ def run_checks(target_graph: TargetGraph, draft_graph: DraftGraph, step_graph: D
                "draft": (draft_graph, onnx_files["draft"], partial(draft_inputs, draft_graph)),
                "draft unforced": (unforced, unforced_path(onnx_files["draft"]), partial(unforced_inputs, unforced)),
                "draft step": (step_graph, onnx_files["draft step"], partial(step_inputs, step_graph)),
-               "draft step tree": (step_tree, tree_path(onnx_files["draft step"]), partial(step_tree_inputs, step_tree))}
+               "draft step tree": (step_tree, tree_path(onnx_files["draft step"]),
+                                   partial(step_tree_inputs, step_tree))}
     numerics = {name: compare_graph(graph, path, [inputs(*shape, rng) for shape in SHAPES])
                 for name, (graph, path, inputs) in checked.items()}
     lists, list_failures = list_check(target_graph.target, draft_graph.draft, onnx_files, trie, examples,

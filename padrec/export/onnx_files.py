@@ -20,8 +20,7 @@ import torch
 from onnx_ir.passes.common import DeduplicateInitializersPass
 
 from padrec.decoding.onnx_draft import unforced_path
-from padrec.decoding.onnx_session import GRAPH_KIND_KEY, MAX_SEQ_LEN_KEY
-from padrec.decoding.onnx_target import tree_path
+from padrec.decoding.onnx_session import GRAPH_KIND_KEY, MAX_SEQ_LEN_KEY, tree_path
 from padrec.export.graphs import (
     DraftGraph, DraftStepGraph, DraftStepTreeGraph, TargetGraph, TargetTreeGraph, unforced_round,
 )

@@ -37,8 +37,7 @@ import onnx
 
 from padrec.config import REPO_ROOT
 from padrec.decoding.onnx_draft import unforced_path
-from padrec.decoding.onnx_session import GRAPH_KIND_KEY
-from padrec.decoding.onnx_target import tree_path
+from padrec.decoding.onnx_session import GRAPH_KIND_KEY, tree_path
 
 TARGET_MODEL = "target"
 VERSION = "1"

@@ -33,7 +33,7 @@ from padrec.decoding.draft_tree import TreeDrafting
 from padrec.decoding.engine import ListDecoder
 from padrec.decoding.interfaces import DecodeResult, InvalidRequest
 from padrec.decoding.onnx_draft import DraftGraphLayout
-from padrec.decoding.onnx_target import tree_path
+from padrec.decoding.onnx_session import tree_path
 from padrec.export.repository import MANIFEST, TARGET_MODEL, VERSION, draft_model_name, draft_step_model_name, graph_io
 from padrec.semantic_ids import SemanticIds
 from padrec.serving.parameters import ServedRequest

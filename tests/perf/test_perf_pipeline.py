@@ -21,7 +21,8 @@ from perf.run import RESULTS_FILE, Endpoints, benchmark
 OFFLINE_BENCH = Path(__file__).resolve().parents[2] / "results" / "bench_beauty_onnxruntime.json"
 # Every kind of run at concurrency 1, twice over with two measured requests each.
 TINY = Settings(users=20, concurrency=(1,), sweep_k=(1,), requests=2, requests_per_client=1, repeats=2,
-                warmup_requests=2, beam_widths=(10,), beam_concurrency=(1,), beam_drafts=((10, 4),), trees=((2, 0, ""),))
+                warmup_requests=2, beam_widths=(10,), beam_concurrency=(1,), beam_drafts=((10, 4),),
+                trees=((2, 0, ""),))
 # A row as perf_analyzer 2.51 writes it for `recommend` (latencies in microseconds).
 CSV = ("Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
        "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n"

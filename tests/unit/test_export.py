@@ -23,8 +23,8 @@ from padrec.decoding.beam import BeamDecoder, beam_rows
 from padrec.decoding.interfaces import BeamRequest
 from padrec.decoding.onnx_draft import OnnxDraft, unforced_path
 from padrec.decoding.onnx_draft_scorer import OnnxDraftScorer
-from padrec.decoding.onnx_session import load_session
-from padrec.decoding.onnx_target import OnnxTarget, tree_path
+from padrec.decoding.onnx_session import load_session, tree_path
+from padrec.decoding.onnx_target import OnnxTarget
 from padrec.decoding.torch_draft import TorchDraft
 from padrec.decoding.torch_target import TorchTarget
 from padrec.export.checks import (
@@ -66,8 +66,8 @@ class Recording:
     def propose(self, batch):
         proposal = self.inner.propose(batch)
         parents = proposal.parents if proposal.parents is not None else np.full(proposal.tokens.shape, -2)
-        self.calls.append([(proposal.tokens[r, : proposal.counts[r]].tolist(), parents[r, : proposal.counts[r]].tolist())
-                           for r in range(len(batch.rows))])
+        self.calls.append([(proposal.tokens[r, :n].tolist(), parents[r, :n].tolist())
+                           for r, n in enumerate(proposal.counts)])
         return proposal
 
 

@@ -194,9 +194,9 @@ def test_bad_tree_requests_are_refused_alone_and_trees_become_chains_under_load(
     calls: list[str] = []
     served = ServedDecoder(exported_tiny.repository, direct_call(services, calls), range(4), serving)
     good = parse_request([1, 5], {"top_n": 3, "num_draft_tokens": 3, "tree_width": 3})
-    bad = [parse_request([1, 5], {"top_n": 3, **p}) for p in ({"num_draft_tokens": 3, "tree_width": 6},
-                                                               {"tree_width": 2, "num_draft_tokens": 2, "tree_budget": 5},
-                                                               {"tree_width": 2, "num_draft_tokens": 2, "tree_slot_widths": "1,2"})]
+    mistakes = ({"num_draft_tokens": 3, "tree_width": 6}, {"tree_width": 2, "num_draft_tokens": 2, "tree_budget": 5},
+                {"tree_width": 2, "num_draft_tokens": 2, "tree_slot_widths": "1,2"})
+    bad = [parse_request([1, 5], {"top_n": 3, **p}) for p in mistakes]
     outcomes = served.decode([bad[0], good, bad[1], bad[2]])
     assert isinstance(outcomes[1], DecodeResult) and served.pool.in_use == 0
     for outcome, message in zip((outcomes[0], outcomes[2], outcomes[3]),
