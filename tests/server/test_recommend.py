@@ -81,6 +81,22 @@ def test_served_token_trees_give_plain_greedy_lists(recommend_server, served_rep
             differing = [u for u, (a, b) in enumerate(zip(lists, expected_lists)) if a != b]
             assert not differing, f"{name}: {len(differing)} of {TREE_USERS} lists differ, users {differing[:10]}"
             taus[name] = np.median([r["TAU"][0, 0] for r in served])
+        # streamed too: recommend_stream decodes with the same engine, one response per item
+        responses: queue.Queue = queue.Queue()
+        client.start_stream(callback=lambda result, error: responses.put((result, error)))
+        client.async_stream_infer("recommend_stream", [history_input(beauty_histories[0])],
+                                  parameters={"num_draft_tokens": 4, "tree_width": 3},
+                                  enable_empty_final_response=True)
+        streamed = []
+        while True:
+            result, error = responses.get(timeout=120)
+            assert error is None, error
+            if result.as_numpy("ITEM_IDS") is not None:
+                streamed += [item.decode() for item in result.as_numpy("ITEM_IDS")[0]]
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                break
+        client.stop_stream()
+    assert streamed == expected_lists[0]
     assert taus["tree"] > taus["chain"] > 1.5
 
 
