@@ -30,10 +30,14 @@ class Mode:
             return (f"{self.drafter} beam B={self.beam_width} D={self.draft_width}" if self.draft_width
                     else f"beam B={self.beam_width}")
         if self.tree_width:
-            return (f"{self.drafter} k={self.k} tree {self.tree_width} wide"
-                    + (f" by slot {self.tree_slot_widths}" if self.tree_slot_widths else "")
-                    + (f", {self.tree_budget} nodes" if self.tree_budget else ""))
+            return f"{self.drafter} k={self.k} {self.tree_shape}"
         return "plain" if self.k == 0 else f"{self.drafter} k={self.k}"
+
+    @property
+    def tree_shape(self) -> str:
+        """A token tree's shape in words: "tree 3 wide by slot 1,3,2,1,1, 8 nodes"."""
+        return (f"tree {self.tree_width} wide" + (f" by slot {self.tree_slot_widths}" if self.tree_slot_widths else "")
+                + (f", {self.tree_budget} nodes" if self.tree_budget else ""))
 
     def parameters(self) -> list[tuple[str, object, str]]:
         """Triton request parameters (name, value, type) selecting this mode."""

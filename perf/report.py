@@ -149,7 +149,8 @@ def settings_section(results: dict) -> str:
            + (f", speculative at (B, D) = {listed(tuple(map(tuple, s['beam_drafts'])))}" if s.get("beam_drafts") else "")
            + f", concurrency {listed(s.get('beam_concurrency', (1,)))}" if s.get("beam_widths") else "")
         + ("; token trees (each drafter, concurrency 1): "
-           + "; ".join(Mode(None, s["k"], 0, 0, *tree).name.removeprefix("None ") for tree in s["trees"]) + "."
+           + "; ".join(f"k={s['k']} " + Mode(tree_width=w, tree_budget=b, tree_slot_widths=c).tree_shape
+                       for w, b, c in s["trees"]) + "."
            if s.get("trees") else "."),
         f"- Each run sends exactly {s['requests']} requests, at least {s['requests_per_client']} per concurrent "
         f"client (perf_analyzer `--request-count`), after {s['warmup_requests']} unmeasured warm-up requests per "

@@ -7,7 +7,7 @@ keeps the cache beside itself. The engine cannot tell the difference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -39,6 +39,11 @@ class DecodeRequest:
     # a draft that knows when to stop: nodes whose path the draft gives less than this probability
     # are not drafted (with tree_width 1: a chain that stops where the draft is unsure)
     tree_min_prob: float = 0.0
+
+    def as_chain(self, num_draft_tokens: int) -> "DecodeRequest":
+        """This request drafting a chain of `num_draft_tokens` per round instead (no tree)."""
+        return replace(self, num_draft_tokens=num_draft_tokens, tree_width=0, tree_budget=0, tree_slot_widths=(),
+                       tree_min_prob=0.0)
 
 
 @dataclass(frozen=True)

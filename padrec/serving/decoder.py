@@ -161,8 +161,7 @@ class ServedDecoder:
             return requests
         cap = self.serving.draft_tokens_under_load
         return [r if r.mode == "beam" else
-                replace(r, request=replace(r.request, num_draft_tokens=min(r.request.num_draft_tokens, cap),
-                                           tree_width=0, tree_budget=0, tree_slot_widths=(), tree_min_prob=0.0))
+                replace(r, request=r.request.as_chain(min(r.request.num_draft_tokens, cap)))
                 for r in requests]
 
     def _search(self, requests: list[ServedRequest], wave: list[int], held: dict[int, list[int]],

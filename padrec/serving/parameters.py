@@ -71,10 +71,10 @@ def parse_request(history: list[int], parameters: dict, serving: ServingConfig =
         temperature=float(parameters.get("temperature", decode.temperature)),
         top_p=float(parameters.get("top_p", decode.top_p)),
         seed=parameters.get("seed", decode.seed),
-        tree_width=parameters.get("tree_width", 0),
-        tree_budget=parameters.get("tree_budget", 0),
+        tree_width=parameters.get("tree_width", DecodeRequest.tree_width),
+        tree_budget=parameters.get("tree_budget", DecodeRequest.tree_budget),
         tree_slot_widths=slot_widths(parameters.get("tree_slot_widths", "")),
-        tree_min_prob=float(parameters.get("tree_min_prob", 0.0)),
+        tree_min_prob=float(parameters.get("tree_min_prob", DecodeRequest.tree_min_prob)),
     )
     return ServedRequest(request, drafter)
 

@@ -59,6 +59,8 @@ class RemoteTarget:
 
     def _kept_inputs(self, rows: np.ndarray, start: np.ndarray) -> dict[str, np.ndarray]:
         """The kept paths of `rows` that their call continues (padded: -1, PAD), or nothing."""
+        if not self.kept:  # chains and plain decoding keep nothing
+            return {}
         paths = [self.kept.pop(row, None) for row in rows.tolist()]
         paths = [p if p is not None and p[0] + len(p[1]) == s else None for p, s in zip(paths, start.tolist())]
         if not any(p is not None for p in paths):
